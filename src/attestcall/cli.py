@@ -1,0 +1,267 @@
+"""The ``attestcall`` command line: thin glue over the keep, the front ends and the simulators."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from attestcall import __version__
+from attestcall.abi import NONCE_SIZE, BufferMemory, Technology, get_attestation
+from attestcall.errors import AttestcallError, PayloadError, UsageError
+from attestcall.keep.platforms import TEE_NAMES, open_keep, resolve_tee
+
+WASM_SUFFIXES = (".wasm", ".wat")
+EXIT_USAGE = 2
+EXIT_PAYLOAD = 127
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so every error is one line from main()."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _hex_bytes(size: int, what: str):
+    def parse(text: str) -> bytes:
+        try:
+            value = bytes.fromhex(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be hex digits") from None
+        if len(value) != size:
+            raise argparse.ArgumentTypeError(
+                f"{what} must be {size * 2} hex digits ({size} bytes), got {len(text)}"
+            )
+        return value
+
+    return parse
+
+
+def _u16(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 0xFFFF:
+        raise argparse.ArgumentTypeError(f"{value} is outside 0..65535")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def _add_keep_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tee",
+        choices=TEE_NAMES,
+        default=os.environ.get("ATTESTCALL_TEE", "auto"),
+        help="the TEE to answer get_attestation with: 'auto' (real hardware when found, else "
+        "'none'; the default, or $ATTESTCALL_TEE), 'none' (technology 0), 'sgx-sim' "
+        "(simulated Intel SGX, DCAP quote v3)",
+    )
+    sgx = parser.add_argument_group("simulated SGX enclave identity (default: derived from the payload)")
+    sgx.add_argument("--mrenclave", type=_hex_bytes(32, "--mrenclave"), metavar="HEX",
+                     help="MRENCLAVE, 64 hex digits (default: a hash of the payload's bytes)")
+    sgx.add_argument("--mrsigner", type=_hex_bytes(32, "--mrsigner"), metavar="HEX",
+                     help="MRSIGNER, 64 hex digits (default: the simulated signer key's)")
+    sgx.add_argument("--isv-prodid", type=_u16, metavar="N", help="ISVPRODID (0..65535)")
+    sgx.add_argument("--isv-svn", type=_u16, metavar="N", help="ISVSVN (0..65535)")
+    sgx.add_argument("--debug-enclave", action="store_true",
+                     help="set the DEBUG attribute (off by default; verifiers reject it)")
+    parser.add_argument("--host-timeout", type=_positive_float, default=10.0, metavar="SECONDS",
+                        help="how long the shim waits for the host (default 10)")
+
+
+def _build_parser() -> _Parser:
+    parser = _Parser(
+        prog="attestcall",
+        description="Run payloads in a keep that answers get_attestation (syscall 0xEA01), "
+        "and manage the simulated TEE platforms.",
+    )
+    parser.add_argument("--version", action="version", version=f"attestcall {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    run = commands.add_parser(
+        "run",
+        help="run a native x86-64 program or a WebAssembly module in a keep",
+        description="Run PROGRAM in a keep. A .wasm or .wat PROGRAM runs in wasmtime with WASI "
+        "and the import attestation.get_attestation; anything else is started as a native "
+        "x86-64 Linux program whose syscall 0xEA01 the keep answers. The exit status is the "
+        "payload's (128+N when it dies of signal N).",
+    )
+    _add_keep_options(run)
+    run.add_argument("program", metavar="PROGRAM", help="the payload to run")
+    run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
+                     help="arguments for the payload")
+
+    attest = commands.add_parser(
+        "attest",
+        help="produce evidence once, through the same shim and host",
+        description="Ask the keep's get_attestation once with NONCE and write the evidence "
+        "to FILE ('-' for standard output).",
+    )
+    _add_keep_options(attest)
+    attest.add_argument("--nonce", required=True, type=_hex_bytes(NONCE_SIZE, "--nonce"),
+                        metavar="HEX", help="the 64-byte nonce, 128 hex digits")
+    attest.add_argument("-o", "--output", required=True, metavar="FILE",
+                        help="where to write the evidence ('-' for standard output)")
+    attest.add_argument("--payload", metavar="FILE",
+                        help="measure this file as the payload (default: nothing, an empty payload)")
+
+    sim = commands.add_parser("sim", help="show or reset the simulated platforms' state",
+                              description="The simulated platforms keep their roots, keys and "
+                              "TCB levels in $ATTESTCALL_HOME, else $XDG_DATA_HOME/attestcall.")
+    sim_commands = sim.add_subparsers(dest="sim_command", metavar="ACTION", parser_class=_Parser)
+    sim_commands.add_parser("show", help="print the simulated platforms' state")
+    sim_commands.add_parser("reset", help="recreate the simulated platforms' state (new keys)")
+
+    commands.add_parser("include-dir", help="print the directory holding attestcall.h",
+                        description="Print the directory of attestcall.h, for "
+                        "cc -I\"$(attestcall include-dir)\" app.c")
+    return parser
+
+
+def _identity(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "mrenclave": args.mrenclave,
+        "mrsigner": args.mrsigner,
+        "isv_prod_id": args.isv_prodid,
+        "isv_svn": args.isv_svn,
+        "debug": True if args.debug_enclave else None,
+    }
+
+
+def _read_payload(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise PayloadError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    tee = resolve_tee(args.tee)
+    program: str = args.program
+    if program.endswith(WASM_SUFFIXES):
+        from attestcall.frontends.wasm import run_wasm
+
+        payload = _read_payload(program)
+        with open_keep(tee, payload, identity=_identity(args), timeout=args.host_timeout) as keep:
+            return run_wasm(program, args.args, keep.source)
+
+    from attestcall.frontends.native import check_program, run_native
+
+    resolved = check_program(program)
+    payload = _read_payload(resolved)
+    with open_keep(tee, payload, identity=_identity(args), timeout=args.host_timeout) as keep:
+        return run_native([program, *args.args], keep.source)
+
+
+def _write_output(path: str, data: bytes) -> None:
+    if path == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.")
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, target)
+    except OSError as exc:
+        os.unlink(tmp)
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _cmd_attest(args: argparse.Namespace) -> int:
+    tee = resolve_tee(args.tee)
+    payload = _read_payload(args.payload) if args.payload else b""
+    with open_keep(tee, payload, identity=_identity(args), timeout=args.host_timeout) as keep:
+        memory = BufferMemory(bytearray(NONCE_SIZE))
+        memory.write(memory.base, args.nonce)
+        query = get_attestation(0, 0, 0, 0, memory=memory, source=keep.source)
+        if not query.ok:
+            return _failed(-query.ret)
+        memory.data.extend(bytes(max(query.ret, 1)))
+        buf = memory.base + NONCE_SIZE
+        outcome = get_attestation(memory.base, NONCE_SIZE, buf, max(query.ret, 1),
+                                  memory=memory, source=keep.source)
+        if not outcome.ok:
+            return _failed(-outcome.ret)
+    evidence = memory.read(buf, outcome.ret) if outcome.ret else b""
+    _write_output(args.output, evidence)
+    tech = outcome.technology
+    name = Technology(tech).name if tech in Technology._value2member_map_ else "unknown"
+    where = "standard output" if args.output == "-" else args.output
+    print(f"technology {tech} ({name}), {outcome.ret} bytes written to {where}",
+          file=sys.stderr if args.output == "-" else sys.stdout)
+    return 0
+
+
+def _failed(code: int) -> int:
+    name = errno.errorcode.get(code, str(code))
+    print(f"attestcall: get_attestation failed: {name} ({os.strerror(code)})", file=sys.stderr)
+    return 1
+
+
+def _cmd_sim(args: argparse.Namespace, parser: _Parser) -> int:
+    from attestcall import simstate
+
+    if args.sim_command == "show":
+        print(simstate.describe())
+        return 0
+    if args.sim_command == "reset":
+        simstate.reset()
+        print(f"simulated platform state recreated in {simstate.sim_home()}")
+        return 0
+    raise UsageError("attestcall sim: choose an action: show or reset")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command == "run":
+            return _cmd_run(args)
+        if args.command == "attest":
+            return _cmd_attest(args)
+        if args.command == "sim":
+            return _cmd_sim(args, parser)
+        if args.command == "include-dir":
+            from attestcall.include_dir import include_dir
+
+            print(include_dir())
+            return 0
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    except UsageError as exc:
+        print(f"attestcall: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except PayloadError as exc:
+        print(f"attestcall: {exc}", file=sys.stderr)
+        return EXIT_PAYLOAD
+    except AttestcallError as exc:
+        print(f"attestcall: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
