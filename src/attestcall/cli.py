@@ -19,6 +19,7 @@ from attestcall.keep.platforms import TEE_NAMES, open_keep, resolve_tee
 WASM_SUFFIXES = (".wasm", ".wat")
 EXIT_USAGE = 2
 EXIT_PAYLOAD = 127
+EXIT_INTERNAL = 70
 
 
 class _Parser(argparse.ArgumentParser):
@@ -220,7 +221,9 @@ def _failed(code: int) -> int:
     return 1
 
 
-def _cmd_sim(args: argparse.Namespace, parser: _Parser) -> int:
+def _cmd_sim(args: argparse.Namespace) -> int:
+    if args.sim_command not in ("show", "reset"):
+        raise UsageError("attestcall sim: choose an action: show or reset")
     from attestcall import simstate
 
     if args.sim_command == "show":
@@ -229,8 +232,7 @@ def _cmd_sim(args: argparse.Namespace, parser: _Parser) -> int:
     if args.sim_command == "reset":
         simstate.reset()
         print(f"simulated platform state recreated in {simstate.sim_home()}")
-        return 0
-    raise UsageError("attestcall sim: choose an action: show or reset")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -242,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "attest":
             return _cmd_attest(args)
         if args.command == "sim":
-            return _cmd_sim(args, parser)
+            return _cmd_sim(args)
         if args.command == "include-dir":
             from attestcall.include_dir import include_dir
 
@@ -261,6 +263,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug: still one line, unless asked for more
+        if os.environ.get("ATTESTCALL_DEBUG"):
+            raise
+        print(f"attestcall: internal error: {type(exc).__name__}: {exc} "
+              "(set ATTESTCALL_DEBUG=1 for a traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -1,0 +1,5 @@
+import sys
+
+from attestcall.cli import main
+
+sys.exit(main())

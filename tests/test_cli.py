@@ -1,0 +1,111 @@
+"""The command line: bad invocations give one clear line and a non-zero status."""
+
+import subprocess
+import sys
+
+import pytest
+
+NONCE = "ab" * 64
+
+
+def attestcall(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "attestcall", *args], capture_output=True,
+                          text=True, timeout=120, **kw)
+
+
+def one_line_error(result):
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        ([], None),
+        (["frobnicate"], "invalid choice"),
+        (["run"], "PROGRAM"),
+        (["run", "--tee", "tdx-real", "/bin/true"], "invalid choice"),
+        (["attest", "--tee", "none", "-o", "x"], "--nonce"),
+        (["attest", "--tee", "none", "--nonce", "abcd", "-o", "x"], "128 hex digits"),
+        (["attest", "--tee", "none", "--nonce", "zz" * 64, "-o", "x"], "hex digits"),
+        (["attest", "--tee", "none", "--nonce", NONCE], "--output"),
+        (["run", "--isv-svn", "70000", "/bin/true"], "outside 0..65535"),
+        (["run", "--mrenclave", "00", "/bin/true"], "64 hex digits"),
+        (["run", "--host-timeout", "-1", "/bin/true"], "greater than 0"),
+        (["sim"], "show or reset"),
+    ],
+)
+def test_bad_invocations_exit_2(args, needle, tmp_path):
+    result = attestcall(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    if needle is None:
+        assert "usage" in result.stderr
+    else:
+        assert needle in one_line_error(result)
+
+
+@pytest.mark.parametrize(
+    "program, needle",
+    [
+        ("/nonexistent/payload", "not found"),
+        ("no-such-command-anywhere", "not found"),
+        ("/etc/passwd", "not executable"),
+        ("/tmp", "directory"),
+    ],
+)
+def test_payload_that_cannot_run_exits_127_with_one_line(program, needle):
+    result = attestcall("run", "--tee", "none", program)
+    assert result.returncode == 127
+    assert needle in one_line_error(result).lower()
+
+
+def test_bad_wasm_module_is_one_line(tmp_path):
+    module = tmp_path / "broken.wasm"
+    module.write_bytes(b"\0asm garbage")
+    result = attestcall("run", "--tee", "none", str(module))
+    assert result.returncode == 127
+    one_line_error(result)
+
+
+def test_help_lists_the_commands():
+    result = attestcall("--help")
+    assert result.returncode == 0
+    for command in ("run", "attest", "sim", "include-dir"):
+        assert command in result.stdout
+    result = attestcall("run", "--help")
+    assert "--tee" in result.stdout and "sgx-sim" in result.stdout
+
+
+def test_attest_none_writes_empty_evidence(tmp_path):
+    out = tmp_path / "e.bin"
+    result = attestcall("attest", "--tee", "none", "--nonce", NONCE, "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"technology 0 (NONE), 0 bytes written to {out}"
+    assert out.read_bytes() == b""
+
+
+def test_auto_falls_back_to_none_and_says_so(tmp_path):
+    out = tmp_path / "e.bin"
+    result = attestcall("attest", "--nonce", NONCE, "-o", str(out),
+                        env={"PATH": "/usr/bin:/bin", "ATTESTCALL_TEE": "auto",
+                             "HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert "no TEE hardware found" in result.stderr
+    assert "technology 0" in result.stdout
+
+
+def test_attest_into_unwritable_place_is_one_line(tmp_path):
+    result = attestcall("attest", "--tee", "none", "--nonce", NONCE, "-o",
+                        str(tmp_path / "missing-dir" / "e.bin"))
+    assert result.returncode == 2
+    assert "cannot write" in one_line_error(result)
+
+
+def test_include_dir_holds_the_header():
+    from pathlib import Path
+
+    result = attestcall("include-dir")
+    assert result.returncode == 0
+    assert (Path(result.stdout.strip()) / "attestcall.h").is_file()
