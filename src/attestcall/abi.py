@@ -141,7 +141,9 @@ class BufferMemory:
     """A Memory over a bytearray, addresses offset by ``base``; used by ``attestcall attest``
     and the tests. Address 0 is never mapped (like a NULL page)."""
 
-    def __init__(self, data: bytearray, base: int = 0x10000, readonly: tuple[int, int] | None = None):
+    def __init__(
+        self, data: bytearray, base: int = 0x10000, readonly: tuple[int, int] | None = None
+    ):
         self.data = data
         self.base = base
         self.readonly = readonly  # (start, end) addresses that refuse writes

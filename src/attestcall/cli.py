@@ -73,7 +73,9 @@ def _add_keep_options(parser: argparse.ArgumentParser) -> None:
         "'none'; the default, or $ATTESTCALL_TEE), 'none' (technology 0), 'sgx-sim' "
         "(simulated Intel SGX, DCAP quote v3)",
     )
-    sgx = parser.add_argument_group("simulated SGX enclave identity (default: derived from the payload)")
+    sgx = parser.add_argument_group(
+        "simulated SGX enclave identity (default: derived from the payload)"
+    )
     sgx.add_argument("--mrenclave", type=_hex_bytes(32, "--mrenclave"), metavar="HEX",
                      help="MRENCLAVE, 64 hex digits (default: a hash of the payload's bytes)")
     sgx.add_argument("--mrsigner", type=_hex_bytes(32, "--mrsigner"), metavar="HEX",
@@ -120,7 +122,7 @@ def _build_parser() -> _Parser:
     attest.add_argument("-o", "--output", required=True, metavar="FILE",
                         help="where to write the evidence ('-' for standard output)")
     attest.add_argument("--payload", metavar="FILE",
-                        help="measure this file as the payload (default: nothing, an empty payload)")
+                        help="measure this file as the payload (default: an empty payload)")
 
     sim = commands.add_parser("sim", help="show or reset the simulated platforms' state",
                               description="The simulated platforms keep their roots, keys and "

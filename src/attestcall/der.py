@@ -60,7 +60,8 @@ def encode_tlv(tag: int, value: bytes) -> bytes:
 
 def _encode_signed(value: int) -> bytes:
     # Minimal two's complement: the fewest bytes that keep the sign bit right.
-    length = value.bit_length() // 8 + 1
+    magnitude = value if value >= 0 else ~value
+    length = (magnitude.bit_length() + 8) // 8
     return value.to_bytes(length, "big", signed=True)
 
 

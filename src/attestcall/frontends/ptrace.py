@@ -136,12 +136,10 @@ def setregs(tid: int, regs: UserRegs) -> None:
         raise _fail(f"PTRACE_SETREGS {tid}")
 
 
-_eventmsg = ctypes.c_ulong()
-
-
 def geteventmsg(tid: int) -> int:
-    ptrace(PTRACE_GETEVENTMSG, tid, None, ctypes.byref(_eventmsg))
-    return _eventmsg.value
+    message = ctypes.c_ulong()
+    ptrace(PTRACE_GETEVENTMSG, tid, None, ctypes.byref(message))
+    return message.value
 
 
 def process_vm_readv(tid: int, local: IoVec, remote: IoVec) -> int:

@@ -16,6 +16,7 @@ answers them -ENOSYS).
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import struct
 
@@ -36,6 +37,7 @@ BPF_RET_K = 0x06 | 0x00  # BPF_RET | BPF_K
 PR_SET_NO_NEW_PRIVS = 38
 SYS_SECCOMP = 317
 SECCOMP_SET_MODE_FILTER = 1
+SECCOMP_FILTER_FLAG_SPEC_ALLOW = 1 << 2
 
 _SOCK_FILTER = struct.Struct("=HBBI")
 
@@ -82,7 +84,11 @@ def install(program: bytes) -> None:
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
     code = ctypes.create_string_buffer(program, len(program))
     fprog = SockFprog(len(program) // _SOCK_FILTER.size, ctypes.addressof(code))
-    _check(
-        _libc.syscall(SYS_SECCOMP, SECCOMP_SET_MODE_FILTER, 0, ctypes.byref(fprog)),
-        "seccomp(SECCOMP_SET_MODE_FILTER)",
-    )
+    # The filter is a trap, not a sandbox: SPEC_ALLOW keeps the kernel from forcing
+    # speculative-store-bypass mitigations on the payload just because a filter exists
+    # (kernels before 5.16 did so by default). Kernels without the flag get none.
+    flags = SECCOMP_FILTER_FLAG_SPEC_ALLOW
+    result = _libc.syscall(SYS_SECCOMP, SECCOMP_SET_MODE_FILTER, flags, ctypes.byref(fprog))
+    if result != 0 and ctypes.get_errno() == errno.EINVAL:
+        result = _libc.syscall(SYS_SECCOMP, SECCOMP_SET_MODE_FILTER, 0, ctypes.byref(fprog))
+    _check(result, "seccomp(SECCOMP_SET_MODE_FILTER)")

@@ -1,0 +1,746 @@
+"""A simulated Intel SGX machine that follows the real DCAP flow, byte for byte.
+
+Pieces, as on real hardware:
+
+- :class:`SimulatedCpu` plays EREPORT: it MACs a REPORT body with AES-128-CMAC under the
+  *target* enclave's report key.
+- :class:`QuotingEnclave` plays the DCAP quoting enclave (QE3): it recomputes its own report
+  key (as EGETKEY would), rejects a REPORT whose MAC does not verify, and signs a quote v3
+  with its ECDSA P-256 attestation key. Like the real QE, it certifies the attestation key
+  once (the QE report signed by the PCK key, which the real PCE does at key generation)
+  and reuses that certification for every quote.
+- :func:`load_state` reads the simulated platform (under ``sim_home()/sgx``) once per
+  process: a simulated Intel SGX Root CA -> PCK Platform CA -> PCK certificate chain shaped
+  like Intel's, the QE attestation key, the CPU secret, the enclave signer and the TCB
+  levels. Every subject says SIMULATED.
+
+Report key derivation (the simulated EGETKEY/EREPORT key) is HKDF-SHA256 with no salt,
+input keying material the 32-byte CPU secret, 16 bytes out, and ``info`` =
+``b"attestcall-sim SGX REPORT key v1"`` || target MRENCLAVE (32) || target ATTRIBUTES (16)
+|| CET_ATTRIBUTES (1) || CONFIGSVN (2, LE) || MISCSELECT (4, LE) || CONFIGID (64) ||
+CPUSVN (16) || KEYID (32): the same dependencies the real key has, so a REPORT made for
+another target, or under another CPU, does not verify.
+
+MRENCLAVE of a simulated enclave is SHA-256(``b"attestcall-sim MRENCLAVE v1\\0"`` ||
+payload bytes): a stand-in for the real page-by-page measurement, distinct per payload.
+MRSIGNER is what SGX computes: SHA-256 of the signer's RSA-3072 modulus, little-endian
+(the signer key has public exponent 3, as SIGSTRUCT requires).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import functools
+import hashlib
+import json
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import cmac, hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.ciphers import algorithms
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.x509.oid import NameOID
+
+from attestcall import simstate
+from attestcall.errors import AttestcallError
+from attestcall.intel.pck import (
+    SGX_TYPE_SCALABLE,
+    PckConfiguration,
+    PckExtension,
+    PckTcb,
+)
+from attestcall.intel.quote import (
+    ATT_KEY_TYPE_ECDSA_P256,
+    CERT_PCK_CHAIN,
+    INTEL_QE_VENDOR_ID,
+    QUOTE_VERSION_3,
+    TEE_TYPE_SGX,
+    CertificationData,
+    QeReportCertificationData,
+    QuoteHeader,
+    public_key_to_raw,
+    signature_from_der,
+)
+from attestcall.intel.structs import (
+    ATTR_DEBUG,
+    ATTR_INIT,
+    ATTR_MODE64BIT,
+    ATTR_PROVISIONKEY,
+    Report,
+    ReportBody,
+    SgxFormatError,
+    TargetInfo,
+    attributes_bytes,
+)
+
+PLATFORM = "sgx"
+REPORT_DATA_SIZE = 64
+QE_AUTH_DATA = bytes(range(32))
+DEFAULT_ATTRIBUTE_FLAGS = ATTR_INIT | ATTR_MODE64BIT  # 0x05, DEBUG off
+DEFAULT_XFRM = 0xE7
+QE_ATTRIBUTE_FLAGS = ATTR_INIT | ATTR_MODE64BIT | ATTR_PROVISIONKEY  # 0x15 as Intel's QE3
+_REPORT_KEY_LABEL = b"attestcall-sim SGX REPORT key v1"
+_MRENCLAVE_LABEL = b"attestcall-sim MRENCLAVE v1\x00"
+
+# Files under sim_home()/sgx
+ROOT_CERT, ROOT_KEY = "root_ca.pem", "root_ca.key.pem"
+PLATFORM_CA_CERT, PLATFORM_CA_KEY = "pck_platform_ca.pem", "pck_platform_ca.key.pem"
+PCK_CERT, PCK_KEY = "pck.pem", "pck.key.pem"
+TCB_SIGNING_CERT, TCB_SIGNING_KEY = "tcb_signing.pem", "tcb_signing.key.pem"
+ATTESTATION_KEY = "qe_attestation.key.pem"
+ENCLAVE_SIGNER_KEY = "enclave_signer.key.pem"
+CPU_SECRET = "cpu_secret.bin"
+PLATFORM_JSON = "platform.json"
+TCB_LEVELS_JSON = "tcb_levels.json"
+QE_IDENTITY_JSON = "qe_identity.json"
+_PRIVATE = (ROOT_KEY, PLATFORM_CA_KEY, PCK_KEY, TCB_SIGNING_KEY, ATTESTATION_KEY,
+            ENCLAVE_SIGNER_KEY, CPU_SECRET)  # fmt: skip
+
+# Simulated CRL locations: the shape of Intel's, under a name that never resolves.
+SIM_CRL_BASE = "https://sgx-sim.attestcall.invalid"
+ROOT_CRL_URL = f"{SIM_CRL_BASE}/IntelSGXRootCA.der"
+PLATFORM_CRL_URL = f"{SIM_CRL_BASE}/sgx/certification/v4/pckcrl?ca=platform&encoding=der"
+
+# The simulated platform's TCB (component SVNs as on a recent Xeon; CPUSVN carries them).
+SIM_TCB_COMP_SVNS = (11, 11, 2, 2, 255, 1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+SIM_PCE_SVN = 13
+SIM_QE_SVN = 8
+SIM_FMSPC = bytes.fromhex("00906ED50000")
+SIM_PCE_ID = bytes(2)
+
+
+class ReportRejected(AttestcallError):
+    """The quoting enclave refused a REPORT: malformed, or its MAC does not verify."""
+
+
+class EreportError(AttestcallError, ValueError):
+    """EREPORT was called with a TARGETINFO or REPORTDATA of the wrong size or form."""
+
+
+# ------------------------------------------------------------------------ enclave identity
+
+
+@dataclass(frozen=True)
+class EnclaveIdentity:
+    """What EREPORT puts in a REPORT body about the calling enclave."""
+
+    mrenclave: bytes
+    mrsigner: bytes
+    isv_prod_id: int = 0
+    isv_svn: int = 0
+    attribute_flags: int = DEFAULT_ATTRIBUTE_FLAGS
+    xfrm: int = DEFAULT_XFRM
+    misc_select: int = 0
+    config_id: bytes = bytes(64)
+    config_svn: int = 0
+    isv_ext_prod_id: bytes = bytes(16)
+    isv_family_id: bytes = bytes(16)
+
+    def __post_init__(self) -> None:
+        # Validate every field once, through the REPORT body's own checks.
+        self.report_body(bytes(16), bytes(REPORT_DATA_SIZE))
+
+    @property
+    def attributes(self) -> bytes:
+        return attributes_bytes(self.attribute_flags, self.xfrm)
+
+    @property
+    def debug(self) -> bool:
+        return bool(self.attribute_flags & ATTR_DEBUG)
+
+    @classmethod
+    def for_payload(cls, payload: bytes, state: SgxState, **overrides: Any) -> EnclaveIdentity:
+        """The identity of an enclave built from ``payload`` and signed by the state's signer.
+
+        Keyword overrides replace any field; ``None`` means "keep the default", and
+        ``debug=True``/``False`` sets or clears the DEBUG attribute.
+        """
+        identity = cls(measure_payload(payload), state.enclave_signer_mrsigner)
+        debug = overrides.pop("debug", None)
+        changes = {name: value for name, value in overrides.items() if value is not None}
+        if debug is not None:
+            flags = changes.get("attribute_flags", identity.attribute_flags)
+            changes["attribute_flags"] = flags | ATTR_DEBUG if debug else flags & ~ATTR_DEBUG
+        return dataclasses.replace(identity, **changes) if changes else identity
+
+    def target_info(self) -> TargetInfo:
+        """The TARGETINFO another enclave uses to make a REPORT for this one."""
+        return TargetInfo(
+            mr_enclave=self.mrenclave,
+            attributes=self.attributes,
+            config_svn=self.config_svn,
+            misc_select=self.misc_select,
+            config_id=self.config_id,
+        )
+
+    def report_body(self, cpu_svn: bytes, report_data: bytes) -> ReportBody:
+        return ReportBody(
+            cpu_svn=cpu_svn,
+            misc_select=self.misc_select,
+            isv_ext_prod_id=self.isv_ext_prod_id,
+            attributes=self.attributes,
+            mr_enclave=self.mrenclave,
+            mr_signer=self.mrsigner,
+            config_id=self.config_id,
+            isv_prod_id=self.isv_prod_id,
+            isv_svn=self.isv_svn,
+            config_svn=self.config_svn,
+            isv_family_id=self.isv_family_id,
+            report_data=report_data,
+        )
+
+
+def measure_payload(payload: bytes) -> bytes:
+    """The simulated MRENCLAVE of an enclave running ``payload``."""
+    return hashlib.sha256(_MRENCLAVE_LABEL + bytes(payload)).digest()
+
+
+def mrsigner_of(key: rsa.RSAPublicKey) -> bytes:
+    """MRSIGNER: SHA-256 of the signer's modulus as little-endian bytes of the key's size."""
+    size = (key.key_size + 7) // 8
+    return hashlib.sha256(key.public_numbers().n.to_bytes(size, "little")).digest()
+
+
+# ------------------------------------------------------------------------------ the state
+
+
+@dataclass(frozen=True, eq=False)
+class SgxState:
+    """The loaded simulated platform. Compared by identity; cached by :func:`load_state`."""
+
+    folder: Path
+    root_cert: x509.Certificate
+    root_key: ec.EllipticCurvePrivateKey
+    platform_ca_cert: x509.Certificate
+    platform_ca_key: ec.EllipticCurvePrivateKey
+    pck_cert: x509.Certificate
+    pck_key: ec.EllipticCurvePrivateKey
+    tcb_signing_cert: x509.Certificate
+    tcb_signing_key: ec.EllipticCurvePrivateKey
+    attestation_key: ec.EllipticCurvePrivateKey
+    enclave_signer_key: rsa.RSAPrivateKey
+    cpu_secret: bytes
+    pck_extension: PckExtension
+    cpu_svn: bytes
+    qe_svn: int
+    pce_svn: int
+    qe_id: bytes
+    qe_identity: EnclaveIdentity
+    tcb_levels_json: bytes
+    qe_identity_json: bytes
+    pck_chain_pem: bytes
+
+    @property
+    def fmspc(self) -> bytes:
+        return self.pck_extension.fmspc
+
+    @property
+    def pce_id(self) -> bytes:
+        return self.pck_extension.pce_id
+
+    @functools.cached_property
+    def enclave_signer_mrsigner(self) -> bytes:
+        return mrsigner_of(self.enclave_signer_key.public_key())
+
+
+_CACHE: dict[Path, tuple[tuple[int, int, int], SgxState]] = {}
+
+
+def load_state(home: Path | str | None = None) -> SgxState:
+    """The SGX state under ``home`` (default ``sim_home()``), created on first use.
+
+    Loaded once per process and reused while its manifest is unchanged (a reset from
+    another process is noticed). Raises SimStateError for a corrupt or partial state.
+    """
+    folder = simstate.platform_dir(PLATFORM, create_state, home).resolve()
+    try:
+        st = (folder / simstate.MANIFEST).stat()
+    except OSError:
+        raise simstate.corrupt(folder, f"{simstate.MANIFEST} is missing") from None
+    stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+    cached = _CACHE.get(folder)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    state = read_state(folder)
+    _CACHE[folder] = (stamp, state)
+    return state
+
+
+def read_state(folder: Path) -> SgxState:
+    """Load and check the state in ``folder`` (no cache)."""
+    files = simstate.check_manifest(folder, PLATFORM)
+    needed = (ROOT_CERT, ROOT_KEY, PLATFORM_CA_CERT, PLATFORM_CA_KEY, PCK_CERT, PCK_KEY,
+              TCB_SIGNING_CERT, TCB_SIGNING_KEY, ATTESTATION_KEY, ENCLAVE_SIGNER_KEY,
+              CPU_SECRET, PLATFORM_JSON, TCB_LEVELS_JSON, QE_IDENTITY_JSON)  # fmt: skip
+    missing = [name for name in needed if name not in files]
+    if missing:
+        raise simstate.corrupt(folder, f"the manifest lacks {', '.join(missing)}")
+    try:
+        keys = {name: simstate.load_private_key(folder, name, files[name])
+                for name in _PRIVATE if name != CPU_SECRET}  # fmt: skip
+        simstate.check_private(folder, CPU_SECRET)
+        certs = {name: x509.load_pem_x509_certificate(files[name])
+                 for name in (ROOT_CERT, PLATFORM_CA_CERT, PCK_CERT, TCB_SIGNING_CERT)}  # fmt: skip
+        info = json.loads(files[PLATFORM_JSON])
+        qe = info["qe"]
+        qe_identity = EnclaveIdentity(
+            mrenclave=bytes.fromhex(qe["mrenclave"]),
+            mrsigner=bytes.fromhex(qe["mrsigner"]),
+            isv_prod_id=qe["isv_prod_id"],
+            isv_svn=qe["isv_svn"],
+            attribute_flags=qe["attribute_flags"],
+            xfrm=qe["xfrm"],
+            misc_select=qe["misc_select"],
+        )
+        pck_extension = PckExtension.from_certificate(certs[PCK_CERT])
+        state = SgxState(
+            folder=folder,
+            root_cert=certs[ROOT_CERT],
+            root_key=keys[ROOT_KEY],
+            platform_ca_cert=certs[PLATFORM_CA_CERT],
+            platform_ca_key=keys[PLATFORM_CA_KEY],
+            pck_cert=certs[PCK_CERT],
+            pck_key=keys[PCK_KEY],
+            tcb_signing_cert=certs[TCB_SIGNING_CERT],
+            tcb_signing_key=keys[TCB_SIGNING_KEY],
+            attestation_key=keys[ATTESTATION_KEY],
+            enclave_signer_key=keys[ENCLAVE_SIGNER_KEY],
+            cpu_secret=files[CPU_SECRET],
+            pck_extension=pck_extension,
+            cpu_svn=bytes.fromhex(info["cpu_svn"]),
+            qe_svn=info["qe_svn"],
+            pce_svn=info["pce_svn"],
+            qe_id=bytes.fromhex(info["qe_id"]),
+            qe_identity=qe_identity,
+            tcb_levels_json=files[TCB_LEVELS_JSON],
+            qe_identity_json=files[QE_IDENTITY_JSON],
+            pck_chain_pem=b"".join(files[name] for name in (PCK_CERT, PLATFORM_CA_CERT, ROOT_CERT))
+            + b"\x00",
+        )
+    except simstate.SimStateError:
+        raise
+    except (KeyError, TypeError, ValueError, AttestcallError) as exc:
+        raise simstate.corrupt(folder, f"{type(exc).__name__}: {exc}") from exc
+    _check_state(state)
+    return state
+
+
+def _check_state(state: SgxState) -> None:
+    folder = state.folder
+    for name, key in (("root CA", state.root_key), ("PCK Platform CA", state.platform_ca_key),
+                      ("PCK", state.pck_key), ("TCB signing", state.tcb_signing_key),
+                      ("QE attestation", state.attestation_key)):  # fmt: skip
+        if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+            raise simstate.corrupt(folder, f"the {name} key is not ECDSA P-256")
+    if not isinstance(state.enclave_signer_key, rsa.RSAPrivateKey):
+        raise simstate.corrupt(folder, "the enclave signer key is not RSA")
+    if len(state.cpu_secret) != 32:
+        raise simstate.corrupt(folder, "the CPU secret is not 32 bytes")
+    pairs = ((state.root_cert, state.root_key), (state.platform_ca_cert, state.platform_ca_key),
+             (state.pck_cert, state.pck_key), (state.tcb_signing_cert, state.tcb_signing_key))
+    for cert, key in pairs:
+        if cert.public_key() != key.public_key():
+            subject = cert.subject.rfc4514_string()
+            raise simstate.corrupt(folder, f"{subject} does not match its key")
+
+
+# ------------------------------------------------------------------------ state creation
+
+
+def _name(common_name: str) -> x509.Name:
+    # Intel's attribute order: CN, O, L, ST, C.
+    return x509.Name([
+        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Intel Corporation"),
+        x509.NameAttribute(NameOID.LOCALITY_NAME, "Santa Clara"),
+        x509.NameAttribute(NameOID.STATE_OR_PROVINCE_NAME, "CA"),
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
+    ])  # fmt: skip
+
+
+def _key_usage(*, sign: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=sign, content_commitment=sign, key_encipherment=False,
+        data_encipherment=False, key_agreement=False, key_cert_sign=not sign,
+        crl_sign=not sign, encipher_only=False, decipher_only=False,
+    )  # fmt: skip
+
+
+def _certificate(
+    *,
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Certificate | None,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    crl_url: str,
+    path_length: int | None,
+    ca: bool,
+    extra: x509.ExtensionType | None = None,
+) -> x509.Certificate:
+    """A certificate with Intel's extension set, in Intel's order."""
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    aki_digest = ski.digest
+    if issuer is not None:
+        issuer_ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+        aki_digest = issuer_ski.value.digest
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(issuer.subject if issuer is not None else _name(subject))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.AuthorityKeyIdentifier(aki_digest, None, None), critical=False)
+        .add_extension(
+            x509.CRLDistributionPoints([
+                x509.DistributionPoint([x509.UniformResourceIdentifier(crl_url)], None, None, None)
+            ]),
+            critical=False,
+        )
+        .add_extension(ski, critical=False)
+        .add_extension(_key_usage(sign=not ca), critical=True)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=path_length), critical=True)
+    )
+    if extra is not None:
+        builder = builder.add_extension(extra, critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _years(start: dt.datetime, years: int) -> dt.datetime:
+    try:
+        return start.replace(year=start.year + years)
+    except ValueError:  # 29 February
+        return start.replace(year=start.year + years, day=28)
+
+
+def _tcb_levels(extension: PckExtension, created: dt.datetime) -> dict[str, Any]:
+    """TCB levels in the shape of Intel's TCB info v3 (issue dates and signature are added
+    when collateral is produced)."""
+    date = created.strftime("%Y-%m-%dT00:00:00Z")
+    current = list(extension.tcb.comp_svns)
+    older = [max(0, svn - 1) if i < 2 else svn for i, svn in enumerate(current)]
+
+    def level(svns: list[int], pce_svn: int, status: str, advisories: list[str]) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "tcb": {"sgxtcbcomponents": [{"svn": svn} for svn in svns], "pcesvn": pce_svn},
+            "tcbDate": date,
+            "tcbStatus": status,
+        }
+        if advisories:
+            body["advisoryIDs"] = advisories
+        return body
+
+    return {
+        "id": "SGX",
+        "version": 3,
+        "fmspc": extension.fmspc.hex().upper(),
+        "pceId": extension.pce_id.hex().upper(),
+        "tcbType": 0,
+        "tcbEvaluationDataNumber": 1,
+        "tcbLevels": [
+            level(current, extension.tcb.pce_svn, "UpToDate", []),
+            level(older, extension.tcb.pce_svn - 1, "OutOfDate", ["SIMULATED-SA-00001"]),
+        ],
+    }
+
+
+_QE_FLAGS_MASK = 0xFFFFFFFFFFFFFFFB  # Intel's QE identity ignores MODE64BIT
+
+
+def _qe_identity_json(qe: EnclaveIdentity, created: dt.datetime) -> dict[str, Any]:
+    """The QE identity in the shape of Intel's QE identity v2 (unsigned)."""
+    return {
+        "id": "QE",
+        "version": 2,
+        "tcbEvaluationDataNumber": 1,
+        "miscselect": qe.misc_select.to_bytes(4, "little").hex().upper(),
+        "miscselectMask": "FFFFFFFF",
+        "attributes": attributes_bytes(qe.attribute_flags & _QE_FLAGS_MASK, 0).hex().upper(),
+        "attributesMask": attributes_bytes(_QE_FLAGS_MASK, 0).hex().upper(),
+        "mrsigner": qe.mrsigner.hex().upper(),
+        "isvprodid": qe.isv_prod_id,
+        "tcbLevels": [
+            {"tcb": {"isvsvn": qe.isv_svn}, "tcbDate": created.strftime("%Y-%m-%dT00:00:00Z"),
+             "tcbStatus": "UpToDate"},
+        ],
+    }  # fmt: skip
+
+
+def create_state(folder: Path) -> None:
+    """Generate a fresh simulated SGX platform into the (private, empty) ``folder``."""
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    start = now - dt.timedelta(days=1)
+    root_end = dt.datetime(2049, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
+
+    def p256() -> ec.EllipticCurvePrivateKey:
+        return ec.generate_private_key(ec.SECP256R1())
+
+    root_key, ca_key, pck_key, tcb_key, att_key = p256(), p256(), p256(), p256(), p256()
+    signer_key = rsa.generate_private_key(public_exponent=3, key_size=3072)
+    root = _certificate(subject="Intel SGX Root CA SIMULATED", key=root_key, issuer=None,
+                        issuer_key=root_key, not_before=start, not_after=root_end,
+                        crl_url=ROOT_CRL_URL, path_length=1, ca=True)  # fmt: skip
+    platform_ca = _certificate(subject="Intel SGX PCK Platform CA SIMULATED", key=ca_key,
+                               issuer=root, issuer_key=root_key, not_before=start,
+                               not_after=min(_years(start, 15), root_end),
+                               crl_url=ROOT_CRL_URL, path_length=0, ca=True)  # fmt: skip
+    cpu_svn = bytes(SIM_TCB_COMP_SVNS)
+    extension = PckExtension(
+        ppid=os.urandom(16),
+        tcb=PckTcb(SIM_TCB_COMP_SVNS, SIM_PCE_SVN, cpu_svn),
+        pce_id=SIM_PCE_ID,
+        fmspc=SIM_FMSPC,
+        sgx_type=SGX_TYPE_SCALABLE,
+        platform_instance_id=os.urandom(16),
+        configuration=PckConfiguration(dynamic_platform=True, cached_keys=True, smt_enabled=True),
+    )
+    pck = _certificate(subject="Intel SGX PCK Certificate SIMULATED", key=pck_key,
+                       issuer=platform_ca, issuer_key=ca_key, not_before=start,
+                       not_after=_years(start, 7), crl_url=PLATFORM_CRL_URL, path_length=None,
+                       ca=False, extra=extension.to_x509_extension())  # fmt: skip
+    tcb_signing = _certificate(subject="Intel SGX TCB Signing SIMULATED", key=tcb_key,
+                               issuer=root, issuer_key=root_key, not_before=start,
+                               not_after=_years(start, 7), crl_url=ROOT_CRL_URL,
+                               path_length=None, ca=False)  # fmt: skip
+    qe = EnclaveIdentity(
+        mrenclave=os.urandom(32),
+        mrsigner=os.urandom(32),
+        isv_prod_id=1,
+        isv_svn=SIM_QE_SVN,
+        attribute_flags=QE_ATTRIBUTE_FLAGS,
+        xfrm=DEFAULT_XFRM,
+    )
+    info = {
+        "comment": "SIMULATED Intel SGX platform (attestcall); not a real machine",
+        "cpu_svn": cpu_svn.hex(),
+        "qe_svn": SIM_QE_SVN,
+        "pce_svn": SIM_PCE_SVN,
+        "qe_id": os.urandom(16).hex(),
+        "qe": {
+            "mrenclave": qe.mrenclave.hex(),
+            "mrsigner": qe.mrsigner.hex(),
+            "isv_prod_id": qe.isv_prod_id,
+            "isv_svn": qe.isv_svn,
+            "attribute_flags": qe.attribute_flags,
+            "xfrm": qe.xfrm,
+            "misc_select": qe.misc_select,
+        },
+    }
+    for name, key in ((ROOT_KEY, root_key), (PLATFORM_CA_KEY, ca_key), (PCK_KEY, pck_key),
+                      (TCB_SIGNING_KEY, tcb_key), (ATTESTATION_KEY, att_key),
+                      (ENCLAVE_SIGNER_KEY, signer_key)):  # fmt: skip
+        simstate.write_private_key(folder / name, key)
+    simstate.write_private(folder / CPU_SECRET, os.urandom(32))
+    for name, cert in ((ROOT_CERT, root), (PLATFORM_CA_CERT, platform_ca), (PCK_CERT, pck),
+                       (TCB_SIGNING_CERT, tcb_signing)):  # fmt: skip
+        simstate.write_public(folder / name, _pem(cert))
+
+    def dump(value: Any) -> bytes:
+        return json.dumps(value, indent=2).encode() + b"\n"
+
+    simstate.write_public(folder / PLATFORM_JSON, dump(info))
+    simstate.write_public(folder / TCB_LEVELS_JSON, dump(_tcb_levels(extension, now)))
+    simstate.write_public(folder / QE_IDENTITY_JSON, dump(_qe_identity_json(qe, now)))
+    simstate.write_manifest(folder, PLATFORM, [
+        ROOT_CERT, ROOT_KEY, PLATFORM_CA_CERT, PLATFORM_CA_KEY, PCK_CERT, PCK_KEY,
+        TCB_SIGNING_CERT, TCB_SIGNING_KEY, ATTESTATION_KEY, ENCLAVE_SIGNER_KEY, CPU_SECRET,
+        PLATFORM_JSON, TCB_LEVELS_JSON, QE_IDENTITY_JSON,
+    ])  # fmt: skip
+
+
+def describe_state(folder: Path) -> str:
+    """Human-readable account of the SGX state in ``folder``."""
+    state = read_state(folder)
+    ext = state.pck_extension
+    lines = [f"Intel SGX (simulated): {folder}", "  certificates:"]
+    certs = (("root", state.root_cert), ("PCK Platform CA", state.platform_ca_cert),
+             ("PCK", state.pck_cert), ("TCB signing", state.tcb_signing_cert))  # fmt: skip
+    for label, cert in certs:
+        lines.append(
+            f"    {label}: {cert.subject.rfc4514_string()}  [ECDSA P-256, "
+            f"{cert.not_valid_before_utc:%Y-%m-%d} .. {cert.not_valid_after_utc:%Y-%m-%d}]"
+        )
+    lines += [
+        "  keys: root CA, PCK Platform CA, PCK, TCB signing, QE attestation: ECDSA P-256; "
+        f"enclave signer: RSA-{state.enclave_signer_key.key_size} (e="
+        f"{state.enclave_signer_key.public_key().public_numbers().e}); CPU secret: 32 bytes",
+        f"  FMSPC {ext.fmspc.hex().upper()}  PCE-ID {ext.pce_id.hex().upper()}  "
+        f"SGX type {ext.sgx_type}  PPID {ext.ppid.hex()}",
+        f"  PCK TCB: components {list(ext.tcb.comp_svns)}, PCESVN {ext.tcb.pce_svn}, "
+        f"CPUSVN {ext.tcb.cpu_svn.hex()}",
+        "  TCB levels:",
+    ]
+    for level in json.loads(state.tcb_levels_json)["tcbLevels"]:
+        svns = [c["svn"] for c in level["tcb"]["sgxtcbcomponents"]]
+        pce_svn = level["tcb"]["pcesvn"]
+        lines.append(f"    {level['tcbStatus']}: components {svns}, PCESVN {pce_svn}")
+    qe = state.qe_identity
+    lines += [
+        f"  QE identity: MRENCLAVE {qe.mrenclave.hex()}",
+        f"               MRSIGNER {qe.mrsigner.hex()}  ISVPRODID {qe.isv_prod_id}  "
+        f"ISVSVN {qe.isv_svn}",
+        f"  quote header: QE SVN {state.qe_svn}, PCE SVN {state.pce_svn}",
+        f"  enclave signer MRSIGNER {state.enclave_signer_mrsigner.hex()}",
+    ]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ the CPU
+
+
+@functools.lru_cache(maxsize=256)
+def _derive_report_key(secret: bytes, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=16, salt=None, info=info).derive(secret)
+
+
+def _cmac(key: bytes, data: bytes) -> bytes:
+    mac = cmac.CMAC(algorithms.AES128(key))
+    mac.update(data)
+    return mac.finalize()
+
+
+class SimulatedCpu:
+    """EREPORT on a simulated SGX CPU. The KEYID is chosen per instance ("per boot")."""
+
+    def __init__(self, state: SgxState) -> None:
+        self._secret = state.cpu_secret
+        self.cpu_svn = state.cpu_svn
+        self.key_id = os.urandom(32)
+        self._targets: dict[bytes, TargetInfo] = {}
+
+    def report_key(self, target: TargetInfo, key_id: bytes) -> bytes:
+        """The REPORT key of ``target`` (what EGETKEY gives that enclave for ``key_id``)."""
+        info = b"".join((
+            _REPORT_KEY_LABEL, target.mr_enclave, target.attributes,
+            struct.pack("<BHI", target.cet_attributes, target.config_svn, target.misc_select),
+            target.config_id, self.cpu_svn, key_id,
+        ))  # fmt: skip
+        return _derive_report_key(self._secret, info)
+
+    def _target(self, targetinfo: bytes) -> TargetInfo:
+        target = self._targets.get(targetinfo)
+        if target is None:
+            if len(targetinfo) != TargetInfo.SIZE:
+                size = len(targetinfo)
+                raise EreportError(f"TARGETINFO must be {TargetInfo.SIZE} bytes, got {size}")
+            try:
+                target = TargetInfo.unpack(targetinfo)
+            except SgxFormatError as exc:
+                raise EreportError(f"bad TARGETINFO: {exc}") from exc
+            if len(self._targets) < 64:
+                self._targets[bytes(targetinfo)] = target
+        return target
+
+    def ereport(self, targetinfo: bytes, reportdata: bytes, identity: EnclaveIdentity) -> bytes:
+        """The 432-byte REPORT ``identity`` gets from EREPORT for ``targetinfo``."""
+        if len(reportdata) != REPORT_DATA_SIZE:
+            size = len(reportdata)
+            raise EreportError(f"REPORTDATA must be {REPORT_DATA_SIZE} bytes, got {size}")
+        target = self._target(bytes(targetinfo))
+        body = _body_prefix(identity, self.cpu_svn) + bytes(reportdata)
+        return body + self.key_id + _cmac(self.report_key(target, self.key_id), body)
+
+
+@functools.lru_cache(maxsize=64)
+def _body_prefix(identity: EnclaveIdentity, cpu_svn: bytes) -> bytes:
+    """The first 320 bytes of the REPORT body: everything but REPORTDATA."""
+    return identity.report_body(cpu_svn, bytes(REPORT_DATA_SIZE)).pack()[:-REPORT_DATA_SIZE]
+
+
+# ------------------------------------------------------------------- the quoting enclave
+
+
+@dataclass(frozen=True)
+class _Certified:
+    """The QE's certified attestation key, computed once per state (as the real QE keeps
+    it sealed): the quote header and every byte after the quote signature."""
+
+    header: bytes
+    tail: bytes
+    quote_size: int
+
+
+@functools.lru_cache(maxsize=8)
+def _certify(state: SgxState) -> _Certified:
+    att_raw = public_key_to_raw(state.attestation_key.public_key())
+    qe_report_data = hashlib.sha256(att_raw + QE_AUTH_DATA).digest() + bytes(32)
+    qe_report = state.qe_identity.report_body(state.cpu_svn, qe_report_data)
+    qe_signature = signature_from_der(
+        state.pck_key.sign(qe_report.pack(), ec.ECDSA(hashes.SHA256()))
+    )
+    certification = QeReportCertificationData(
+        qe_report=qe_report,
+        qe_report_signature=qe_signature,
+        qe_auth_data=QE_AUTH_DATA,
+        certification_data=CertificationData(CERT_PCK_CHAIN, state.pck_chain_pem),
+    )
+    header = QuoteHeader(
+        version=QUOTE_VERSION_3,
+        att_key_type=ATT_KEY_TYPE_ECDSA_P256,
+        tee_type=TEE_TYPE_SGX,
+        qe_svn=state.qe_svn,
+        pce_svn=state.pce_svn,
+        qe_vendor_id=INTEL_QE_VENDOR_ID,
+        user_data=state.qe_id + bytes(4),
+    ).pack()
+    tail = att_raw + certification.pack()
+    size = len(header) + ReportBody.SIZE + 4 + 64 + len(tail)
+    return _Certified(header, tail, size)
+
+
+class QuotingEnclave:
+    """The simulated DCAP quoting enclave (QE3)."""
+
+    def __init__(self, state: SgxState) -> None:
+        self.state = state
+        self.identity = state.qe_identity
+        self._cpu = SimulatedCpu(state)
+        self._target = self.identity.target_info()
+        self._target_bytes = self._target.pack()
+        self._certified = _certify(state)
+        self._signature_length = struct.pack("<I", self._certified.quote_size - 48 - 384 - 4)
+
+    def target_info(self) -> bytes:
+        """The QE's 512-byte TARGETINFO, for the enclave's EREPORT."""
+        return self._target_bytes
+
+    def quote_size(self) -> int:
+        """The exact size of the quote :meth:`quote` produces (fixed for this state)."""
+        return self._certified.quote_size
+
+    def quote(self, report: bytes) -> bytes:
+        """Check ``report`` was made for this QE on this CPU, then sign a quote v3 over it."""
+        report = bytes(report)
+        try:
+            parsed = Report.unpack(report)
+        except SgxFormatError as exc:
+            raise ReportRejected(f"malformed REPORT: {exc}") from exc
+        key = self._cpu.report_key(self._target, parsed.key_id)
+        mac = cmac.CMAC(algorithms.AES128(key))
+        mac.update(report[: ReportBody.SIZE])
+        try:
+            mac.verify(parsed.mac)
+        except InvalidSignature:
+            raise ReportRejected("REPORT MAC does not verify for this quoting enclave") from None
+        signed = self._certified.header + report[: ReportBody.SIZE]
+        der_signature = self.state.attestation_key.sign(signed, ec.ECDSA(hashes.SHA256()))
+        return (
+            signed
+            + self._signature_length
+            + signature_from_der(der_signature)
+            + self._certified.tail
+        )

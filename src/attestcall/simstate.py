@@ -1,0 +1,229 @@
+"""The per-user state of the simulated platforms: roots, keys, TCB levels.
+
+Layout::
+
+    sim_home()                 $ATTESTCALL_HOME, else $XDG_DATA_HOME/attestcall
+                               (default ~/.local/share/attestcall); mode 0700
+      sgx/                     one folder per simulated platform, mode 0700
+        state.json             the manifest, written last: format, files and their SHA-256
+        *.key.pem              private keys, PKCS#8 PEM, mode 0600
+        ...
+
+A platform folder is created whole or not at all: it is written into a private temporary
+folder next to it and renamed into place, so two processes creating it at once both end
+up using the one that won. A folder whose manifest is missing, or whose files do not match
+it, raises :class:`SimStateError` telling the user to run ``attestcall sim reset``.
+
+Each platform registers one line in :data:`PLATFORMS`: a module with
+``create_state(folder: Path) -> None`` (write the files, return the manifest's file names
+via :func:`write_manifest`) and ``describe_state(folder: Path) -> str``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+
+from attestcall.errors import SimStateError
+
+MANIFEST = "state.json"
+FORMAT = 1
+RESET_HINT = "run `attestcall sim reset` to recreate it"
+
+# Platform name -> module providing create_state(folder) and describe_state(folder).
+PLATFORMS: dict[str, str] = {
+    "sgx": "attestcall.intel.sgx_sim",
+}
+
+
+def sim_home() -> Path:
+    """The state directory: $ATTESTCALL_HOME, else $XDG_DATA_HOME/attestcall."""
+    explicit = os.environ.get("ATTESTCALL_HOME")
+    if explicit:
+        return Path(explicit).expanduser()
+    data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return Path(data) / "attestcall"
+
+
+def _home(home: Path | str | None) -> Path:
+    return Path(home) if home is not None else sim_home()
+
+
+def ensure_home(home: Path | str | None = None) -> Path:
+    """Create the home directory (mode 0700) if it does not exist; return it."""
+    path = _home(home)
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=False)
+    except FileExistsError:
+        if not path.is_dir():
+            raise SimStateError(f"{path} exists and is not a directory") from None
+    except OSError as exc:
+        raise SimStateError(f"cannot create {path}: {exc.strerror}") from exc
+    return path
+
+
+# ------------------------------------------------------------------- writing (creation)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a secret file created with mode 0600 (never readable by others, not even briefly)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+def write_private_key(path: Path, key: PrivateKeyTypes) -> None:
+    """A private key as unencrypted PKCS#8 PEM, mode 0600."""
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    write_private(path, pem)
+
+
+def write_public(path: Path, data: bytes) -> None:
+    """A public file (certificate, JSON), mode 0644."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+def write_manifest(folder: Path, platform: str, files: Iterable[str]) -> None:
+    """Write the manifest last: each file's SHA-256, so a partial or altered folder is caught."""
+    digests = {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in files}
+    manifest = {"format": FORMAT, "platform": platform, "files": digests}
+    write_public(folder / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n")
+
+
+def platform_dir(
+    name: str, create: Callable[[Path], None], home: Path | str | None = None
+) -> Path:
+    """The folder of platform ``name``, created atomically by ``create`` on first use."""
+    root = ensure_home(home)
+    folder = root / name
+    if folder.exists():
+        return folder
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=root))  # mode 0700
+    try:
+        create(tmp)
+        if not (tmp / MANIFEST).is_file():
+            raise SimStateError(f"creating the {name} state wrote no manifest")
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if not folder.is_dir():
+                raise
+            # Another process created it first: use theirs.
+    except OSError as exc:
+        raise SimStateError(f"cannot create {folder}: {exc.strerror}") from exc
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+# ------------------------------------------------------------------- reading (loading)
+
+
+def _corrupt(folder: Path, why: str) -> SimStateError:
+    return SimStateError(f"simulated platform state in {folder} is corrupt ({why}); {RESET_HINT}")
+
+
+def check_manifest(folder: Path, platform: str) -> dict[str, bytes]:
+    """Read every file the manifest lists, checking its digest; return name -> bytes."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_bytes())
+    except FileNotFoundError:
+        raise _corrupt(folder, f"{MANIFEST} is missing") from None
+    except (OSError, ValueError) as exc:
+        raise _corrupt(folder, f"{MANIFEST} is unreadable: {exc}") from exc
+    if (
+        not isinstance(manifest, dict)
+        or manifest.get("format") != FORMAT
+        or manifest.get("platform") != platform
+        or not isinstance(manifest.get("files"), dict)
+    ):
+        raise _corrupt(folder, f"{MANIFEST} is not a format-{FORMAT} {platform} manifest")
+    contents: dict[str, bytes] = {}
+    for name, digest in manifest["files"].items():
+        path = folder / name
+        if "/" in name or name.startswith("."):
+            raise _corrupt(folder, f"bad file name {name!r}")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise _corrupt(folder, f"{name}: {exc.strerror or exc}") from exc
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise _corrupt(folder, f"{name} does not match the manifest")
+        contents[name] = data
+    return contents
+
+
+def check_private(folder: Path, name: str) -> None:
+    """Refuse a secret file that others can read (like ssh does)."""
+    mode = (folder / name).stat().st_mode
+    if stat.S_IMODE(mode) & 0o077:
+        raise SimStateError(
+            f"{folder / name} is readable by others (mode {stat.S_IMODE(mode):o}); "
+            f"fix it with chmod 600 or {RESET_HINT}"
+        )
+
+
+def load_private_key(folder: Path, name: str, data: bytes) -> PrivateKeyTypes:
+    """Parse a PKCS#8 PEM private key read from the state, checking its mode."""
+    check_private(folder, name)
+    try:
+        return serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise _corrupt(folder, f"{name} is not a private key") from exc
+
+
+def corrupt(folder: Path, why: str) -> SimStateError:
+    """A SimStateError for a folder whose contents do not make sense."""
+    return _corrupt(folder, why)
+
+
+# ------------------------------------------------------------------- whole-home actions
+
+
+def _module(name: str):
+    return importlib.import_module(PLATFORMS[name])
+
+
+def reset(home: Path | str | None = None) -> None:
+    """Delete every platform's state (and leftovers), then create fresh state with new keys."""
+    root = ensure_home(home)
+    for entry in list(root.iterdir()):
+        managed = entry.name in PLATFORMS or any(
+            entry.name.startswith(f".{name}.") for name in PLATFORMS
+        )
+        if not managed or not entry.is_dir():
+            continue
+        # Rename first so no reader ever sees a half-deleted folder.
+        doomed = Path(tempfile.mkdtemp(prefix=f".{entry.name.lstrip('.')}.old-", dir=root))
+        os.rename(entry, doomed / "x")
+        shutil.rmtree(doomed, ignore_errors=True)
+    for name in PLATFORMS:
+        platform_dir(name, _module(name).create_state, root)
+
+
+def describe(home: Path | str | None = None) -> str:
+    """Human-readable account of the state (creating it on first use)."""
+    root = ensure_home(home)
+    parts = [f"simulated platform state: {root}"]
+    for name in PLATFORMS:
+        module = _module(name)
+        folder = platform_dir(name, module.create_state, root)
+        parts.append(module.describe_state(folder))
+    return "\n\n".join(parts)
