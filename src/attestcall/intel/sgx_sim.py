@@ -96,12 +96,16 @@ PCK_CERT, PCK_KEY = "pck.pem", "pck.key.pem"
 TCB_SIGNING_CERT, TCB_SIGNING_KEY = "tcb_signing.pem", "tcb_signing.key.pem"
 ATTESTATION_KEY = "qe_attestation.key.pem"
 ENCLAVE_SIGNER_KEY = "enclave_signer.key.pem"
+ENCLAVE_SIGNER_PUBLIC = "enclave_signer.pub.pem"
 CPU_SECRET = "cpu_secret.bin"
 PLATFORM_JSON = "platform.json"
 TCB_LEVELS_JSON = "tcb_levels.json"
 QE_IDENTITY_JSON = "qe_identity.json"
-_PRIVATE = (ROOT_KEY, PLATFORM_CA_KEY, PCK_KEY, TCB_SIGNING_KEY, ATTESTATION_KEY,
-            ENCLAVE_SIGNER_KEY, CPU_SECRET)  # fmt: skip
+_EC_KEYS = (ROOT_KEY, PLATFORM_CA_KEY, PCK_KEY, TCB_SIGNING_KEY, ATTESTATION_KEY)
+_FILES = (ROOT_CERT, ROOT_KEY, PLATFORM_CA_CERT, PLATFORM_CA_KEY, PCK_CERT, PCK_KEY,
+          TCB_SIGNING_CERT, TCB_SIGNING_KEY, ATTESTATION_KEY, ENCLAVE_SIGNER_KEY,
+          ENCLAVE_SIGNER_PUBLIC, CPU_SECRET, PLATFORM_JSON, TCB_LEVELS_JSON,
+          QE_IDENTITY_JSON)  # fmt: skip
 
 # Simulated CRL locations: the shape of Intel's, under a name that never resolves.
 SIM_CRL_BASE = "https://sgx-sim.attestcall.invalid"
@@ -225,7 +229,8 @@ class SgxState:
     tcb_signing_cert: x509.Certificate
     tcb_signing_key: ec.EllipticCurvePrivateKey
     attestation_key: ec.EllipticCurvePrivateKey
-    enclave_signer_key: rsa.RSAPrivateKey
+    enclave_signer_public: rsa.RSAPublicKey
+    enclave_signer_pem: bytes
     cpu_secret: bytes
     pck_extension: PckExtension
     cpu_svn: bytes
@@ -247,7 +252,16 @@ class SgxState:
 
     @functools.cached_property
     def enclave_signer_mrsigner(self) -> bytes:
-        return mrsigner_of(self.enclave_signer_key.public_key())
+        return mrsigner_of(self.enclave_signer_public)
+
+    @functools.cached_property
+    def enclave_signer_key(self) -> rsa.RSAPrivateKey:
+        """The enclave signer's private key, loaded on first use (validating an RSA-3072
+        key is slow, and quoting never needs it)."""
+        key = simstate.load_private_key(self.folder, ENCLAVE_SIGNER_KEY, self.enclave_signer_pem)
+        if not isinstance(key, rsa.RSAPrivateKey) or key.public_key() != self.enclave_signer_public:
+            raise simstate.corrupt(self.folder, "the enclave signer key does not match")
+        return key
 
 
 _CACHE: dict[Path, tuple[tuple[int, int, int], SgxState]] = {}
@@ -276,16 +290,15 @@ def load_state(home: Path | str | None = None) -> SgxState:
 def read_state(folder: Path) -> SgxState:
     """Load and check the state in ``folder`` (no cache)."""
     files = simstate.check_manifest(folder, PLATFORM)
-    needed = (ROOT_CERT, ROOT_KEY, PLATFORM_CA_CERT, PLATFORM_CA_KEY, PCK_CERT, PCK_KEY,
-              TCB_SIGNING_CERT, TCB_SIGNING_KEY, ATTESTATION_KEY, ENCLAVE_SIGNER_KEY,
-              CPU_SECRET, PLATFORM_JSON, TCB_LEVELS_JSON, QE_IDENTITY_JSON)  # fmt: skip
-    missing = [name for name in needed if name not in files]
+    missing = [name for name in _FILES if name not in files]
     if missing:
         raise simstate.corrupt(folder, f"the manifest lacks {', '.join(missing)}")
     try:
         keys = {name: simstate.load_private_key(folder, name, files[name])
-                for name in _PRIVATE if name != CPU_SECRET}  # fmt: skip
+                for name in _EC_KEYS}  # fmt: skip
         simstate.check_private(folder, CPU_SECRET)
+        simstate.check_private(folder, ENCLAVE_SIGNER_KEY)
+        signer_public = serialization.load_pem_public_key(files[ENCLAVE_SIGNER_PUBLIC])
         certs = {name: x509.load_pem_x509_certificate(files[name])
                  for name in (ROOT_CERT, PLATFORM_CA_CERT, PCK_CERT, TCB_SIGNING_CERT)}  # fmt: skip
         info = json.loads(files[PLATFORM_JSON])
@@ -311,7 +324,8 @@ def read_state(folder: Path) -> SgxState:
             tcb_signing_cert=certs[TCB_SIGNING_CERT],
             tcb_signing_key=keys[TCB_SIGNING_KEY],
             attestation_key=keys[ATTESTATION_KEY],
-            enclave_signer_key=keys[ENCLAVE_SIGNER_KEY],
+            enclave_signer_public=signer_public,  # type: ignore[arg-type]
+            enclave_signer_pem=files[ENCLAVE_SIGNER_KEY],
             cpu_secret=files[CPU_SECRET],
             pck_extension=pck_extension,
             cpu_svn=bytes.fromhex(info["cpu_svn"]),
@@ -339,10 +353,14 @@ def _check_state(state: SgxState) -> None:
                       ("QE attestation", state.attestation_key)):  # fmt: skip
         if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
             raise simstate.corrupt(folder, f"the {name} key is not ECDSA P-256")
-    if not isinstance(state.enclave_signer_key, rsa.RSAPrivateKey):
+    if not isinstance(state.enclave_signer_public, rsa.RSAPublicKey):
         raise simstate.corrupt(folder, "the enclave signer key is not RSA")
     if len(state.cpu_secret) != 32:
         raise simstate.corrupt(folder, "the CPU secret is not 32 bytes")
+    if len(state.cpu_svn) != 16 or len(state.qe_id) != 16:
+        raise simstate.corrupt(folder, "CPUSVN and QE ID must be 16 bytes")
+    if not all(isinstance(v, int) and 0 <= v <= 0xFFFF for v in (state.qe_svn, state.pce_svn)):
+        raise simstate.corrupt(folder, "QE SVN and PCE SVN must be in 0..65535")
     pairs = ((state.root_cert, state.root_key), (state.platform_ca_cert, state.platform_ca_key),
              (state.pck_cert, state.pck_key), (state.tcb_signing_cert, state.tcb_signing_key))
     for cert, key in pairs:
@@ -545,6 +563,12 @@ def create_state(folder: Path) -> None:
                       (ENCLAVE_SIGNER_KEY, signer_key)):  # fmt: skip
         simstate.write_private_key(folder / name, key)
     simstate.write_private(folder / CPU_SECRET, os.urandom(32))
+    simstate.write_public(
+        folder / ENCLAVE_SIGNER_PUBLIC,
+        signer_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+    )
     for name, cert in ((ROOT_CERT, root), (PLATFORM_CA_CERT, platform_ca), (PCK_CERT, pck),
                        (TCB_SIGNING_CERT, tcb_signing)):  # fmt: skip
         simstate.write_public(folder / name, _pem(cert))
@@ -555,11 +579,7 @@ def create_state(folder: Path) -> None:
     simstate.write_public(folder / PLATFORM_JSON, dump(info))
     simstate.write_public(folder / TCB_LEVELS_JSON, dump(_tcb_levels(extension, now)))
     simstate.write_public(folder / QE_IDENTITY_JSON, dump(_qe_identity_json(qe, now)))
-    simstate.write_manifest(folder, PLATFORM, [
-        ROOT_CERT, ROOT_KEY, PLATFORM_CA_CERT, PLATFORM_CA_KEY, PCK_CERT, PCK_KEY,
-        TCB_SIGNING_CERT, TCB_SIGNING_KEY, ATTESTATION_KEY, ENCLAVE_SIGNER_KEY, CPU_SECRET,
-        PLATFORM_JSON, TCB_LEVELS_JSON, QE_IDENTITY_JSON,
-    ])  # fmt: skip
+    simstate.write_manifest(folder, PLATFORM, _FILES)
 
 
 def describe_state(folder: Path) -> str:
@@ -576,8 +596,8 @@ def describe_state(folder: Path) -> str:
         )
     lines += [
         "  keys: root CA, PCK Platform CA, PCK, TCB signing, QE attestation: ECDSA P-256; "
-        f"enclave signer: RSA-{state.enclave_signer_key.key_size} (e="
-        f"{state.enclave_signer_key.public_key().public_numbers().e}); CPU secret: 32 bytes",
+        f"enclave signer: RSA-{state.enclave_signer_public.key_size} (e="
+        f"{state.enclave_signer_public.public_numbers().e}); CPU secret: 32 bytes",
         f"  FMSPC {ext.fmspc.hex().upper()}  PCE-ID {ext.pce_id.hex().upper()}  "
         f"SGX type {ext.sgx_type}  PPID {ext.ppid.hex()}",
         f"  PCK TCB: components {list(ext.tcb.comp_svns)}, PCESVN {ext.tcb.pce_svn}, "
