@@ -239,3 +239,32 @@ def test_raw_key_and_signature_helpers() -> None:
 def test_error_hierarchy() -> None:
     assert issubclass(QuoteFormatError, AttestcallError)
     assert issubclass(QuoteFormatError, ValueError)
+
+
+def test_shared_parts_parse_the_real_tdx_v4_quote() -> None:
+    # v4 reuses the header, the certification data and (as type 6) the QE report part.
+    raw = (DATA / "tdx_quote_v4.bin").read_bytes()
+    header = QuoteHeader.unpack(raw[:48])
+    assert (header.version, header.att_key_type, header.tee_type) == (4, 2, 0x81)
+    with pytest.raises(QuoteFormatError, match="version 4"):
+        Quote.parse(raw)
+    size = int.from_bytes(raw[632:636], "little")  # TD 1.0 report body is 584 bytes
+    # This real v4 quote is followed by 70 zero bytes beyond its signature data length
+    # (a padded buffer); the v4 parser will have to decide about them.
+    end = 636 + size
+    assert len(raw) - end == 70 and not any(raw[end:])
+    reader = Reader(raw[:end], 636)
+    reader.take(128, "signature and attestation key")
+    outer = CertificationData.read(reader)
+    reader.expect_end("signature data")
+    assert outer.cert_type == 6
+    inner = outer.qe_report_certification()
+    assert inner.certification_data.cert_type == CERT_PCK_CHAIN
+    assert len(inner.certification_data.pem_certificates()) == 3
+    assert outer.pack() == raw[636 + 128 : end]
+    with pytest.raises(QuoteFormatError):
+        CertificationData(6, outer.data[:-1]).qe_report_certification()
+    with pytest.raises(QuoteFormatError):
+        CertificationData(6, outer.data + b"\x00").qe_report_certification()
+    with pytest.raises(QuoteFormatError):
+        inner.certification_data.qe_report_certification()

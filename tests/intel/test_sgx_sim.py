@@ -341,6 +341,18 @@ def test_overrides(state: SgxState, cpu: SimulatedCpu, qe: QuotingEnclave) -> No
         EnclaveIdentity.for_payload(b"x", state, mrsigner=b"short")
 
 
+def test_replace_with_cli_style_overrides(identity: EnclaveIdentity) -> None:
+    same = identity.replace(mrenclave=None, mrsigner=None, isv_prod_id=None, isv_svn=None,
+                            debug=None)  # fmt: skip
+    assert same == identity
+    changed = identity.replace(mrsigner=b"\x02" * 32, isv_prod_id=3, debug=True)
+    assert changed.mrsigner == b"\x02" * 32 and changed.isv_prod_id == 3 and changed.debug
+    assert changed.mrenclave == identity.mrenclave
+    assert not changed.replace(debug=False).debug
+    with pytest.raises(ValueError):
+        identity.replace(isv_svn=0x10000)
+
+
 def test_report_body_of_identity(identity: EnclaveIdentity) -> None:
     body = identity.report_body(bytes(16), NONCE)
     assert isinstance(body, ReportBody)

@@ -181,6 +181,17 @@ class CertificationData:
             )
         return cls(cert_type, data)
 
+    def qe_report_certification(self) -> QeReportCertificationData:
+        """The QE report certification data a type-6 entry holds (quote v4/v5)."""
+        if self.cert_type != CERT_QE_REPORT:
+            raise QuoteFormatError(f"certification data type {self.cert_type} is not type 6")
+        reader = Reader(self.data)
+        inner = QeReportCertificationData.read(reader)
+        reader.expect_end("QE report certification data")
+        if inner.certification_data.cert_type == CERT_QE_REPORT:
+            raise QuoteFormatError("type-6 certification data nested in type 6")
+        return inner
+
     def pem_certificates(self) -> list[bytes]:
         """Each PEM certificate of a type-5 chain, in order (leaf first as quotes have it)."""
         if self.cert_type != CERT_PCK_CHAIN:

@@ -167,12 +167,17 @@ class EnclaveIdentity:
         ``debug=True``/``False`` sets or clears the DEBUG attribute.
         """
         identity = cls(measure_payload(payload), state.enclave_signer_mrsigner)
+        return identity.replace(**overrides)
+
+    def replace(self, **overrides: Any) -> EnclaveIdentity:
+        """A copy with fields replaced; ``None`` keeps a field, ``debug`` sets or clears
+        the DEBUG attribute. Unknown names raise TypeError, bad values SgxFormatError."""
         debug = overrides.pop("debug", None)
         changes = {name: value for name, value in overrides.items() if value is not None}
         if debug is not None:
-            flags = changes.get("attribute_flags", identity.attribute_flags)
-            changes["attribute_flags"] = flags | ATTR_DEBUG if debug else flags & ~ATTR_DEBUG
-        return dataclasses.replace(identity, **changes) if changes else identity
+            flags = changes.get("attribute_flags", self.attribute_flags)
+            changes["attribute_flags"] = (flags | ATTR_DEBUG) if debug else (flags & ~ATTR_DEBUG)
+        return dataclasses.replace(self, **changes) if changes else self
 
     def target_info(self) -> TargetInfo:
         """The TARGETINFO another enclave uses to make a REPORT for this one."""
