@@ -14,6 +14,7 @@ import struct
 import threading
 
 from attestcall.abi import PlatformFailure, Technology
+from attestcall.intel.sgx_sim import EreportError
 from attestcall.keep.block import BlockError, Op, RequestBlock
 from attestcall.keep.host import HostThread
 
@@ -95,6 +96,6 @@ class SgxShim:
             raise HostFailure(f"TARGETINFO of {len(target_info)} bytes, expected 512")
         try:
             report = self.cpu.ereport(target_info, nonce, self.identity)
-        except ValueError as exc:  # a malformed TARGETINFO from the host
+        except EreportError as exc:  # a malformed TARGETINFO from the host
             raise HostFailure(f"EREPORT refused the host's TARGETINFO: {exc}") from exc
         return self.channel.call(Op.SGX_QUOTE, report, size)

@@ -1,0 +1,76 @@
+"""A hostile host gives the payload -EIO, and nothing around its buffer changes."""
+
+import errno
+
+import pytest
+
+from attestcall.abi import BufferMemory, Outcome, get_attestation
+from attestcall.intel.quote import Quote
+from attestcall.keep.block import HEADER_SIZE, REPLY_BIT, Op
+from attestcall.keep.host import SgxHost
+from attestcall.keep.platforms import open_keep
+from tests.keep.hostile import HOSTILE, Hangs, hostile_keep
+
+NONCE = bytes(range(100, 164))
+BASE = 0x40000
+
+
+def attempt(source, slack=512):
+    """Size query, then a call into a buffer with guard bytes on both sides."""
+    size_q = get_attestation(0, 0, 0, 0, memory=BufferMemory(bytearray(1)), source=source)
+    size = size_q.ret if size_q.ok else 8192
+    memory = BufferMemory(bytearray(b"\x5a" * (64 + 2 * slack + size)), base=BASE)
+    memory.write(BASE, NONCE)
+    buf = BASE + 64 + slack
+    before = bytes(memory.data)
+    outcome = get_attestation(BASE, 64, buf, size, memory=memory, source=source)
+    return size_q, outcome, before, memory, buf
+
+
+def test_an_honest_host_gives_a_quote_with_the_nonce():
+    with open_keep("sgx-sim", b"honest") as keep:
+        size_q, outcome, _, memory, buf = attempt(keep.source)
+    assert size_q == Outcome(outcome.ret, 2) and outcome.technology == 2
+    quote = Quote.parse(memory.read(buf, outcome.ret))
+    assert quote.body.report_data == NONCE
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_host_gives_eio_and_leaves_memory_alone(name):
+    keep = hostile_keep(HOSTILE[name])
+    try:
+        size_q, outcome, before, memory, _ = attempt(keep.source)
+    finally:
+        Hangs.release.set()
+        keep.close()
+    Hangs.release.clear()
+    assert outcome == Outcome(-errno.EIO, None) or (
+        not size_q.ok and size_q == Outcome(-errno.EIO, None)
+    )
+    assert bytes(memory.data) == before
+
+
+def test_the_shim_recovers_once_the_host_behaves_again():
+    """A failure is per request: a host that garbled one reply can serve the next call."""
+
+    class GarblesOnce(SgxHost):
+        garbled = 0
+
+        def process(self, block):
+            super().process(block)
+            if block.buffer[6] == (Op.SGX_QUOTE | REPLY_BIT) & 0xFF and not self.garbled:
+                self.garbled += 1
+                block.buffer[:HEADER_SIZE] = bytes(HEADER_SIZE)
+
+    keep = hostile_keep(GarblesOnce)
+    try:
+        memory = BufferMemory(bytearray(64 + 8192), base=BASE)
+        memory.write(BASE, NONCE)
+        size = get_attestation(0, 0, 0, 0, memory=memory, source=keep.source).ret
+        first = get_attestation(BASE, 64, BASE + 64, size, memory=memory, source=keep.source)
+        assert first.ret == -errno.EIO
+        second = get_attestation(BASE, 64, BASE + 64, size, memory=memory, source=keep.source)
+        assert second.ret == size
+        assert Quote.parse(memory.read(BASE + 64, size)).body.report_data == NONCE
+    finally:
+        keep.close()
