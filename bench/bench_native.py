@@ -20,8 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from attestcall.frontends.native import run_native
+from attestcall.keep.shim import NoneSource
 
-GETPID_LOOP = r"""
+C_PRELUDE = r"""
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -32,7 +33,9 @@ static double now(void)
     clock_gettime(CLOCK_MONOTONIC, &t);
     return t.tv_sec * 1e9 + t.tv_nsec;
 }
+"""
 
+GETPID_LOOP = C_PRELUDE + r"""
 int main(int argc, char **argv)
 {
     long n = atol(argv[1]);
@@ -49,18 +52,7 @@ int main(int argc, char **argv)
 }
 """
 
-ROUND_TRIP = r"""
-#include <stdio.h>
-#include <stdlib.h>
-#include <time.h>
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e9 + t.tv_nsec;
-}
-
+ROUND_TRIP = C_PRELUDE + r"""
 int main(int argc, char **argv)
 {
     long n = atol(argv[1]);
@@ -92,16 +84,6 @@ int main(int argc, char **argv)
 """
 
 
-class NoneSource:
-    """A keep outside any TEE: technology 0, evidence of size 0."""
-
-    technology = 0
-
-    def evidence_size(self) -> int:
-        return 0
-
-    def evidence(self, nonce: bytes) -> bytes:
-        return b""
 
 
 def compile_c(workdir: Path, name: str, code: str) -> str:

@@ -23,6 +23,7 @@ import wasmtime
 
 from attestcall.frontends.wasm import WasmKeep
 from attestcall.frontends.wasm_import import IMPORT_TYPE, define_unchecked
+from attestcall.keep.shim import NoneSource
 
 NONCE, BUFFER, TECHNOLOGY = 0x100, 0x200, 0x300
 
@@ -60,16 +61,6 @@ def module_text() -> str:
     return f"(module\n{imports}{header}{loops})\n"
 
 
-class EmptySource:
-    """No TEE: technology 0, size 0."""
-
-    technology = 0
-
-    def evidence_size(self) -> int:
-        return 0
-
-    def evidence(self, nonce: bytes) -> bytes:
-        return b""
 
 
 class EmptyImport:
@@ -112,7 +103,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.wat"
         path.write_text(module_text())
-        keep = BenchKeep(path, EmptySource(), env={})
+        keep = BenchKeep(path, NoneSource(), env={})
     memory = keep.memory
     assert memory is not None
     memory.write(keep.store, bytes(range(64)), NONCE)

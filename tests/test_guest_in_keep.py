@@ -12,6 +12,7 @@ import pytest
 from attestcall.abi import PlatformFailure
 from attestcall.frontends.native import run_native
 from attestcall.include_dir import include_dir
+from attestcall.keep.shim import NoneSource
 from tests.fakes.source import FixedSource, expected_evidence
 
 NONCE = bytes(range(64))
@@ -45,18 +46,10 @@ def test_guest_gets_evidence_in_a_keep(capfd: pytest.CaptureFixture) -> None:
     assert source.calls == [NONCE]
 
 
-class NoTee:
-    technology = 0
-
-    def evidence_size(self) -> int:
-        return 0
-
-    def evidence(self, nonce: bytes) -> bytes:
-        return b""
 
 
 def test_guest_in_a_keep_without_tee_gets_nothing(capfd: pytest.CaptureFixture) -> None:
-    status, lines = run_python(GET, NoTee(), capfd)
+    status, lines = run_python(GET, NoneSource(), capfd)
     assert status == 0
     assert lines == ["0 NONE", ""]
 
