@@ -79,7 +79,7 @@ def main() -> int:
     print(f"simulated SGX quote   : {quote * 1e6:8.1f} us (EREPORT + QE, {qe.quote_size()} B)")
     print(f"ratio                 : {ratio:8.2f}x (target <= {TARGET_RATIO:.0f}x)")
     print(f"through the keep      : {keep_call * 1e6:8.1f} us, {keep_call / signature:.2f}x "
-          "(size query + call: shim, request block, host thread, QE)")
+          "(size query + call: shim, request block, host process, QE)")
     return 0 if ratio <= TARGET_RATIO else 1
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import threading
+import time
 
 from attestcall.intel import sgx_sim
 from attestcall.keep.block import HEADER, HEADER_SIZE, Op
@@ -32,6 +32,15 @@ class ShortTargetInfo(SgxHost):
     def handle(self, op, data, limit):
         reply = super().handle(op, data, limit)
         return reply[:-8] if op == Op.SGX_TARGET_INFO else reply
+
+
+class GarbageTargetInfo(SgxHost):
+    """A TARGETINFO of the right size whose reserved bytes are not zero."""
+
+    def handle(self, op, data, limit):
+        if op == Op.SGX_TARGET_INFO:
+            return b"\xff" * 512
+        return super().handle(op, data, limit)
 
 
 class HugeSize(SgxHost):
@@ -71,13 +80,11 @@ class Raises(SgxHost):
 
 
 class Hangs(SgxHost):
-    """Never answers the quote request (until released at the end of the test)."""
-
-    release = threading.Event()
+    """Never answers the quote request (the keep kills it when it closes)."""
 
     def handle(self, op, data, limit):
         if op == Op.SGX_QUOTE:
-            self.release.wait(30)
+            time.sleep(60)
         return super().handle(op, data, limit)
 
 
@@ -94,6 +101,7 @@ HOSTILE: dict[str, type[Host]] = {
     "longer than asked": TooLong,
     "short quote": Short,
     "short TARGETINFO": ShortTargetInfo,
+    "garbage TARGETINFO": GarbageTargetInfo,
     "impossible size": HugeSize,
     "reply for another request": OtherRequest,
     "garbage": Garbage,
@@ -107,6 +115,6 @@ def hostile_keep(kind: type[Host], payload: bytes = b"hostile test", timeout: fl
     """A keep like ``open_keep("sgx-sim")`` but with a hostile host behind the shim."""
     state = sgx_sim.load_state()
     host = kind(sgx_sim.QuotingEnclave(state))
-    channel, thread = start_host(host, timeout)
+    channel, process = start_host(host, timeout)
     identity = sgx_sim.EnclaveIdentity.for_payload(payload, state)
-    return Keep("sgx-sim", SgxShim(sgx_sim.SimulatedCpu(state), identity, channel), thread)
+    return Keep("sgx-sim", SgxShim(sgx_sim.SimulatedCpu(state), identity, channel), process)

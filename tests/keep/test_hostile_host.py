@@ -9,7 +9,7 @@ from attestcall.intel.quote import Quote
 from attestcall.keep.block import HEADER_SIZE, REPLY_BIT, Op
 from attestcall.keep.host import SgxHost
 from attestcall.keep.platforms import open_keep
-from tests.keep.hostile import HOSTILE, Hangs, hostile_keep
+from tests.keep.hostile import HOSTILE, hostile_keep
 
 NONCE = bytes(range(100, 164))
 BASE = 0x40000
@@ -41,9 +41,7 @@ def test_hostile_host_gives_eio_and_leaves_memory_alone(name):
     try:
         size_q, outcome, before, memory, _ = attempt(keep.source)
     finally:
-        Hangs.release.set()
         keep.close()
-    Hangs.release.clear()
     assert outcome == Outcome(-errno.EIO, None) or (
         not size_q.ok and size_q == Outcome(-errno.EIO, None)
     )
@@ -74,3 +72,34 @@ def test_the_shim_recovers_once_the_host_behaves_again():
         assert Quote.parse(memory.read(BASE + 64, size)).body.report_data == NONCE
     finally:
         keep.close()
+
+
+def test_targetinfo_is_asked_once_and_again_after_a_failed_quote():
+    """Enclaves ask the QE's TARGETINFO once; the shim asks again only after a failure."""
+
+    class GarblesFirstQuote(SgxHost):
+        done = False
+
+        def process(self, block):
+            super().process(block)
+            if block.buffer[6] == (Op.SGX_QUOTE | REPLY_BIT) & 0xFF and not self.done:
+                self.done = True
+                block.buffer[:HEADER_SIZE] = bytes(HEADER_SIZE)
+
+    keep = hostile_keep(GarblesFirstQuote)
+    channel = keep.source.channel
+    asked = []
+    real_call = channel.call
+
+    def recording_call(op, data, limit):
+        asked.append(Op(op).name)
+        return real_call(op, data, limit)
+
+    channel.call = recording_call
+    try:
+        results = [attempt(keep.source)[1].ret for _ in range(3)]
+    finally:
+        keep.close()
+    assert results[0] == -errno.EIO and results[1] > 0 and results[2] == results[1]
+    assert asked.count("SGX_TARGET_INFO") == 2  # first call, and again after the failure
+    assert asked.count("SGX_QUOTE") == 3

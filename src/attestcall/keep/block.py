@@ -23,6 +23,7 @@ reads it cannot make the shim see two different answers.
 
 from __future__ import annotations
 
+import mmap
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
@@ -57,11 +58,12 @@ class Message:
 
 
 class RequestBlock:
-    """The fixed-size shared buffer. Both sides hold the same object."""
+    """The fixed-size buffer, an anonymous shared mapping: made before the host process is
+    forked, it is the one piece of memory the shim and the host share."""
 
     def __init__(self, capacity: int = CAPACITY):
         self.capacity = capacity
-        self.buffer = bytearray(HEADER_SIZE + capacity)
+        self.buffer = mmap.mmap(-1, HEADER_SIZE + capacity)
 
     # -- shim side -------------------------------------------------------------------------
     def write_request(self, op: int, seq: int, data: bytes, limit: int) -> None:

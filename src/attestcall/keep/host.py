@@ -1,6 +1,6 @@
 """The untrusted host / loader side of the keep.
 
-The host runs beside the shim (here: a thread of its own), waits for the shim's doorbell,
+The host runs beside the shim (in a process of its own), waits for the shim's doorbell,
 reads the request out of the request block, asks the platform (the simulated quoting
 enclave, or one day the real one) and writes the reply into the block. Nothing it returns
 is trusted: the shim validates every reply (see shim.py).
@@ -8,9 +8,14 @@ is trusted: the shim validates every reply (see shim.py).
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import os
+import select
+import signal
 import struct
-import threading
+import time
+from typing import NoReturn
 
 from attestcall.keep.block import BlockError, Op, RequestBlock
 
@@ -64,38 +69,97 @@ class SgxHost(Host):
         return super().handle(op, data, limit)
 
 
-class HostThread:
-    """Runs a Host in a daemon thread; the shim rings it through ``ring``.
+class HostProcess:
+    """Runs a Host in a process of its own, the untrusted side of the trust boundary.
 
-    The doorbell is two events: ``request`` (shim → host) and ``reply`` (host → shim)."""
+    The host shares nothing with the shim but the request block (an anonymous shared
+    mapping made before the fork) and two pipes used as doorbells: ``ring`` writes one byte
+    to wake the host and waits, bounded, for one byte back. The host process ignores the
+    terminal's SIGINT/SIGQUIT (Ctrl-C is the payload's), dies with its parent, and exits
+    when the shim closes the doorbell."""
 
     def __init__(self, host: Host, block: RequestBlock):
         self.host = host
         self.block = block
-        self.request = threading.Event()
-        self.reply = threading.Event()
-        self._stop = False
-        self._thread = threading.Thread(target=self._serve, name="attestcall-host", daemon=True)
+        self.pid = 0
+        self._request_w = self._reply_r = -1
 
-    def start(self) -> HostThread:
-        self._thread.start()
+    def start(self) -> HostProcess:
+        request_r, request_w = os.pipe()
+        reply_r, reply_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the host; never returns
+            os.close(request_w)
+            os.close(reply_r)
+            _serve(self.host, self.block, request_r, reply_w)
+        os.close(request_r)
+        os.close(reply_w)
+        os.set_blocking(reply_r, False)
+        self.pid, self._request_w, self._reply_r = pid, request_w, reply_r
         return self
 
-    def stop(self) -> None:
-        self._stop = True
-        self.request.set()
-
-    def _serve(self) -> None:
-        while True:
-            self.request.wait()
-            self.request.clear()
-            if self._stop:
-                return
-            self.host.process(self.block)
-            self.reply.set()
-
     def ring(self, timeout: float) -> bool:
-        """Wake the host and wait at most ``timeout`` seconds for it to reply."""
-        self.reply.clear()
-        self.request.set()
-        return self.reply.wait(timeout)
+        """Wake the host and wait at most ``timeout`` seconds for it to say it replied.
+        False when it did not (hung, dead, or never started)."""
+        if self._request_w < 0:
+            return False
+        try:  # forget wake-ups left by a host that answered after an earlier timeout
+            while os.read(self._reply_r, 64):
+                pass
+        except BlockingIOError:
+            pass
+        try:
+            os.write(self._request_w, b"\x01")
+        except OSError:  # the host is gone
+            return False
+        ready, _, _ = select.select([self._reply_r], [], [], timeout)
+        if not ready:
+            return False
+        try:
+            return os.read(self._reply_r, 1) == b"\x01"
+        except BlockingIOError:
+            return False
+
+    def stop(self, grace: float = 1.0) -> None:
+        """Close the doorbell (the host exits) and reap the host, killing it if it hangs."""
+        if self._request_w < 0:
+            return
+        os.close(self._request_w)
+        os.close(self._reply_r)
+        self._request_w = self._reply_r = -1
+        deadline = time.monotonic() + grace
+        try:
+            while os.waitpid(self.pid, os.WNOHANG) == (0, 0):
+                if time.monotonic() > deadline:
+                    os.kill(self.pid, signal.SIGKILL)
+                    os.waitpid(self.pid, 0)
+                    break
+                time.sleep(0.005)
+        except ChildProcessError:
+            pass  # already reaped (a supervisor's waitpid(-1) may collect it)
+
+
+def _serve(host: Host, block: RequestBlock, request_r: int, reply_w: int) -> NoReturn:
+    """The host process's loop: one request per doorbell byte, until EOF."""
+    code = 0
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGQUIT, signal.SIG_IGN)
+        _die_with_parent()
+        while os.read(request_r, 1):
+            host.process(block)
+            os.write(reply_w, b"\x01")
+    except BaseException:  # noqa: BLE001 - a crashed host simply stops answering
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(0)
+
+
+_PR_SET_PDEATHSIG = 1

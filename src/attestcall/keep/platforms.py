@@ -13,17 +13,17 @@ from typing import Any, TextIO
 from attestcall.abi import EvidenceSource
 from attestcall.errors import UsageError
 from attestcall.keep.block import RequestBlock
-from attestcall.keep.host import Host, HostThread, SgxHost
+from attestcall.keep.host import Host, HostProcess, SgxHost
 from attestcall.keep.shim import DEFAULT_TIMEOUT, Channel, NoneSource, SgxShim
 
 
 @dataclass
 class Keep:
-    """A running keep: the shim's EvidenceSource and the host thread behind it."""
+    """A running keep: the shim's EvidenceSource and the host process behind it."""
 
     tee: str
     source: EvidenceSource
-    host: HostThread | None = None
+    host: HostProcess | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:
@@ -38,11 +38,11 @@ class Keep:
         self.close()
 
 
-def start_host(host: Host, timeout: float = DEFAULT_TIMEOUT) -> tuple[Channel, HostThread]:
-    """Give ``host`` a request block and a thread; return the shim's channel to it."""
+def start_host(host: Host, timeout: float = DEFAULT_TIMEOUT) -> tuple[Channel, HostProcess]:
+    """Give ``host`` a request block and a process; return the shim's channel to it."""
     block = RequestBlock()
-    thread = HostThread(host, block).start()
-    return Channel(block, thread, timeout), thread
+    process = HostProcess(host, block).start()
+    return Channel(block, process, timeout), process
 
 
 def _open_none(payload: bytes, options: Mapping[str, Any]) -> Keep:
@@ -57,11 +57,11 @@ def _open_sgx_sim(payload: bytes, options: Mapping[str, Any]) -> Keep:
     overrides = {k: v for k, v in options.get("identity", {}).items() if v is not None}
     if overrides:
         identity = identity.replace(**overrides)
-    channel, thread = start_host(
+    channel, host = start_host(
         SgxHost(sgx_sim.QuotingEnclave(state)), options.get("timeout", DEFAULT_TIMEOUT)
     )
     shim = SgxShim(sgx_sim.SimulatedCpu(state), identity, channel)
-    return Keep("sgx-sim", shim, thread, {"identity": identity})
+    return Keep("sgx-sim", shim, host, {"identity": identity})
 
 
 _OPENERS: dict[str, Callable[[bytes, Mapping[str, Any]], Keep]] = {

@@ -15,8 +15,9 @@ import threading
 
 from attestcall.abi import PlatformFailure, Technology
 from attestcall.intel.sgx_sim import EreportError
+from attestcall.intel.structs import SgxFormatError, TargetInfo
 from attestcall.keep.block import BlockError, Op, RequestBlock
-from attestcall.keep.host import HostThread
+from attestcall.keep.host import HostProcess
 
 DEFAULT_TIMEOUT = 10.0
 
@@ -28,7 +29,9 @@ class HostFailure(PlatformFailure):
 class Channel:
     """The shim's end of the request block: one serialised exchange at a time."""
 
-    def __init__(self, block: RequestBlock, doorbell: HostThread, timeout: float = DEFAULT_TIMEOUT):
+    def __init__(
+        self, block: RequestBlock, doorbell: HostProcess, timeout: float = DEFAULT_TIMEOUT
+    ):
         self.block = block
         self.doorbell = doorbell
         self.timeout = timeout
@@ -78,6 +81,7 @@ class SgxShim:
         self.identity = identity
         self.channel = channel
         self._size: int | None = None
+        self._qe_target: bytes | None = None
 
     def evidence_size(self) -> int:
         reply = self.channel.call(Op.SGX_QUOTE_SIZE, b"", 4)
@@ -91,11 +95,26 @@ class SgxShim:
 
     def evidence(self, nonce: bytes) -> bytes:
         size = self._size if self._size is not None else self.evidence_size()
-        target_info = self.channel.call(Op.SGX_TARGET_INFO, b"", TARGET_INFO_SIZE)
-        if len(target_info) != TARGET_INFO_SIZE:
-            raise HostFailure(f"TARGETINFO of {len(target_info)} bytes, expected 512")
         try:
-            report = self.cpu.ereport(target_info, nonce, self.identity)
-        except EreportError as exc:  # a malformed TARGETINFO from the host
+            report = self.cpu.ereport(self._target_info(), nonce, self.identity)
+        except EreportError as exc:
             raise HostFailure(f"EREPORT refused the host's TARGETINFO: {exc}") from exc
-        return self.channel.call(Op.SGX_QUOTE, report, size)
+        try:
+            return self.channel.call(Op.SGX_QUOTE, report, size)
+        except HostFailure:
+            self._qe_target = None  # perhaps the QE changed: ask again next time
+            raise
+
+    def _target_info(self) -> bytes:
+        """The QE's TARGETINFO, asked once (as enclaves do at start) and kept until a quote
+        request fails. A malformed one is refused here, before EREPORT uses it."""
+        if self._qe_target is None:
+            target_info = self.channel.call(Op.SGX_TARGET_INFO, b"", TARGET_INFO_SIZE)
+            if len(target_info) != TARGET_INFO_SIZE:
+                raise HostFailure(f"TARGETINFO of {len(target_info)} bytes, expected 512")
+            try:
+                TargetInfo.unpack(target_info)
+            except SgxFormatError as exc:
+                raise HostFailure(f"the host's TARGETINFO is malformed: {exc}") from exc
+            self._qe_target = target_info
+        return self._qe_target
