@@ -132,3 +132,24 @@ def test_sim_show_and_reset(tmp_path):
     after = attestcall("sim", "show", env=env).stdout.decode()
     assert signer(after) != signer(shown)  # new keys
     assert "SIMULATED" in after
+
+
+def test_ctrl_c_reaches_the_payload_and_the_keep_exits_with_it(tmp_path):
+    """SIGINT to the whole process group (what a terminal's Ctrl-C does): the payload gets
+    it, the supervisor and the host process ignore it, and the status is the payload's."""
+    import signal
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "attestcall", "run", "--tee", "sgx-sim", "/bin/sh", "-c",
+         "trap 'echo got-int; exit 42' INT; echo ready; while :; do sleep 0.05; done"],
+        stdout=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert out.strip() == "got-int"
+    assert proc.returncode == 42
