@@ -54,7 +54,7 @@ def reply(block, op=1 | REPLY_BIT, seq=5, status=0, length=3, data=b"abc", magic
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"magic": b"XXXX"}, "not a request-block"),
+        ({"magic": b"NOPE"}, "not a request-block"),
         ({"op": 1}, "does not answer"),
         ({"op": 2 | REPLY_BIT}, "does not answer"),
         ({"seq": 4}, "expected 5"),
