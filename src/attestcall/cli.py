@@ -131,6 +131,36 @@ def _build_parser() -> _Parser:
     sim_commands.add_parser("show", help="print the simulated platforms' state")
     sim_commands.add_parser("reset", help="recreate the simulated platforms' state (new keys)")
 
+    verify = commands.add_parser(
+        "verify",
+        help="verify SGX/TDX quotes and SEV-SNP reports against vendor roots and policy",
+        description="Decide whether to trust EVIDENCE (exactly what get_attestation returned). "
+        "Exit status: 0 accepted, 1 rejected, 2 unusable input.",
+    )
+    verify.add_argument("evidence", metavar="EVIDENCE", help="the evidence file, or - for stdin")
+    verify.add_argument("--tech", choices=("sgx", "tdx", "snp"),
+                        help="the technology, when the bytes do not say")
+    verify.add_argument("--collateral", metavar="FILE",
+                        help="Intel collateral, JSON with QuoteCollateralV3 field names")
+    verify.add_argument("--certs", metavar="FILE",
+                        help="SNP certificates: DER or PEM VCEK/VLEK (+ ASK, ARK), or a "
+                        "certificate table")
+    verify.add_argument("--pccs", metavar="URL",
+                        help="fetch Intel collateral from a PCS/PCCS v4 service (cached)")
+    verify.add_argument("--kds", metavar="URL",
+                        help="fetch the VCEK from an AMD KDS-compatible service (cached)")
+    verify.add_argument("--at", metavar="TIME",
+                        help="verify at this instant: ISO 8601 UTC (2025-07-19T10:01:17Z) or "
+                        "Unix seconds (default: now)")
+    verify.add_argument("--nonce", type=_hex_bytes(NONCE_SIZE, "--nonce"), metavar="HEX",
+                        help="128 hex digits the report data must equal")
+    verify.add_argument("--policy", metavar="FILE", help="policy TOML (see the README)")
+    verify.add_argument("--trust-simulated", action="store_true",
+                        help="accept evidence signed by this machine's simulated roots")
+    verify.add_argument("--json", action="store_true",
+                        help="print one JSON object (accepted, technology, tcb_status, "
+                        "advisories, claims, reasons)")
+
     commands.add_parser("include-dir", help="print the directory holding attestcall.h",
                         description="Print the directory of attestcall.h, for "
                         "cc -I\"$(attestcall include-dir)\" app.c")
@@ -245,6 +275,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_run(args)
         if args.command == "attest":
             return _cmd_attest(args)
+        if args.command == "verify":
+            from attestcall.verify.command import run_verify
+
+            return run_verify(args)
         if args.command == "sim":
             return _cmd_sim(args)
         if args.command == "include-dir":
