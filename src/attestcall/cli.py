@@ -130,6 +130,17 @@ def _build_parser() -> _Parser:
     sim_commands = sim.add_subparsers(dest="sim_command", metavar="ACTION", parser_class=_Parser)
     sim_commands.add_parser("show", help="print the simulated platforms' state")
     sim_commands.add_parser("reset", help="recreate the simulated platforms' state (new keys)")
+    collateral = sim_commands.add_parser(
+        "collateral",
+        help="write the simulated SGX platform's collateral (TCB info, QE identity, CRLs)",
+        description="Write the collateral a verifier needs for simulated SGX quotes: TCB info, "
+        "QE identity and CRLs signed by the simulated chain, as JSON with the "
+        "QuoteCollateralV3 field names (the format `attestcall verify --collateral` reads).",
+    )
+    collateral.add_argument("--tee", choices=("sgx-sim",), default="sgx-sim",
+                            help="the simulated platform (default sgx-sim)")
+    collateral.add_argument("-o", "--output", required=True, metavar="FILE",
+                            help="where to write the JSON ('-' for standard output)")
 
     verify = commands.add_parser(
         "verify",
@@ -254,8 +265,16 @@ def _failed(code: int) -> int:
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
-    if args.sim_command not in ("show", "reset"):
-        raise UsageError("attestcall sim: choose an action: show or reset")
+    if args.sim_command not in ("show", "reset", "collateral"):
+        raise UsageError("attestcall sim: choose an action: show, reset or collateral")
+    if args.sim_command == "collateral":
+        from attestcall.intel.sgx_sim import load_state
+        from attestcall.intel.sgx_sim.collateral import collateral_json
+
+        _write_output(args.output, collateral_json(load_state()).encode())
+        if args.output != "-":
+            print(f"simulated SGX collateral written to {args.output}")
+        return 0
     from attestcall import simstate
 
     if args.sim_command == "show":
