@@ -1,0 +1,171 @@
+"""Fetching an SEV-SNP report's VCEK and its ASK/ARK from an AMD KDS-compatible service.
+
+::
+
+    GET {base}/vcek/v1/{product}/{hwid}?blSPL=..&teeSPL=..&snpSPL=..&ucodeSPL=..[&fmcSPL=..]
+        body: the VCEK (DER; PEM accepted)
+    GET {base}/vcek/v1/{product}/cert_chain
+        body: PEM, the ASK then the ARK
+
+The path comes from :func:`attestcall.amd.verify.kds_vcek_path` (hwid = CHIP_ID, its first
+8 bytes on Turin; the SPLs from REPORTED_TCB). A version 2 report does not tell Milan from
+Genoa: unless ``product`` is given, Milan is asked first and Genoa on a 404.
+
+The result is a PEM bundle VCEK, ASK, ARK, usable as ``attestcall verify --certs``. Each
+answer is cached by URL until its certificates' earliest notAfter. Nothing is trusted
+here: the verifier checks the chain against its pinned ARKs and the VCEK against the report.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from attestcall.errors import AttestcallError
+from attestcall.verify import fetch
+from attestcall.verify.cache import Cache
+from attestcall.verify.verdict import CollateralError
+
+AMD_KDS_URL = "https://kdsintf.amd.com"
+REPORT_SIZE = 0x4A0
+_GUESSES = ("Milan", "Genoa")  # what a report that cannot tell may be, in order
+
+
+def service_root(base_url: str) -> str:
+    """``base_url`` without a trailing slash or ``/vcek/v1``."""
+    root = base_url.strip().rstrip("/")
+    if root.endswith("/vcek/v1"):
+        root = root[: -len("/vcek/v1")]
+    fetch.check_url(root)
+    return root
+
+
+def vcek_paths(evidence: bytes, product: str | None = None) -> list[str]:
+    """The KDS paths that may hold the VCEK of the report at the start of ``evidence``
+    (one, unless the report cannot tell its product line)."""
+    from attestcall.amd import report as snp
+    from attestcall.amd.verify import guess_product, kds_vcek_path
+
+    if len(evidence) < REPORT_SIZE:
+        raise CollateralError(
+            f"an SEV-SNP report is {REPORT_SIZE} bytes; the evidence has {len(evidence)}"
+        )
+    try:
+        report = snp.parse(bytes(evidence[:REPORT_SIZE]))
+        if report.signing_key != snp.SIGNING_KEY_VCEK:
+            raise CollateralError(
+                "the report is not signed by a VCEK (a VLEK or no key): KDS cannot serve its "
+                "key; give the certificates with --certs"
+            )
+        if product is not None:
+            return [kds_vcek_path(report, product)]
+        if guess_product(report) is not None:
+            return [kds_vcek_path(report)]
+        return [kds_vcek_path(report, guess) for guess in _GUESSES]
+    except CollateralError:
+        raise
+    except AttestcallError as exc:
+        raise CollateralError(f"cannot tell which VCEK to fetch: {exc}") from exc
+
+
+def _product_of(path: str) -> str:
+    return path.split("/")[3]  # /vcek/v1/{product}/...
+
+
+def fetch_vcek(
+    base_url: str,
+    evidence: bytes,
+    *,
+    cache: Cache | None = None,
+    product: str | None = None,
+    timeout: float = fetch.DEFAULT_TIMEOUT,
+) -> bytes:
+    """The PEM bundle VCEK + ASK + ARK for the SEV-SNP report that starts ``evidence``,
+    from the KDS at ``base_url`` (e.g. https://kdsintf.amd.com); CollateralError if it
+    cannot be had. ``cache`` defaults to :class:`Cache` in the user's cache directory."""
+    root = service_root(base_url)
+    cache = cache if cache is not None else Cache()
+    paths = vcek_paths(evidence, product)
+    misses: list[str] = []
+    for path in paths:
+        url = root + path
+        try:
+            vcek = _vcek(url, cache, timeout)
+        except _NotFound:
+            misses.append(url)
+            continue
+        chain = _cert_chain(f"{root}/vcek/v1/{_product_of(path)}/cert_chain", cache, timeout)
+        return b"".join(cert.public_bytes(Encoding.PEM) for cert in (vcek, *chain))
+    raise CollateralError(f"{' and '.join(misses)}: HTTP 404 (no such VCEK)")
+
+
+class _NotFound(Exception):
+    """KDS has no VCEK at this path (HTTP 404): try the next product line."""
+
+
+def _vcek(url: str, cache: Cache, timeout: float) -> x509.Certificate:
+    data = cache.get(url)
+    if data is not None:
+        try:
+            return _load_vcek(data, url)
+        except CollateralError:
+            pass  # a corrupt entry: fetch again
+    try:
+        answer = fetch.get(url, timeout=timeout)
+    except fetch.HttpStatusError as exc:
+        if exc.status == 404:
+            raise _NotFound from None
+        raise
+    vcek = _load_vcek(answer.body, url)
+    cache.put(url, answer.body, vcek.not_valid_after_utc)
+    return vcek
+
+
+def _load_vcek(data: bytes, url: str) -> x509.Certificate:
+    from attestcall.amd.certs import load_certificate, load_pem_certificates
+
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            certificates = load_pem_certificates(data)
+            if len(certificates) != 1:
+                raise CollateralError(f"{len(certificates)} certificates, not one")
+            return certificates[0]
+        return load_certificate(data)
+    except CollateralError as exc:
+        raise CollateralError(f"{url}: the answer is not a VCEK certificate ({exc})") from None
+
+
+def _cert_chain(url: str, cache: Cache, timeout: float) -> list[x509.Certificate]:
+    data = cache.get(url)
+    if data is not None:
+        try:
+            return _load_chain(data, url)
+        except CollateralError:
+            pass
+    answer = fetch.get(url, timeout=timeout)
+    chain = _load_chain(answer.body, url)
+    cache.put(url, answer.body, expiry(chain))
+    return chain
+
+
+def _load_chain(data: bytes, url: str) -> list[x509.Certificate]:
+    """The ASK (or ASVK) and ARK of a cert_chain answer, in that order."""
+    from attestcall.amd.certs import load_pem_certificates
+
+    try:
+        chain = load_pem_certificates(data)
+    except CollateralError:
+        raise CollateralError(f"{url}: the answer is not PEM certificates") from None
+    if len(chain) != 2:
+        raise CollateralError(f"{url}: expected the ASK and the ARK, got {len(chain)} certificates")
+    ask, ark = chain
+    if ark.subject != ark.issuer or ask.issuer != ark.subject:
+        raise CollateralError(f"{url}: the certificates are not an ASK followed by its ARK")
+    return chain
+
+
+def expiry(certificates: list[x509.Certificate]) -> dt.datetime:
+    """When the earliest of ``certificates`` expires."""
+    return min(cert.not_valid_after_utc for cert in certificates)

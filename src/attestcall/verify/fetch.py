@@ -1,0 +1,171 @@
+"""Bounded HTTP GETs for collateral services (Intel PCS/PCCS, AMD KDS), standard library only.
+
+Every request has a per-operation socket timeout and an overall deadline, the body is capped
+(by Content-Length up front, then while reading), redirects are refused, only http and
+https URLs are allowed, and every failure raises :class:`CollateralError` with one line that
+names the URL. Proxies from the environment are honoured, except for loopback hosts.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.message import Message
+from typing import Any
+
+from attestcall.verify.verdict import CollateralError
+
+DEFAULT_TIMEOUT = 20.0  # seconds, per socket operation and for the whole body
+DEFAULT_MAX_SIZE = 4 * 1024 * 1024  # bytes; the largest real TCB info is ~100 KiB
+_CHUNK = 64 * 1024
+
+
+class HttpStatusError(CollateralError):
+    """The service answered with a non-2xx status (kept in ``status``)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Response:
+    """A successful (2xx) answer: its URL, status, headers and body."""
+
+    url: str
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        """A header's value (names compare case-insensitively), or None."""
+        wanted = name.lower()
+        for key, value in self.headers.items():
+            if key.lower() == wanted:
+                return value
+        return None
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Message,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        raise urllib.error.HTTPError(req.full_url, code, f"redirect to {newurl} refused",
+                                     headers, fp)  # fmt: skip
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _opener(url: str) -> urllib.request.OpenerDirector:
+    host = urllib.parse.urlsplit(url).hostname
+    handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
+    if _is_loopback(host):
+        handlers.append(urllib.request.ProxyHandler({}))
+    return urllib.request.build_opener(*handlers)
+
+
+def check_url(url: str) -> None:
+    """Refuse anything but an absolute http(s) URL."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise CollateralError(f"not an http(s) URL: {url!r}")
+
+
+def get(
+    url: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_size: int = DEFAULT_MAX_SIZE,
+    accept: str = "*/*",
+) -> Response:
+    """GET ``url``; the 2xx response, or CollateralError with one line saying why not."""
+    check_url(url)
+    request = urllib.request.Request(
+        url, headers={"Accept": accept, "User-Agent": "attestcall"}, method="GET"
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        with _opener(url).open(request, timeout=timeout) as answer:
+            status = answer.status
+            headers = _headers(answer.headers)
+            declared = headers_length(headers)
+            if declared is not None and declared > max_size:
+                raise CollateralError(
+                    f"{url}: response of {declared} bytes exceeds the {max_size}-byte limit"
+                )
+            body = _read(answer, url, max_size, deadline, timeout)
+    except CollateralError:
+        raise
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        message = f"{url}: HTTP {exc.code} {exc.reason}".rstrip()
+        raise HttpStatusError(message, exc.code) from None
+    except TimeoutError:
+        raise CollateralError(f"{url}: timed out after {timeout:g} s") from None
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        if isinstance(reason, TimeoutError):
+            raise CollateralError(f"{url}: timed out after {timeout:g} s") from None
+        text = getattr(reason, "strerror", None) or str(reason)
+        raise CollateralError(f"{url}: cannot connect: {text}") from None
+    except http.client.HTTPException as exc:
+        name = type(exc).__name__
+        raise CollateralError(f"{url}: not a valid HTTP answer ({name})") from None
+    except (OSError, ValueError) as exc:
+        raise CollateralError(f"{url}: request failed: {exc}") from None
+    return Response(url, status, headers, body)
+
+
+def _headers(message: Message) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for key, value in message.items():
+        headers.setdefault(key, value)  # the first occurrence wins
+    return headers
+
+
+def headers_length(headers: Mapping[str, str]) -> int | None:
+    for key, value in headers.items():
+        if key.lower() == "content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _read(
+    answer: http.client.HTTPResponse, url: str, max_size: int, deadline: float, timeout: float
+) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        if time.monotonic() > deadline:
+            raise CollateralError(f"{url}: timed out after {timeout:g} s")
+        chunk = answer.read1(_CHUNK)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > max_size:
+            raise CollateralError(f"{url}: response exceeds the {max_size}-byte limit")
+        chunks.append(chunk)
