@@ -29,7 +29,6 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from attestcall.intel.collateral import (
     QE_ID_SGX,
@@ -155,13 +154,11 @@ def _link_problem(child: x509.Certificate, parent: x509.Certificate, name: str, 
     """Why ``parent`` did not issue ``child`` (names, then signature), or None; memoised."""
 
     def check() -> str | None:
-        if child.issuer != parent.subject:
-            return "name"
         try:
-            algorithm = child.signature_hash_algorithm
-        except x509.UnsupportedAlgorithm:
-            algorithm = None
-        if not _signed_by_uncached(child.signature, child.tbs_certificate_bytes, algorithm, parent):
+            child.verify_directly_issued_by(parent)
+        except ValueError:
+            return "name"
+        except (InvalidSignature, TypeError, x509.UnsupportedAlgorithm):
             return "signature"
         return None
 
@@ -171,6 +168,34 @@ def _link_problem(child: x509.Certificate, parent: x509.Certificate, name: str, 
     if failure == "signature":
         return f"{name} signature does not verify with its issuer's key"
     return None
+
+
+def _names(cert: x509.Certificate) -> tuple[bytes, bytes]:
+    """The certificate's issuer and subject as their exact DER (cheaper than x509.Name)."""
+    try:
+        tbs = der.decode(cert.public_bytes(serialization.Encoding.DER)).children()[0]
+        fields = tbs.children()
+    except der.DerError:
+        return b"", b""
+    first = 1 if fields and fields[0].tag == 0xA0 else 0  # [0] version
+    if len(fields) < first + 5:
+        return b"", b""
+    issuer, subject = fields[first + 2], fields[first + 4]
+    return der.encode_tlv(issuer.tag, issuer.value), der.encode_tlv(subject.tag, subject.value)
+
+
+def _crl_issuer(crl_der: bytes) -> bytes:
+    """The CRL's issuer name as its exact DER."""
+    try:
+        tbs = der.decode(crl_der).children()[0]
+        fields = tbs.children()
+    except der.DerError:
+        return b""
+    first = 1 if fields and fields[0].tag == der.INTEGER else 0  # version
+    if len(fields) < first + 2:
+        return b""
+    issuer = fields[first + 1]
+    return der.encode_tlv(issuer.tag, issuer.value)
 
 
 _ECDSA_WITH_SHA256 = der.encode_sequence(der.encode_oid("1.2.840.10045.4.3.2"))
@@ -212,11 +237,6 @@ def _text_signed_by(data: bytes, raw_signature: bytes, signer: x509.Certificate)
         return key is not None and _verify_raw(key, raw_signature, data)
 
     return _signatures.get((data, raw_signature, signer), check)
-
-
-def _common_name(name: x509.Name) -> str:
-    values = name.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(values[0].value) if values else ""
 
 
 def _attestation_key(raw: bytes) -> ec.EllipticCurvePublicKey | None:
@@ -268,7 +288,8 @@ class _Chain:
 
 
 def _simulated(cert: x509.Certificate) -> bool:
-    return "SIMULATED" in cert.subject.rfc4514_string().upper()
+    """The certificate's subject says SIMULATED (any case)."""
+    return b"SIMULATED" in _names(cert)[1].upper()
 
 
 def _check_chain(
@@ -340,7 +361,8 @@ def _platform(
     problems += chain.problems
     windows += chain.windows
     pck, issuer = certs[0], certs[1]
-    if "SGX PCK Certificate" not in _common_name(pck.subject):
+    pck_issuer, pck_subject = _names(pck)
+    if b"SGX PCK Certificate" not in pck_subject:
         problems.append("PCK certificate's common name does not say SGX PCK Certificate")
     pck_key = _ec_key(pck)
     if pck_key is None:
@@ -358,7 +380,7 @@ def _platform(
 
     # PCK CRL: issued by the PCK's issuer, signed by it, PCK not listed.
     crl = collateral.pck_crl
-    if crl.issuer != pck.issuer:
+    if _crl_issuer(collateral.pck_crl_der) != pck_issuer:
         problems.append("PCK CRL is not issued by the PCK certificate's issuer")
     elif not _crl_signed_by(collateral.pck_crl_der, issuer):
         problems.append("PCK CRL signature does not verify with the PCK CA's key")
@@ -407,14 +429,14 @@ def _platform(
 
     # Root CA CRL: issued and signed by the root, no CA of the chain listed.
     root_crl = collateral.root_ca_crl
-    if root_crl.issuer != chain.root.subject:
+    if _crl_issuer(collateral.root_ca_crl_der) != _names(chain.root)[1]:
         problems.append("root CA CRL is not issued by the PCK chain's root")
     elif not _crl_signed_by(collateral.root_ca_crl_der, chain.root):
         problems.append("root CA CRL signature does not verify with the root key")
     windows.append(_crl_window(root_crl, "root CA CRL"))
     for cert in certs[1:-1]:
         if root_revoked(collateral, cert):
-            problems.append(f"PCK CA certificate ({_common_name(cert.subject)}) is revoked by "
+            problems.append(f"PCK CA certificate (serial {cert.serial_number:x}) is revoked by "
                             "the root CA CRL")
     return _Platform(tuple(problems), tuple(windows), pck_key, extension, _simulated(chain.root))
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from attestcall.errors import AttestcallError, UsageError
 from attestcall.verify.api import verify
+from attestcall.verify.detect import detect
 from attestcall.verify.verdict import Verdict
 
 EXIT_ACCEPTED, EXIT_REJECTED, EXIT_UNUSABLE = 0, 1, 2
@@ -24,7 +25,7 @@ def _read_evidence(name: str) -> bytes:
         raise UsageError(f"cannot read {name}: {exc.strerror}") from None
 
 
-def _collateral(args: argparse.Namespace, evidence: bytes, technology: str | None) -> Any:
+def _collateral(args: argparse.Namespace, evidence: bytes) -> Any:
     if args.collateral and args.pccs:
         raise UsageError("give --collateral or --pccs, not both")
     if args.collateral:
@@ -62,13 +63,18 @@ def run_verify(args: argparse.Namespace) -> int:
     """Exit 0 accepted, 1 rejected, 2 unusable input; with --json one object on stdout."""
     try:
         evidence = _read_evidence(args.evidence)
-        tech = args.tech
-        is_snp = tech == "snp" or (tech is None and args.certs is not None or args.kds)
+        tech = args.tech or detect(evidence)
+        if tech == "snp" and (args.collateral or args.pccs):
+            raise UsageError("--collateral and --pccs are for Intel evidence; SNP takes "
+                             "--certs or --kds")
+        if tech != "snp" and (args.certs or args.kds):
+            raise UsageError("--certs and --kds are for SEV-SNP evidence; Intel takes "
+                             "--collateral or --pccs")
         verdict = verify(
             evidence,
             technology=tech,
-            collateral=None if is_snp and tech == "snp" else _collateral(args, evidence, tech),
-            certs=_certs(args, evidence) if (args.certs or args.kds) else None,
+            collateral=_collateral(args, evidence) if tech != "snp" else None,
+            certs=_certs(args, evidence) if tech == "snp" else None,
             at=args.at,
             nonce=args.nonce,
             policy=args.policy,
