@@ -170,3 +170,24 @@ def test_json_on_unusable_input_is_still_one_object():
     out = json.loads(result.stdout)
     assert set(out) == {"accepted", "error"} and out["accepted"] is False
     assert "--tech" in out["error"]
+
+
+# -- simulated evidence: the keep's quotes travel the same path ----------------------------
+
+
+def test_simulated_quote_needs_trust_simulated(tmp_path):
+    nonce = "5a" * 64
+    quote, coll = tmp_path / "q.bin", tmp_path / "c.json"
+    for args in (["attest", "--tee", "sgx-sim", "--nonce", nonce, "-o", quote],
+                 ["sim", "collateral", "-o", coll]):
+        done = subprocess.run([sys.executable, "-m", "attestcall", *map(str, args)],
+                              capture_output=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+    code, out = verdict(quote, "--collateral", coll, "--nonce", nonce)
+    assert code == 1 and out["simulated"] is True
+    assert any("simulated" in r and "--trust-simulated" in r for r in out["reasons"])
+    code, out = verdict(quote, "--collateral", coll, "--nonce", nonce, "--trust-simulated")
+    assert code == 0, out
+    assert out["tcb_status"] == "UpToDate" and out["simulated"] is True
+    code, out = verdict(quote, "--collateral", coll, "--nonce", "00" * 64, "--trust-simulated")
+    assert code == 1 and out["reasons"] == ["the report data does not equal the nonce"]

@@ -222,7 +222,9 @@ def _svns(items: Any, where: str) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _module_levels(items: list[Any], where: str, allowed: frozenset[str]) -> tuple[ModuleTcbLevel, ...]:
+def _module_levels(
+    items: list[Any], where: str, allowed: frozenset[str]
+) -> tuple[ModuleTcbLevel, ...]:
     levels = []
     for i, item in enumerate(items):
         entry = _Obj(item, f"{where}[{i}]")
@@ -256,7 +258,9 @@ def parse_tcb_info(text: str) -> TcbInfo:
     for i, item in enumerate(root.list("tcbLevels")):
         entry = _Obj(item, f"tcb_info.tcbLevels[{i}]")
         tcb = entry.obj("tcb")
-        tdx = _svns(tcb.get("tdxtcbcomponents"), f"{tcb.where}.tdxtcbcomponents") if is_tdx else None
+        tdx = (
+            _svns(tcb.get("tdxtcbcomponents"), f"{tcb.where}.tdxtcbcomponents") if is_tdx else None
+        )
         levels.append(
             TcbLevel(
                 _svns(tcb.get("sgxtcbcomponents"), f"{tcb.where}.sgxtcbcomponents"),
@@ -273,7 +277,9 @@ def parse_tcb_info(text: str) -> TcbInfo:
     identities: list[TdxModuleIdentity] = []
     if is_tdx:
         m = root.obj("tdxModule")
-        module = TdxModule(m.hex("mrsigner", 48), m.hex("attributes", 8), m.hex("attributesMask", 8))
+        module = TdxModule(
+            m.hex("mrsigner", 48), m.hex("attributes", 8), m.hex("attributesMask", 8)
+        )
         if "tdxModuleIdentities" in root.value:
             for i, item in enumerate(root.list("tdxModuleIdentities")):
                 ident = _Obj(item, f"tcb_info.tdxModuleIdentities[{i}]")
@@ -283,8 +289,9 @@ def parse_tcb_info(text: str) -> TcbInfo:
                         ident.hex("mrsigner", 48),
                         ident.hex("attributes", 8),
                         ident.hex("attributesMask", 8),
-                        _module_levels(ident.list("tcbLevels"), f"{ident.where}.tcbLevels",
-                                       QE_STATUSES),
+                        _module_levels(
+                            ident.list("tcbLevels"), f"{ident.where}.tcbLevels", QE_STATUSES
+                        ),
                     )
                 )
     return TcbInfo(
@@ -317,9 +324,9 @@ def parse_qe_identity(text: str) -> QeIdentity:
     )  # fmt: skip
 
 
-def _pem_chain(text: str, name: str, seen: dict[str, tuple[x509.Certificate, ...]]) -> tuple[
-    x509.Certificate, ...
-]:
+def _pem_chain(
+    text: str, name: str, seen: dict[str, tuple[x509.Certificate, ...]]
+) -> tuple[x509.Certificate, ...]:
     if text in seen:
         return seen[text]
     try:
@@ -424,14 +431,16 @@ class Collateral:
         seen: dict[str, tuple[x509.Certificate, ...]] = {}
         return cls(
             key=values,
-            pck_crl_issuer_chain=_pem_chain(f["pck_crl_issuer_chain"], "pck_crl_issuer_chain",
-                                            seen),
+            pck_crl_issuer_chain=_pem_chain(
+                f["pck_crl_issuer_chain"], "pck_crl_issuer_chain", seen
+            ),
             root_ca_crl_der=root_der,
             root_ca_crl=root_crl,
             pck_crl_der=pck_der,
             pck_crl=pck_crl,
-            tcb_info_issuer_chain=_pem_chain(f["tcb_info_issuer_chain"], "tcb_info_issuer_chain",
-                                             seen),
+            tcb_info_issuer_chain=_pem_chain(
+                f["tcb_info_issuer_chain"], "tcb_info_issuer_chain", seen
+            ),
             tcb_info_bytes=tcb_bytes,
             tcb_info=parse_tcb_info(f["tcb_info"]),
             tcb_info_signature=_signature(f["tcb_info_signature"], "tcb_info_signature"),

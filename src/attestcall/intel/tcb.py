@@ -89,7 +89,9 @@ def _oid(dotted: str) -> bytes:
     return der.encode_oid(dotted)[2:]
 
 
-_OID_TCB, _OID_PCE_ID, _OID_FMSPC, _OID_PCESVN = map(_oid, (OID_TCB, OID_PCE_ID, OID_FMSPC, OID_PCESVN))
+_OID_TCB, _OID_PCE_ID, _OID_FMSPC, _OID_PCESVN = map(
+    _oid, (OID_TCB, OID_PCE_ID, OID_FMSPC, OID_PCESVN)
+)
 _OID_COMPS = tuple(_oid(tcb_comp_oid(i)) for i in range(1, 17))
 
 
@@ -142,7 +144,11 @@ def _value(data: bytes, entries: dict[bytes, tuple[int, int, int]], oid: bytes, 
 
 
 def _uint(content: bytes, limit: int) -> int:
-    if not content or content[0] & 0x80 or (len(content) > 1 and content[0] == 0 and content[1] < 0x80):
+    if (
+        not content
+        or content[0] & 0x80
+        or (len(content) > 1 and content[0] == 0 and content[1] < 0x80)
+    ):
         raise PckFormatError("SGX extension: not a minimal non-negative INTEGER")
     value = int.from_bytes(content, "big")
     if value > limit:
@@ -197,9 +203,7 @@ def _ge(have: bytes | tuple[int, ...], need: tuple[int, ...], start: int = 0) ->
     return all(have[i] >= need[i] for i in range(start, len(need)))
 
 
-def match_sgx_level(
-    tcb_info: TcbInfo, comp_svns: tuple[int, ...], pce_svn: int
-) -> TcbLevel | None:
+def match_sgx_level(tcb_info: TcbInfo, comp_svns: tuple[int, ...], pce_svn: int) -> TcbLevel | None:
     """The first level the PCK certificate's TCB (components, PCESVN) meets, or None."""
     for level in tcb_info.tcb_levels:
         if pce_svn >= level.pce_svn and _ge(comp_svns, level.sgx_components):
@@ -251,16 +255,27 @@ def evaluate_qe(identity: QeIdentity, qe_report: ReportBody) -> TcbResult:
         problems.append(
             f"QE ISVPRODID {qe_report.isv_prod_id} is not the QE identity's {identity.isv_prod_id}"
         )
-    if qe_report.misc_select & identity.miscselect_mask != identity.miscselect & identity.miscselect_mask:
-        problems.append(f"QE MISCSELECT {qe_report.misc_select:#010x} does not match the QE identity")
+    if (
+        qe_report.misc_select & identity.miscselect_mask
+        != identity.miscselect & identity.miscselect_mask
+    ):
+        problems.append(
+            f"QE MISCSELECT {qe_report.misc_select:#010x} does not match the QE identity"
+        )
     if not _masked_equal(qe_report.attributes, identity.attributes, identity.attributes_mask):
         problems.append(f"QE ATTRIBUTES {qe_report.attributes.hex()} do not match the QE identity")
     if problems:
         return TcbResult(None, (), tuple(problems))
     level = _module_level(identity.tcb_levels, qe_report.isv_svn)
     if level is None:
-        return TcbResult(None, (), (f"QE ISVSVN {qe_report.isv_svn} is below every QE identity "
-                                    "TCB level (TCB not supported)",))
+        return TcbResult(
+            None,
+            (),
+            (
+                f"QE ISVSVN {qe_report.isv_svn} is below every QE identity "
+                "TCB level (TCB not supported)",
+            ),
+        )
     return TcbResult(level.status, level.advisory_ids)
 
 
@@ -277,22 +292,32 @@ def _evaluate_module(tcb_info: TcbInfo, tdx: TdxTcb) -> tuple[TcbResult, TdxModu
         if identity is None:
             problem = f"TCB info has no TDX module identity TDX_{version:02X} (TDX module mismatch)"
             return TcbResult(None, (), (problem,)), None
-        mrsigner, attributes, mask = identity.mrsigner, identity.attributes, identity.attributes_mask
+        mrsigner, attributes, mask = (
+            identity.mrsigner,
+            identity.attributes,
+            identity.attributes_mask,
+        )
     problems = []
     if tdx.mr_signer_seam != mrsigner:
-        problems.append(f"MRSIGNERSEAM {tdx.mr_signer_seam.hex()} is not the TCB info's TDX module "
-                        "signer (TDX module mismatch)")
+        problems.append(
+            f"MRSIGNERSEAM {tdx.mr_signer_seam.hex()} is not the TCB info's TDX module "
+            "signer (TDX module mismatch)"
+        )
     if not _masked_equal(tdx.seam_attributes, attributes, mask):
-        problems.append(f"SEAMATTRIBUTES {tdx.seam_attributes.hex()} do not match the TCB info's "
-                        "TDX module (TDX module mismatch)")
+        problems.append(
+            f"SEAMATTRIBUTES {tdx.seam_attributes.hex()} do not match the TCB info's "
+            "TDX module (TDX module mismatch)"
+        )
     if problems:
         return TcbResult(None, (), tuple(problems)), identity
     if identity is None:
         return TcbResult(UP_TO_DATE), None
     level = _module_level(identity.tcb_levels, tdx.tee_tcb_svn[0])
     if level is None:
-        problem = (f"TDX module ISVSVN {tdx.tee_tcb_svn[0]} is below every {identity.id} TCB level "
-                   "(TCB not supported)")
+        problem = (
+            f"TDX module ISVSVN {tdx.tee_tcb_svn[0]} is below every {identity.id} TCB level "
+            "(TCB not supported)"
+        )
         return TcbResult(None, (), (problem,)), identity
     return TcbResult(level.status, level.advisory_ids), identity
 
@@ -302,9 +327,9 @@ def _relaunch(
     qe_status: str | None,
 ) -> str:  # fmt: skip
     """TD 1.5: advise relaunching a TD whose TEE_TCB_SVN2 already meets the latest TCB."""
-    if qe_status not in (None, UP_TO_DATE) or sgx_status not in (
-        UP_TO_DATE, SW_HARDENING_NEEDED, CONFIGURATION_NEEDED, CONFIGURATION_AND_SW_HARDENING_NEEDED,
-    ):  # fmt: skip
+    platform_ok = (UP_TO_DATE, SW_HARDENING_NEEDED, CONFIGURATION_NEEDED,
+                   CONFIGURATION_AND_SW_HARDENING_NEEDED)  # fmt: skip
+    if qe_status not in (None, UP_TO_DATE) or sgx_status not in platform_ok:
         return tdx_status
     if tdx_status not in (OUT_OF_DATE, OUT_OF_DATE_CONFIGURATION_NEEDED):
         return tdx_status
@@ -339,9 +364,15 @@ def evaluate(
     """
     sgx_level = match_sgx_level(tcb_info, comp_svns, pce_svn)
     if sgx_level is None:
-        return TcbResult(None, (), qe.problems + (
-            f"no TCB level of the TCB info matches the PCK certificate's TCB "
-            f"(components {list(comp_svns)}, PCESVN {pce_svn}): TCB not supported",))
+        return TcbResult(
+            None,
+            (),
+            qe.problems
+            + (
+                f"no TCB level of the TCB info matches the PCK certificate's TCB "
+                f"(components {list(comp_svns)}, PCESVN {pce_svn}): TCB not supported",
+            ),
+        )
     if tdx is None:
         status = sgx_level.status
         advisories = sgx_level.advisory_ids
@@ -349,16 +380,23 @@ def evaluate(
     else:
         tdx_level = match_tdx_level(tcb_info, comp_svns, pce_svn, tdx.tee_tcb_svn)
         if tdx_level is None:
-            return TcbResult(None, (), qe.problems + (
-                f"no TDX TCB level matches TEE_TCB_SVN {tdx.tee_tcb_svn.hex()}: "
-                "TCB not supported",))
+            return TcbResult(
+                None,
+                (),
+                qe.problems
+                + (
+                    f"no TDX TCB level matches TEE_TCB_SVN {tdx.tee_tcb_svn.hex()}: "
+                    "TCB not supported",
+                ),
+            )
         module, _ = _evaluate_module(tcb_info, tdx)
         if module.status is None:
             return TcbResult(None, (), qe.problems + module.problems)
         status = converge(tdx_level.status, module.status)
         if tdx.tee_tcb_svn2 is not None and status != REVOKED:
-            status = _relaunch(tcb_info, tdx.tee_tcb_svn2, sgx_level.status, status,
-                               module.status, qe.status)
+            status = _relaunch(
+                tcb_info, tdx.tee_tcb_svn2, sgx_level.status, status, module.status, qe.status
+            )
         advisories = tdx_level.advisory_ids
         module_advisories = module.advisories
     if qe.status is None:

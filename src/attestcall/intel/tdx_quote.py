@@ -192,7 +192,9 @@ class DcapQuote:
         elif header.version == QUOTE_VERSION_4 and body_type != BODY_TD15:
             signed = header.pack() + raw
         else:
-            raise QuoteFormatError(f"cannot build a v{header.version} quote of body type {body_type}")
+            raise QuoteFormatError(
+                f"cannot build a v{header.version} quote of body type {body_type}"
+            )
         return cls(header, body_type, body, signature, attestation_key, qe, signed)
 
     @classmethod
@@ -203,9 +205,7 @@ class DcapQuote:
         if header.version not in (QUOTE_VERSION_4, QUOTE_VERSION_5):
             raise QuoteFormatError(f"quote version {header.version}, expected 4 or 5")
         if header.att_key_type != ATT_KEY_TYPE_ECDSA_P256:
-            raise QuoteFormatError(
-                f"attestation key type {header.att_key_type} is not ECDSA P-256"
-            )
+            raise QuoteFormatError(f"attestation key type {header.att_key_type} is not ECDSA P-256")
         if header.tee_type not in (TEE_TYPE_SGX, TEE_TYPE_TDX):
             raise QuoteFormatError(f"unknown TEE type {header.tee_type:#x}")
         if header.version == QUOTE_VERSION_4:

@@ -19,6 +19,7 @@ pays for the quote and QE report signatures and little else. :func:`clear_cache`
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -26,10 +27,12 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.utils import CryptographyDeprecationWarning
 
+from attestcall import der
 from attestcall.intel.collateral import (
     QE_ID_SGX,
     QE_ID_TDX,
@@ -37,9 +40,9 @@ from attestcall.intel.collateral import (
     TCB_INFO_TDX,
     Collateral,
 )
-from attestcall import der
 from attestcall.intel.pck import SGX_EXTENSION_OID, PckFormatError
 from attestcall.intel.quote import (
+    CERT_PCK_CHAIN,
     INTEL_QE_VENDOR_ID,
     QUOTE_VERSION_3,
     TEE_TYPE_SGX,
@@ -95,6 +98,8 @@ class _Lru:
 
 _signatures = _Lru(4 * _CACHE_SIZE)  # (signed object, signer) -> bool
 _platforms = _Lru(_CACHE_SIZE)  # (collateral, PCK chain bytes, roots, tee) -> _Platform
+_chains = _Lru(_CACHE_SIZE)  # (PCK chain bytes, roots) -> _PckChain
+_collaterals = _Lru(_CACHE_SIZE)  # (collateral text, roots) -> _Signed
 _keys = _Lru(_CACHE_SIZE)  # raw attestation key -> public key or None
 
 
@@ -102,6 +107,8 @@ def clear_cache() -> None:
     """Forget every verified chain, CRL, signed collateral and attestation key."""
     _signatures.clear()
     _platforms.clear()
+    _chains.clear()
+    _collaterals.clear()
     _keys.clear()
 
 
@@ -129,7 +136,7 @@ def _verify_raw(key: ec.EllipticCurvePublicKey, raw_signature: bytes, data: byte
 def _ec_key(cert: x509.Certificate) -> ec.EllipticCurvePublicKey | None:
     try:
         key = cert.public_key()
-    except ValueError:
+    except (ValueError, UnsupportedAlgorithm):
         return None
     if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
         return key
@@ -150,7 +157,9 @@ def _signed_by_uncached(
     return True
 
 
-def _link_problem(child: x509.Certificate, parent: x509.Certificate, name: str, what: str) -> str | None:
+def _link_problem(
+    child: x509.Certificate, parent: x509.Certificate, name: str, what: str
+) -> str | None:
     """Why ``parent`` did not issue ``child`` (names, then signature), or None; memoised."""
 
     def check() -> str | None:
@@ -158,7 +167,7 @@ def _link_problem(child: x509.Certificate, parent: x509.Certificate, name: str, 
             child.verify_directly_issued_by(parent)
         except ValueError:
             return "name"
-        except (InvalidSignature, TypeError, x509.UnsupportedAlgorithm):
+        except (InvalidSignature, TypeError, UnsupportedAlgorithm):
             return "signature"
         return None
 
@@ -170,18 +179,30 @@ def _link_problem(child: x509.Certificate, parent: x509.Certificate, name: str, 
     return None
 
 
-def _names(cert: x509.Certificate) -> tuple[bytes, bytes]:
-    """The certificate's issuer and subject as their exact DER (cheaper than x509.Name)."""
+def _der_parts(cert: x509.Certificate) -> tuple[bytes, bytes, bool]:
+    """The certificate's issuer and subject as their exact DER (cheaper than x509.Name), and
+    whether it is strictly Certificate ::= SEQUENCE { tbs, algorithm, BIT STRING with no
+    unused bits } (cryptography tolerates a non-zero unused-bits count)."""
     try:
-        tbs = der.decode(cert.public_bytes(serialization.Encoding.DER)).children()[0]
-        fields = tbs.children()
-    except der.DerError:
-        return b"", b""
+        parts = der.decode(cert.public_bytes(serialization.Encoding.DER)).children()
+        fields = parts[0].children()
+    except (der.DerError, IndexError):
+        return b"", b"", False
+    strict = len(parts) == 3 and parts[2].tag == 0x03 and parts[2].value[:1] == b"\x00"
     first = 1 if fields and fields[0].tag == 0xA0 else 0  # [0] version
     if len(fields) < first + 5:
-        return b"", b""
+        return b"", b"", False
     issuer, subject = fields[first + 2], fields[first + 4]
-    return der.encode_tlv(issuer.tag, issuer.value), der.encode_tlv(subject.tag, subject.value)
+    return (
+        der.encode_tlv(issuer.tag, issuer.value),
+        der.encode_tlv(subject.tag, subject.value),
+        strict,
+    )
+
+
+def _names(cert: x509.Certificate) -> tuple[bytes, bytes]:
+    issuer, subject, _ = _der_parts(cert)
+    return issuer, subject
 
 
 def _crl_issuer(crl_der: bytes) -> bytes:
@@ -228,7 +249,7 @@ def _crl_signed_by(crl_der: bytes, signer: x509.Certificate) -> bool:
             return False
         return True
 
-    return _signatures.get((crl_der, signer), check)
+    return check()
 
 
 def _text_signed_by(data: bytes, raw_signature: bytes, signer: x509.Certificate) -> bool:
@@ -236,7 +257,7 @@ def _text_signed_by(data: bytes, raw_signature: bytes, signer: x509.Certificate)
         key = _ec_key(signer)
         return key is not None and _verify_raw(key, raw_signature, data)
 
-    return _signatures.get((data, raw_signature, signer), check)
+    return check()
 
 
 def _attestation_key(raw: bytes) -> ec.EllipticCurvePublicKey | None:
@@ -262,12 +283,13 @@ class _Window:
     kind: str  # "cert" (end inclusive) or "dated" (issue/next update, end exclusive)
 
     def problem(self, at: datetime) -> str | None:
+        when, start, end = _stamp(at), _stamp(self.start), _stamp(self.end)
         if at < self.start:
             if self.kind == "cert":
-                return f"{self.what} is not yet valid at {_stamp(at)} (valid from {_stamp(self.start)})"
-            return f"{self.what} issued in the future ({_stamp(self.start)}, verifying at {_stamp(at)})"
+                return f"{self.what} is not yet valid at {when} (valid from {start})"
+            return f"{self.what} issued in the future ({start}, verifying at {when})"
         if at > self.end or (self.kind == "dated" and at == self.end):
-            return f"{self.what} expired at {_stamp(self.end)}"
+            return f"{self.what} expired at {end}"
         return None
 
 
@@ -296,7 +318,7 @@ def _check_chain(
     certs: Sequence[x509.Certificate], roots: tuple[x509.Certificate, ...], what: str,
     names: Sequence[str],
 ) -> _Chain:  # fmt: skip
-    """Each certificate issued and signed by the next; the last one a trusted root."""
+    """Each certificate issued and signed by the next; ``trusted`` if the last is a root."""
     problems = []
     windows = []
     for index, cert in enumerate(certs):
@@ -308,17 +330,16 @@ def _check_chain(
                 problems.append(problem)
     root = certs[-1]
     trusted = root in roots
-    if not trusted:
-        if _simulated(root):
-            problems.append(
-                f"{what} ends at a SIMULATED root: the evidence is simulated; pass "
-                "--trust-simulated to accept simulated evidence"
-            )
-        else:
-            problems.append(
-                f"{what} ends at an untrusted root ({root.subject.rfc4514_string()})"
-            )
     return _Chain(tuple(certs), tuple(problems), tuple(windows), root, trusted)
+
+
+def _untrusted(root: x509.Certificate, what: str) -> str:
+    if _simulated(root):
+        return (
+            f"{what} ends at a SIMULATED root: the evidence is simulated; pass "
+            "--trust-simulated to accept simulated evidence"
+        )
+    return f"{what} ends at a root that is not trusted"
 
 
 def _canonical_pem(certs: Sequence[x509.Certificate], data: bytes) -> bool:
@@ -328,7 +349,171 @@ def _canonical_pem(certs: Sequence[x509.Certificate], data: bytes) -> bool:
     return body in (text, text.rstrip(b"\n"), text.replace(b"\n", b"\r\n"))
 
 
-# ------------------------------------------------------------------------ platform checks
+def _revoked(crl: x509.CertificateRevocationList, cert: x509.Certificate) -> bool:
+    """Listed in the CRL (a negative serial number, which no CA issues, counts as listed)."""
+    try:
+        return crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
+    except ValueError:
+        return True
+
+
+def _crl_window(crl: x509.CertificateRevocationList, what: str) -> _Window:
+    end = crl.next_update_utc
+    if end is None:
+        end = datetime.max.replace(tzinfo=UTC)
+    return _Window(what, crl.last_update_utc, end, "dated")
+
+
+# ------------------------------------------------------------------------ the PCK chain
+
+
+@dataclass(frozen=True)
+class _PckChain:
+    """What the quote's PCK chain gives, on its own (cached by its bytes and the roots)."""
+
+    problems: tuple[str, ...]
+    windows: tuple[_Window, ...] = ()
+    chain: _Chain | None = None
+    pck_key: ec.EllipticCurvePublicKey | None = None
+    extension: PlatformTcb | None = None
+    pck_issuer: bytes = b""
+    simulated: bool = False
+
+
+def _pck_chain(chain_bytes: bytes, roots: tuple[x509.Certificate, ...]) -> _PckChain:
+    # cryptography warns about non-positive serial numbers, which this rejects.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        return _pck_chain_checks(chain_bytes, roots)
+
+
+def _pck_chain_checks(chain_bytes: bytes, roots: tuple[x509.Certificate, ...]) -> _PckChain:
+    try:
+        certs = x509.load_pem_x509_certificates(chain_bytes.rstrip(b"\x00"))
+    except (ValueError, x509.InvalidVersion) as exc:
+        return _PckChain((f"PCK certificate chain does not parse: {exc}",))
+    if len(certs) < 2:
+        return _PckChain(("PCK certificate chain must hold the PCK and its CA chain",))
+    if any(cert.serial_number <= 0 for cert in certs):
+        return _PckChain(("PCK certificate chain holds a serial number that is not positive",))
+    problems = []
+    if not _canonical_pem(certs, chain_bytes):
+        problems.append("PCK certificate chain is not in canonical PEM encoding")
+    names = ["PCK certificate", "PCK CA certificate", "root CA certificate"]
+    chain = _check_chain(certs, roots, "PCK certificate chain", names)
+    problems += chain.problems
+    if not chain.trusted:
+        problems.append(_untrusted(chain.root, "PCK certificate chain"))
+    pck = certs[0]
+    pck_issuer, pck_subject, strict = _der_parts(pck)
+    if not strict or not all(_der_parts(cert)[2] for cert in certs[1:]):
+        problems.append("PCK certificate chain holds a certificate that is not strict DER")
+    if b"SGX PCK Certificate" not in pck_subject:
+        problems.append("PCK certificate's common name does not say SGX PCK Certificate")
+    pck_key = _ec_key(pck)
+    if pck_key is None:
+        problems.append("PCK certificate key is not ECDSA P-256")
+    extension = None
+    try:
+        value = pck.extensions.get_extension_for_oid(_SGX_OID).value
+        if not isinstance(value, x509.UnrecognizedExtension):
+            raise PckFormatError("SGX extension was not left raw by the parser")
+        extension = platform_tcb(value.value)
+    except x509.ExtensionNotFound:
+        problems.append("PCK certificate has no SGX extension")
+    except (PckFormatError, ValueError, x509.DuplicateExtension) as exc:
+        problems.append(f"PCK certificate SGX extension is unusable: {exc}")
+    simulated = _simulated(chain.root)
+    return _PckChain(tuple(problems), chain.windows, chain, pck_key, extension, pck_issuer,
+                     simulated)  # fmt: skip
+
+
+# ------------------------------------------------------------------------ the collateral
+
+
+@dataclass(frozen=True)
+class _Signed:
+    """The collateral's own checks (cached by its exact text and the roots)."""
+
+    problems: tuple[str, ...]
+    windows: tuple[_Window, ...]
+    root: x509.Certificate
+    trusted: bool
+    crl_issuer: x509.Certificate  # the PCK CRL issuer certificate (the PCK CA)
+    pck_crl_issuer: bytes  # the PCK CRL's issuer name (DER)
+
+
+def _signed(collateral: Collateral, roots: tuple[x509.Certificate, ...]) -> _Signed:
+    problems: list[str] = []
+    windows: list[_Window] = []
+    root_crl = collateral.root_ca_crl
+
+    # TCB info and QE identity: signed over their exact bytes by the TCB signing certificate.
+    signing: _Chain | None = None
+    previous_text = None
+    for index, label, data, signature in (
+        (4, "TCB info", collateral.tcb_info_bytes, collateral.tcb_info_signature),
+        (7, "QE identity", collateral.qe_identity_bytes, collateral.qe_identity_signature),
+    ):
+        text = collateral.key[index]  # the issuer chain's PEM text
+        if text != previous_text:
+            certs = (collateral.tcb_info_issuer_chain if index == 4
+                     else collateral.qe_identity_issuer_chain)  # fmt: skip
+            signing = _check_chain(
+                certs,
+                roots,
+                f"{label} signing chain",
+                [f"{label} signing certificate", f"{label} root certificate"],
+            )
+            problems += signing.problems
+            windows += signing.windows
+            if _revoked(root_crl, certs[0]):
+                problems.append(f"{label} signing certificate is revoked by the root CA CRL")
+            previous_text = text
+        assert signing is not None
+        if not _text_signed_by(data, signature, signing.certs[0]):
+            problems.append(f"{label} signature does not verify with the TCB signing key")
+    assert signing is not None
+    if collateral.qe_identity_issuer_chain[-1] != collateral.tcb_info_issuer_chain[-1]:
+        problems.append("QE identity and TCB info are signed under different roots")
+    info, identity = collateral.tcb_info, collateral.qe_identity
+    windows.append(_Window("TCB info", info.issue_date, info.next_update, "dated"))
+    windows.append(_Window("QE identity", identity.issue_date, identity.next_update, "dated"))
+
+    # Root CA CRL: issued and signed by the root.
+    root = signing.root
+    if _crl_issuer(collateral.root_ca_crl_der) != _names(root)[1]:
+        problems.append("root CA CRL is not issued by the collateral's root")
+    elif not _crl_signed_by(collateral.root_ca_crl_der, root):
+        problems.append("root CA CRL signature does not verify with the root key")
+    windows.append(_crl_window(root_crl, "root CA CRL"))
+
+    # PCK CRL issuer chain, and the PCK CRL's signature by its first certificate.
+    crl_chain = _check_chain(
+        collateral.pck_crl_issuer_chain,
+        roots,
+        "PCK CRL issuer chain",
+        ["PCK CRL issuer certificate", "PCK CRL root certificate"],
+    )
+    problems += crl_chain.problems
+    windows += crl_chain.windows
+    if crl_chain.root != root:
+        problems.append("PCK CRL issuer chain ends at another root than the TCB signing chain")
+    crl_issuer = crl_chain.certs[0]
+    if _revoked(root_crl, crl_issuer):
+        problems.append("PCK CRL issuer certificate is revoked by the root CA CRL")
+    pck_crl_issuer = _crl_issuer(collateral.pck_crl_der)
+    if pck_crl_issuer != _names(crl_issuer)[1]:
+        problems.append("PCK CRL is not issued by the PCK CRL issuer certificate")
+    elif not _crl_signed_by(collateral.pck_crl_der, crl_issuer):
+        problems.append("PCK CRL signature does not verify with its issuer's key")
+    windows.append(_crl_window(collateral.pck_crl, "PCK CRL"))
+    return _Signed(
+        tuple(problems), tuple(windows), root, signing.trusted, crl_issuer, pck_crl_issuer
+    )
+
+
+# ------------------------------------------------------------------------ both together
 
 
 @dataclass(frozen=True)
@@ -345,75 +530,35 @@ class _Platform:
 def _platform(
     chain_bytes: bytes, collateral: Collateral, roots: tuple[x509.Certificate, ...], tdx: bool
 ) -> _Platform:
-    problems: list[str] = []
-    windows: list[_Window] = []
-    try:
-        certs = x509.load_pem_x509_certificates(chain_bytes.rstrip(b"\x00"))
-    except ValueError as exc:
-        return _Platform((f"PCK certificate chain does not parse: {exc}",), (), None, None, False)
-    if len(certs) < 2:
-        return _Platform(("PCK certificate chain must hold the PCK and its CA chain",), (), None,
-                         None, False)  # fmt: skip
-    if not _canonical_pem(certs, chain_bytes):
-        problems.append("PCK certificate chain is not in canonical PEM encoding")
-    names = ["PCK certificate", "PCK CA certificate", "root CA certificate"]
-    chain = _check_chain(certs, roots, "PCK certificate chain", names)
-    problems += chain.problems
-    windows += chain.windows
-    pck, issuer = certs[0], certs[1]
-    pck_issuer, pck_subject = _names(pck)
-    if b"SGX PCK Certificate" not in pck_subject:
-        problems.append("PCK certificate's common name does not say SGX PCK Certificate")
-    pck_key = _ec_key(pck)
-    if pck_key is None:
-        problems.append("PCK certificate key is not ECDSA P-256")
-    extension = None
-    try:
-        value = pck.extensions.get_extension_for_oid(_SGX_OID).value
-        if not isinstance(value, x509.UnrecognizedExtension):
-            raise PckFormatError("SGX extension was not left raw by the parser")
-        extension = platform_tcb(value.value)
-    except x509.ExtensionNotFound:
-        problems.append("PCK certificate has no SGX extension")
-    except (PckFormatError, ValueError) as exc:
-        problems.append(f"PCK certificate SGX extension is unusable: {exc}")
-
-    # PCK CRL: issued by the PCK's issuer, signed by it, PCK not listed.
-    crl = collateral.pck_crl
-    if _crl_issuer(collateral.pck_crl_der) != pck_issuer:
-        problems.append("PCK CRL is not issued by the PCK certificate's issuer")
-    elif not _crl_signed_by(collateral.pck_crl_der, issuer):
-        problems.append("PCK CRL signature does not verify with the PCK CA's key")
-    windows.append(_crl_window(crl, "PCK CRL"))
-    if crl.get_revoked_certificate_by_serial_number(pck.serial_number) is not None:
-        problems.append(f"PCK certificate (serial {pck.serial_number:x}) is revoked by the PCK CRL")
-    crl_chain = _check_chain(collateral.pck_crl_issuer_chain, roots, "PCK CRL issuer chain",
-                             ["PCK CRL issuer certificate", "PCK CRL root certificate"])
-    problems += crl_chain.problems
-    windows += crl_chain.windows
-
-    # TCB info and QE identity: signed over their exact bytes by a TCB signing certificate
-    # whose chain ends at the same root as the PCK chain.
-    info = collateral.tcb_info
-    for label, issuer_chain, data, signature in (
-        ("TCB info", collateral.tcb_info_issuer_chain, collateral.tcb_info_bytes,
-         collateral.tcb_info_signature),
-        ("QE identity", collateral.qe_identity_issuer_chain, collateral.qe_identity_bytes,
-         collateral.qe_identity_signature),
-    ):  # fmt: skip
-        signing = _check_chain(issuer_chain, roots, f"{label} signing chain",
-                               [f"{label} signing certificate", f"{label} root certificate"])
-        problems += signing.problems
-        windows += signing.windows
-        if signing.root != chain.root:
-            problems.append(f"{label} signing chain ends at another root than the PCK chain")
-        if not _text_signed_by(data, signature, issuer_chain[0]):
-            problems.append(f"{label} signature does not verify with the TCB signing key")
-        if root_revoked(collateral, issuer_chain[0]):
-            problems.append(f"{label} signing certificate is revoked by the root CA CRL")
-    windows.append(_Window("TCB info", info.issue_date, info.next_update, "dated"))
-    identity = collateral.qe_identity
-    windows.append(_Window("QE identity", identity.issue_date, identity.next_update, "dated"))
+    pck = _chains.get((chain_bytes, roots), lambda: _pck_chain(chain_bytes, roots))
+    signed = _collaterals.get((collateral.key, roots), lambda: _signed(collateral, roots))
+    problems = list(pck.problems) + list(signed.problems)
+    windows = pck.windows + signed.windows
+    chain, extension = pck.chain, pck.extension
+    if chain is not None:
+        certs = chain.certs
+        if chain.root != signed.root:
+            problems.append("the collateral is signed under another root than the PCK chain")
+        if not signed.trusted and (chain.trusted or chain.root != signed.root):
+            problems.append(_untrusted(signed.root, "the collateral's signing chain"))
+        # The PCK CRL must be the PCK CA's: same issuer name, signed by the PCK's issuer.
+        if pck.pck_issuer != signed.pck_crl_issuer:
+            problems.append("PCK CRL is not issued by the PCK certificate's issuer")
+        elif certs[1] != signed.crl_issuer and not _crl_signed_by(collateral.pck_crl_der, certs[1]):
+            problems.append("PCK CRL signature does not verify with the PCK CA's key")
+        if _revoked(collateral.pck_crl, certs[0]):
+            problems.append(
+                f"PCK certificate (serial {certs[0].serial_number:x}) is revoked by the PCK CRL"
+            )
+        for cert in certs[1:-1]:
+            if _revoked(collateral.root_ca_crl, cert):
+                problems.append(
+                    f"PCK CA certificate (serial {cert.serial_number:x}) is revoked by the "
+                    "root CA CRL"
+                )
+    elif not signed.trusted:
+        problems.append(_untrusted(signed.root, "the collateral's signing chain"))
+    info, identity = collateral.tcb_info, collateral.qe_identity
     wanted_info, wanted_qe = (TCB_INFO_TDX, QE_ID_TDX) if tdx else (TCB_INFO_SGX, QE_ID_SGX)
     if info.id != wanted_info:
         problems.append(f"TCB info is for {info.id}, the quote is {wanted_info}")
@@ -421,35 +566,16 @@ def _platform(
         problems.append(f"QE identity is for {identity.id}, the quote needs {wanted_qe}")
     if extension is not None:
         if extension.fmspc != info.fmspc:
-            problems.append(f"TCB info is for FMSPC {info.fmspc.hex().upper()}, the PCK "
-                            f"certificate's FMSPC is {extension.fmspc.hex().upper()}")
+            problems.append(
+                f"TCB info is for FMSPC {info.fmspc.hex().upper()}, the PCK "
+                f"certificate's FMSPC is {extension.fmspc.hex().upper()}"
+            )
         if extension.pce_id != info.pce_id:
-            problems.append(f"TCB info is for PCE-ID {info.pce_id.hex()}, the PCK "
-                            f"certificate's PCE-ID is {extension.pce_id.hex()}")
-
-    # Root CA CRL: issued and signed by the root, no CA of the chain listed.
-    root_crl = collateral.root_ca_crl
-    if _crl_issuer(collateral.root_ca_crl_der) != _names(chain.root)[1]:
-        problems.append("root CA CRL is not issued by the PCK chain's root")
-    elif not _crl_signed_by(collateral.root_ca_crl_der, chain.root):
-        problems.append("root CA CRL signature does not verify with the root key")
-    windows.append(_crl_window(root_crl, "root CA CRL"))
-    for cert in certs[1:-1]:
-        if root_revoked(collateral, cert):
-            problems.append(f"PCK CA certificate (serial {cert.serial_number:x}) is revoked by "
-                            "the root CA CRL")
-    return _Platform(tuple(problems), tuple(windows), pck_key, extension, _simulated(chain.root))
-
-
-def root_revoked(collateral: Collateral, cert: x509.Certificate) -> bool:
-    crl = collateral.root_ca_crl
-    return crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
-
-
-def _crl_window(crl: x509.CertificateRevocationList, what: str) -> _Window:
-    end = crl.next_update_utc
-    return _Window(what, crl.last_update_utc, end if end is not None else datetime.max.replace(
-        tzinfo=UTC), "dated")
+            problems.append(
+                f"TCB info is for PCE-ID {info.pce_id.hex()}, the PCK "
+                f"certificate's PCE-ID is {extension.pce_id.hex()}"
+            )
+    return _Platform(tuple(problems), windows, pck.pck_key, extension, pck.simulated)
 
 
 # ------------------------------------------------------------------------ parsing
@@ -475,6 +601,11 @@ def _parse(quote: bytes) -> _Parsed:
         if header.version == QUOTE_VERSION_3:
             parsed = Quote.parse(data[:length])
             sig = parsed.signature_data
+            if parsed.certification_data.cert_type != CERT_PCK_CHAIN:
+                raise QuoteFormatError(
+                    f"certification data type {parsed.certification_data.cert_type} is not "
+                    "supported: only type 5 (the PCK certificate chain) can be verified"
+                )
             return _Parsed(parsed.header, parsed.body, parsed.signed_bytes(), sig.signature,
                            sig.attestation_key, sig.qe)  # fmt: skip
         dcap = DcapQuote.parse(data)
