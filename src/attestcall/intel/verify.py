@@ -283,14 +283,14 @@ class _Window:
     kind: str  # "cert" (end inclusive) or "dated" (issue/next update, end exclusive)
 
     def problem(self, at: datetime) -> str | None:
+        if self.start <= at < self.end or (at == self.end and self.kind == "cert"):
+            return None
         when, start, end = _stamp(at), _stamp(self.start), _stamp(self.end)
         if at < self.start:
             if self.kind == "cert":
                 return f"{self.what} is not yet valid at {when} (valid from {start})"
             return f"{self.what} issued in the future ({start}, verifying at {when})"
-        if at > self.end or (self.kind == "dated" and at == self.end):
-            return f"{self.what} expired at {end}"
-        return None
+        return f"{self.what} expired at {end}"
 
 
 def _cert_window(cert: x509.Certificate, what: str) -> _Window:
@@ -405,8 +405,9 @@ def _pck_chain_checks(chain_bytes: bytes, roots: tuple[x509.Certificate, ...]) -
     if not chain.trusted:
         problems.append(_untrusted(chain.root, "PCK certificate chain"))
     pck = certs[0]
-    pck_issuer, pck_subject, strict = _der_parts(pck)
-    if not strict or not all(_der_parts(cert)[2] for cert in certs[1:]):
+    parts = [_der_parts(cert) for cert in certs]
+    pck_issuer, pck_subject, _ = parts[0]
+    if not all(strict for _, _, strict in parts):
         problems.append("PCK certificate chain holds a certificate that is not strict DER")
     if b"SGX PCK Certificate" not in pck_subject:
         problems.append("PCK certificate's common name does not say SGX PCK Certificate")
@@ -423,7 +424,7 @@ def _pck_chain_checks(chain_bytes: bytes, roots: tuple[x509.Certificate, ...]) -
         problems.append("PCK certificate has no SGX extension")
     except (PckFormatError, ValueError, x509.DuplicateExtension) as exc:
         problems.append(f"PCK certificate SGX extension is unusable: {exc}")
-    simulated = _simulated(chain.root)
+    simulated = b"SIMULATED" in parts[-1][1].upper()
     return _PckChain(tuple(problems), chain.windows, chain, pck_key, extension, pck_issuer,
                      simulated)  # fmt: skip
 
