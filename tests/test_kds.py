@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.utils import CryptographyDeprecationWarning
 
 from attestcall.amd.kds import fetch_vcek, vcek_paths
-from attestcall.verify.cache import Cache
-from attestcall.verify.verdict import CollateralError
+from attestcall.verifier.cache import Cache
+from attestcall.verifier.verdict import CollateralError
 from tests.collateral_server import CollateralServer, Route
 
 DATA = Path(__file__).resolve().parent / "data" / "amd"
@@ -95,7 +95,7 @@ def test_milan_vcek_and_chain(kds: CollateralServer, cache: Cache) -> None:
 
 
 def test_the_bundle_verifies_the_report(kds: CollateralServer, cache: Cache) -> None:
-    from attestcall.verify.api import verify
+    from attestcall.verifier.api import verify
 
     bundle = fetch_vcek(kds.url, REPORT, cache=cache)
     verdict = verify(REPORT, technology="snp", certs=bundle, at=NOW)

@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from attestcall.intel.pcs import endpoints, fetch_collateral, quote_platform, top_level_spans
 from attestcall.intel.sgx_sim import EnclaveIdentity, QuotingEnclave, SimulatedCpu, load_state
 from attestcall.intel.sgx_sim.collateral import collateral as sim_collateral
-from attestcall.verify.cache import Cache
-from attestcall.verify.verdict import CollateralError
+from attestcall.verifier.cache import Cache
+from attestcall.verifier.verdict import CollateralError
 from tests.collateral_server import CollateralServer, Route
 
 DATA = Path(__file__).resolve().parent / "data" / "intel"

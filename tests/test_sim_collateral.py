@@ -278,7 +278,7 @@ def test_dcap_qvl_rejects_another_root(
 
 
 def test_attestcalls_verifier_agrees(quote: bytes, state: SgxState) -> None:
-    from attestcall.verify.api import verify
+    from attestcall.verifier.api import verify
 
     at = ISSUED + dt.timedelta(minutes=5)
     verdict = verify(quote, collateral=collateral_json(state, issued=ISSUED), at=at,

@@ -295,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "attest":
             return _cmd_attest(args)
         if args.command == "verify":
-            from attestcall.verify.command import run_verify
+            from attestcall.verifier.command import run_verify
 
             return run_verify(args)
         if args.command == "sim":

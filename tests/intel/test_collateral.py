@@ -16,7 +16,7 @@ from attestcall.intel.collateral import (
     parse_tcb_info,
 )
 from attestcall.intel.quote import signature_to_der
-from attestcall.verify.verdict import CollateralError
+from attestcall.verifier.verdict import CollateralError
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "intel"
 SGX_PATH = DATA / "sgx_quote_v3.collateral.json"

@@ -18,7 +18,7 @@ from attestcall.intel.roots import intel_root
 from attestcall.intel.tcb import platform_tcb
 from attestcall.intel.tdx_quote import DcapQuote, TdReportBody, quote_length
 from attestcall.intel.verify import appraise_intel
-from attestcall.verify.verdict import Appraisal, CollateralError, EvidenceError
+from attestcall.verifier.verdict import Appraisal, CollateralError, EvidenceError
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "intel"
 SGX = (DATA / "sgx_quote_v3.bin").read_bytes()

@@ -19,7 +19,7 @@ from attestcall.intel.collateral import Collateral
 from attestcall.intel.roots import intel_root
 from attestcall.intel.tdx_quote import quote_length
 from attestcall.intel.verify import appraise_intel
-from attestcall.verify.verdict import Appraisal, EvidenceError
+from attestcall.verifier.verdict import Appraisal, EvidenceError
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "intel"
 ROOTS = [intel_root()]

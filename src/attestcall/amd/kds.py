@@ -24,9 +24,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from attestcall.errors import AttestcallError
-from attestcall.verify import fetch
-from attestcall.verify.cache import Cache
-from attestcall.verify.verdict import CollateralError
+from attestcall.verifier import fetch
+from attestcall.verifier.cache import Cache
+from attestcall.verifier.verdict import CollateralError
 
 AMD_KDS_URL = "https://kdsintf.amd.com"
 REPORT_SIZE = 0x4A0

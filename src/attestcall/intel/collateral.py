@@ -27,7 +27,7 @@ from typing import Any
 
 from cryptography import x509
 
-from attestcall.verify.verdict import CollateralError
+from attestcall.verifier.verdict import CollateralError
 
 FIELDS = (
     "pck_crl_issuer_chain", "root_ca_crl", "pck_crl", "tcb_info_issuer_chain", "tcb_info",

@@ -63,7 +63,7 @@ from attestcall.intel.tcb import (
     platform_tcb,
 )
 from attestcall.intel.tdx_quote import DcapQuote, TdReportBody, quote_length
-from attestcall.verify.verdict import Appraisal, EvidenceError
+from attestcall.verifier.verdict import Appraisal, EvidenceError
 
 __all__ = ["appraise_intel", "appraise_sgx", "appraise_tdx", "clear_cache"]
 

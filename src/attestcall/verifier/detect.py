@@ -6,7 +6,7 @@ import datetime as dt
 import struct
 
 from attestcall.errors import UsageError
-from attestcall.verify.verdict import EvidenceError
+from attestcall.verifier.verdict import EvidenceError
 
 TECHNOLOGIES = ("sgx", "tdx", "snp")
 INTEL_QE_VENDOR_ID = bytes.fromhex("939a7233f79c4ca9940a0db3957f0607")

@@ -10,9 +10,9 @@ from typing import Any
 from cryptography import x509
 
 from attestcall.errors import UsageError
-from attestcall.verify.detect import TECHNOLOGIES, detect, parse_instant
-from attestcall.verify.policy import Policy
-from attestcall.verify.verdict import Appraisal, CollateralError, Verdict
+from attestcall.verifier.detect import TECHNOLOGIES, detect, parse_instant
+from attestcall.verifier.policy import Policy
+from attestcall.verifier.verdict import Appraisal, CollateralError, Verdict
 
 NONCE_SIZE = 64
 

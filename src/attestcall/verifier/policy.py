@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from attestcall.errors import AttestcallError
-from attestcall.verify.verdict import Appraisal
+from attestcall.verifier.verdict import Appraisal
 
 DEFAULT_ACCEPTED_TCB = ("UpToDate", "SWHardeningNeeded")
 INTEL_TCB_STATUSES = (
@@ -73,6 +73,8 @@ def _statuses(where: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise PolicyError(f"{where} must be a list of TCB status strings")
     for status in value:
+        if status == "Revoked":
+            raise PolicyError(f"{where}: a Revoked TCB is never accepted")
         if status not in INTEL_TCB_STATUSES:
             raise PolicyError(f"{where}: unknown TCB status {status!r}; "
                               f"known: {', '.join(INTEL_TCB_STATUSES)}")
@@ -227,7 +229,9 @@ class Policy:
         tech = appraisal.technology
         reasons = []
         accepted = self.get(tech, "accept_tcb_status", DEFAULT_ACCEPTED_TCB)
-        if appraisal.tcb_status is not None and appraisal.tcb_status not in accepted:
+        if appraisal.tcb_status == "Revoked":
+            reasons.append("the platform's TCB is revoked (TCB status Revoked)")
+        elif appraisal.tcb_status is not None and appraisal.tcb_status not in accepted:
             reasons.append(f"TCB status {appraisal.tcb_status} is not accepted by the policy "
                            f"(accepted: {', '.join(accepted) or 'none'})")
         refused = set(self.get(tech, "refuse_advisories", ()))

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from attestcall.errors import AttestcallError, UsageError
-from attestcall.verify.api import verify
-from attestcall.verify.detect import detect
-from attestcall.verify.verdict import Verdict
+from attestcall.verifier.api import verify
+from attestcall.verifier.detect import detect
+from attestcall.verifier.verdict import Verdict
 
 EXIT_ACCEPTED, EXIT_REJECTED, EXIT_UNUSABLE = 0, 1, 2
 

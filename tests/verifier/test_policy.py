@@ -2,8 +2,8 @@
 
 import pytest
 
-from attestcall.verify.policy import Policy, PolicyError
-from attestcall.verify.verdict import Appraisal
+from attestcall.verifier.policy import INTEL_TCB_STATUSES, Policy, PolicyError
+from attestcall.verifier.verdict import Appraisal
 
 MRENCLAVE = "33" * 32
 
@@ -33,6 +33,12 @@ def test_default_policy_accepts_up_to_date_and_sw_hardening_only():
                    "OutOfDateConfigurationNeeded", "Revoked"):
         (reason,) = policy.check(sgx(tcb_status=status))
         assert status in reason
+
+
+def test_revoked_is_refused_whatever_is_accepted():
+    policy = Policy.parse({"sgx": {"accept_tcb_status": list(INTEL_TCB_STATUSES[:-1])}})
+    (reason,) = policy.check(sgx(tcb_status="Revoked"))
+    assert "revoked" in reason
 
 
 def test_default_policy_refuses_debug_everywhere():
@@ -90,6 +96,7 @@ def test_snp_rules():
         ({"sgx": {"mrenclave": "33" * 32}}, "list of hex strings"),
         ({"sgx": {"mrenclave": ["zz" * 32]}}, "64 hex digits"),
         ({"sgx": {"accept_tcb_status": ["Fine"]}}, "unknown TCB status 'Fine'"),
+        ({"tdx": {"accept_tcb_status": ["UpToDate", "Revoked"]}}, "never accepted"),
         ({"sgx": {"min_isv_svn": -1}}, "0 to 65535"),
         ({"sgx": {"min_isv_svn": True}}, "0 to 65535"),
         ({"snp": {"min_tcb": {"ucode": 1}}}, "unknown TCB field 'ucode'"),
