@@ -7,9 +7,9 @@ import time
 
 from attestcall.intel import sgx_sim
 from attestcall.keep.block import HEADER, HEADER_SIZE, Op
-from attestcall.keep.host import Host, SgxHost
-from attestcall.keep.platforms import Keep, start_host
-from attestcall.keep.shim import SgxShim
+from attestcall.keep.host import Host
+from attestcall.keep.keep import Keep, start_host
+from attestcall.keep.sgx import SgxHost, SgxShim
 
 
 class TooLong(SgxHost):

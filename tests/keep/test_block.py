@@ -13,7 +13,7 @@ from attestcall.keep.block import (
     RequestBlock,
 )
 from attestcall.keep.host import Host, HostError
-from attestcall.keep.platforms import start_host
+from attestcall.keep.keep import start_host
 from attestcall.keep.shim import HostFailure
 
 

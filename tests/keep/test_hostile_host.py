@@ -7,8 +7,8 @@ import pytest
 from attestcall.abi import BufferMemory, Outcome, get_attestation
 from attestcall.intel.quote import Quote
 from attestcall.keep.block import HEADER_SIZE, REPLY_BIT, Op
-from attestcall.keep.host import SgxHost
 from attestcall.keep.platforms import open_keep
+from attestcall.keep.sgx import SgxHost
 from tests.keep.hostile import HOSTILE, hostile_keep
 
 NONCE = bytes(range(100, 164))

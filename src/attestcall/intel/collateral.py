@@ -22,11 +22,13 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 
+from attestcall.intel.certs import Cert, from_x509, load_pem_chain
 from attestcall.verifier.verdict import CollateralError
 
 FIELDS = (
@@ -222,11 +224,110 @@ def _svns(items: Any, where: str) -> tuple[int, ...]:
     return tuple(out)
 
 
+# The quick readers below accept exactly what the checked ones accept and build the same
+# values; on anything unusual they return None and the checked reader (which names the
+# problem) runs instead. A TCB info holds dozens of levels: this is most of its parsing.
+
+
+_DICT, _INT, _SVN = {dict}, {int}, itemgetter("svn")
+
+
+def _quick_svns(items: Any) -> tuple[int, ...] | None:
+    if type(items) is not list or len(items) != 16 or set(map(type, items)) != _DICT:
+        return None
+    try:
+        svns = tuple(map(_SVN, items))
+    except KeyError:
+        return None
+    if set(map(type, svns)) != _INT or min(svns) < 0 or max(svns) > 255:
+        return None
+    return svns
+
+
+def _quick_date(text: Any) -> datetime | None:
+    if type(text) is not str or not text.endswith("Z"):
+        return None
+    try:
+        return datetime.fromisoformat(text[:-1] + "+00:00")
+    except ValueError:
+        return None
+
+
+def _quick_common(
+    entry: Any, allowed: frozenset[str]
+) -> tuple[dict[str, Any], datetime, str, tuple[str, ...]] | None:
+    """The level's tcb object, date, status and advisories, or None."""
+    if type(entry) is not dict:
+        return None
+    tcb = entry.get("tcb")
+    date = _quick_date(entry.get("tcbDate"))
+    status = entry.get("tcbStatus")
+    if type(tcb) is not dict or date is None or type(status) is not str or status not in allowed:
+        return None
+    advisories: tuple[str, ...] = ()
+    if "advisoryIDs" in entry:
+        ids = entry["advisoryIDs"]
+        if type(ids) is not list or not all(isinstance(i, str) for i in ids):
+            return None
+        advisories = tuple(ids)
+    return tcb, date, status, advisories
+
+
+def _quick_int(value: Any, bits: int) -> bool:
+    return type(value) is int and 0 <= value < 1 << bits
+
+
+def _quick_tcb_level(entry: Any, is_tdx: bool) -> TcbLevel | None:
+    common = _quick_common(entry, TCB_STATUSES)
+    if common is None:
+        return None
+    tcb, date, status, advisories = common
+    tdx = None
+    if is_tdx:
+        tdx = _quick_svns(tcb.get("tdxtcbcomponents"))
+        if tdx is None:
+            return None
+    sgx = _quick_svns(tcb.get("sgxtcbcomponents"))
+    pce_svn = tcb.get("pcesvn")
+    if sgx is None or not _quick_int(pce_svn, 16):
+        return None
+    return TcbLevel(sgx, pce_svn, tdx, date, status, advisories)
+
+
+def _tcb_level(item: Any, i: int, is_tdx: bool) -> TcbLevel:
+    entry = _Obj(item, f"tcb_info.tcbLevels[{i}]")
+    tcb = entry.obj("tcb")
+    tdx = _svns(tcb.get("tdxtcbcomponents"), f"{tcb.where}.tdxtcbcomponents") if is_tdx else None
+    return TcbLevel(
+        _svns(tcb.get("sgxtcbcomponents"), f"{tcb.where}.sgxtcbcomponents"),
+        tcb.int("pcesvn", 16),
+        tdx,
+        entry.date("tcbDate"),
+        entry.status(TCB_STATUSES),
+        entry.advisories(),
+    )
+
+
+def _quick_module_level(entry: Any, allowed: frozenset[str]) -> ModuleTcbLevel | None:
+    common = _quick_common(entry, allowed)
+    if common is None:
+        return None
+    tcb, date, status, advisories = common
+    isv_svn = tcb.get("isvsvn")
+    if not _quick_int(isv_svn, 16):
+        return None
+    return ModuleTcbLevel(isv_svn, date, status, advisories)
+
+
 def _module_levels(
     items: list[Any], where: str, allowed: frozenset[str]
 ) -> tuple[ModuleTcbLevel, ...]:
     levels = []
     for i, item in enumerate(items):
+        quick = _quick_module_level(item, allowed)
+        if quick is not None:
+            levels.append(quick)
+            continue
         entry = _Obj(item, f"{where}[{i}]")
         levels.append(
             ModuleTcbLevel(
@@ -254,23 +355,10 @@ def parse_tcb_info(text: str) -> TcbInfo:
     if version != 3:
         raise CollateralError(f"tcb_info: version {version} is not supported (only 3)")
     is_tdx = tcb_id == TCB_INFO_TDX
-    levels = []
-    for i, item in enumerate(root.list("tcbLevels")):
-        entry = _Obj(item, f"tcb_info.tcbLevels[{i}]")
-        tcb = entry.obj("tcb")
-        tdx = (
-            _svns(tcb.get("tdxtcbcomponents"), f"{tcb.where}.tdxtcbcomponents") if is_tdx else None
-        )
-        levels.append(
-            TcbLevel(
-                _svns(tcb.get("sgxtcbcomponents"), f"{tcb.where}.sgxtcbcomponents"),
-                tcb.int("pcesvn", 16),
-                tdx,
-                entry.date("tcbDate"),
-                entry.status(TCB_STATUSES),
-                entry.advisories(),
-            )
-        )
+    levels = [
+        _quick_tcb_level(item, is_tdx) or _tcb_level(item, i, is_tdx)
+        for i, item in enumerate(root.list("tcbLevels"))
+    ]
     if not levels:
         raise CollateralError("tcb_info: tcbLevels is empty")
     module = None
@@ -324,19 +412,17 @@ def parse_qe_identity(text: str) -> QeIdentity:
     )  # fmt: skip
 
 
-def _pem_chain(
-    text: str, name: str, seen: dict[str, tuple[x509.Certificate, ...]]
-) -> tuple[x509.Certificate, ...]:
+def _pem_chain(text: str, name: str, seen: dict[str, tuple[Cert, ...]]) -> tuple[Cert, ...]:
     if text in seen:
         return seen[text]
     try:
-        certs = x509.load_pem_x509_certificates(text.encode("ascii"))
+        certs = load_pem_chain(text)
     except (ValueError, UnicodeEncodeError) as exc:
         raise CollateralError(f"{name} is not a PEM certificate chain: {exc}") from exc
     if len(certs) < 2:
         raise CollateralError(f"{name} must hold a signing certificate and its root")
-    seen[text] = tuple(certs)
-    return seen[text]
+    seen[text] = certs
+    return certs
 
 
 def _hex(text: str, name: str) -> bytes:
@@ -381,6 +467,21 @@ class Collateral:
     qe_identity_bytes: bytes = field(repr=False)
     qe_identity: QeIdentity
     qe_identity_signature: bytes = field(repr=False)
+    # The three issuer chains (PCK CRL, TCB info, QE identity) as parsed certificates.
+    parsed: tuple[tuple[Cert, ...], ...] = field(default=(), repr=False)
+
+    def parsed_chains(self) -> tuple[tuple[Cert, ...], ...]:
+        """The PCK CRL, TCB info and QE identity issuer chains as parsed certificates."""
+        chains = (
+            self.pck_crl_issuer_chain, self.tcb_info_issuer_chain, self.qe_identity_issuer_chain,
+        )  # fmt: skip
+        parsed = self.parsed
+        if len(parsed) == 3 and all(
+            len(mine) == len(theirs) and all(a.x509 is b for a, b in zip(mine, theirs, strict=True))
+            for mine, theirs in zip(parsed, chains, strict=True)
+        ):
+            return parsed
+        return tuple(tuple(from_x509(cert) for cert in chain) for chain in chains)
 
     def __hash__(self) -> int:
         return hash(self.key)
@@ -428,26 +529,28 @@ class Collateral:
             qe_bytes = f["qe_identity"].encode("utf-8")
         except UnicodeEncodeError as exc:
             raise CollateralError(f"signed JSON text is not UTF-8: {exc}") from exc
-        seen: dict[str, tuple[x509.Certificate, ...]] = {}
+        seen: dict[str, tuple[Cert, ...]] = {}
+        crl_chain = _pem_chain(f["pck_crl_issuer_chain"], "pck_crl_issuer_chain", seen)
+        tcb_chain = _pem_chain(f["tcb_info_issuer_chain"], "tcb_info_issuer_chain", seen)
+        tcb_info = parse_tcb_info(f["tcb_info"])
+        tcb_signature = _signature(f["tcb_info_signature"], "tcb_info_signature")
+        qe_chain = _pem_chain(f["qe_identity_issuer_chain"], "qe_identity_issuer_chain", seen)
+        qe_identity = parse_qe_identity(f["qe_identity"])
+        qe_signature = _signature(f["qe_identity_signature"], "qe_identity_signature")
         return cls(
             key=values,
-            pck_crl_issuer_chain=_pem_chain(
-                f["pck_crl_issuer_chain"], "pck_crl_issuer_chain", seen
-            ),
+            pck_crl_issuer_chain=tuple(cert.x509 for cert in crl_chain),
             root_ca_crl_der=root_der,
             root_ca_crl=root_crl,
             pck_crl_der=pck_der,
             pck_crl=pck_crl,
-            tcb_info_issuer_chain=_pem_chain(
-                f["tcb_info_issuer_chain"], "tcb_info_issuer_chain", seen
-            ),
+            tcb_info_issuer_chain=tuple(cert.x509 for cert in tcb_chain),
             tcb_info_bytes=tcb_bytes,
-            tcb_info=parse_tcb_info(f["tcb_info"]),
-            tcb_info_signature=_signature(f["tcb_info_signature"], "tcb_info_signature"),
-            qe_identity_issuer_chain=_pem_chain(
-                f["qe_identity_issuer_chain"], "qe_identity_issuer_chain", seen
-            ),
+            tcb_info=tcb_info,
+            tcb_info_signature=tcb_signature,
+            qe_identity_issuer_chain=tuple(cert.x509 for cert in qe_chain),
             qe_identity_bytes=qe_bytes,
-            qe_identity=parse_qe_identity(f["qe_identity"]),
-            qe_identity_signature=_signature(f["qe_identity_signature"], "qe_identity_signature"),
+            qe_identity=qe_identity,
+            qe_identity_signature=qe_signature,
+            parsed=(crl_chain, tcb_chain, qe_chain),
         )

@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -33,6 +32,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.utils import CryptographyDeprecationWarning
 
 from attestcall import der
+from attestcall.intel.certs import (
+    ECDSA_WITH_SHA256,
+    Cert,
+    Lru,
+    clear_parsed,
+    elements,
+    load_pem_chain,
+    tlv,
+)
 from attestcall.intel.collateral import (
     QE_ID_SGX,
     QE_ID_TDX,
@@ -70,46 +78,32 @@ __all__ = ["appraise_intel", "appraise_sgx", "appraise_tdx", "clear_cache"]
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 _SGX_OID = x509.ObjectIdentifier(SGX_EXTENSION_OID)
 _CACHE_SIZE = 256
-_T = TypeVar("_T")
+
+_signatures = Lru(4 * _CACHE_SIZE)  # (signed DER, signer DER) -> failure or None
+_platforms = Lru(_CACHE_SIZE)  # (collateral, PCK chain bytes, roots, tee) -> _Platform
+_chains = Lru(_CACHE_SIZE)  # (PCK chain bytes, roots) -> _PckChain
+_collaterals = Lru(_CACHE_SIZE)  # (collateral text, roots) -> _Signed
+_keys = Lru(_CACHE_SIZE)  # raw attestation key -> public key or None
+# Parsing only (kept by clear_cache(), emptied by clear_cache(parsed=True)):
+_crls = Lru(_CACHE_SIZE)  # CRL DER -> _CrlParts
+_root_ders: dict[int, tuple[x509.Certificate, bytes]] = {}  # id(root) -> (root, its DER)
 
 
-class _Lru:
-    """A small bounded mapping, least recently used out first."""
+def clear_cache(*, parsed: bool = False) -> None:
+    """Forget every verified chain, CRL, signed collateral and attestation key.
 
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.items: OrderedDict[Hashable, Any] = OrderedDict()
-
-    def get(self, key: Hashable, make: Callable[[], _T]) -> _T:
-        try:
-            value = self.items[key]
-        except KeyError:
-            value = make()
-            self.items[key] = value
-            if len(self.items) > self.size:
-                self.items.popitem(last=False)
-            return value
-        self.items.move_to_end(key)
-        return value  # type: ignore[no-any-return]
-
-    def clear(self) -> None:
-        self.items.clear()
-
-
-_signatures = _Lru(4 * _CACHE_SIZE)  # (signed object, signer) -> bool
-_platforms = _Lru(_CACHE_SIZE)  # (collateral, PCK chain bytes, roots, tee) -> _Platform
-_chains = _Lru(_CACHE_SIZE)  # (PCK chain bytes, roots) -> _PckChain
-_collaterals = _Lru(_CACHE_SIZE)  # (collateral text, roots) -> _Signed
-_keys = _Lru(_CACHE_SIZE)  # raw attestation key -> public key or None
-
-
-def clear_cache() -> None:
-    """Forget every verified chain, CRL, signed collateral and attestation key."""
+    What stays is parsing only, keyed by exact bytes (certificates, CRL structure, the
+    trusted roots' encodings): no signature, validity or revocation result. ``parsed=True``
+    forgets that too."""
     _signatures.clear()
     _platforms.clear()
     _chains.clear()
     _collaterals.clear()
     _keys.clear()
+    if parsed:
+        _crls.clear()
+        _root_ders.clear()
+        clear_parsed()
 
 
 # ------------------------------------------------------------------------ small helpers
@@ -133,45 +127,52 @@ def _verify_raw(key: ec.EllipticCurvePublicKey, raw_signature: bytes, data: byte
     return True
 
 
-def _ec_key(cert: x509.Certificate) -> ec.EllipticCurvePublicKey | None:
-    try:
-        key = cert.public_key()
-    except (ValueError, UnsupportedAlgorithm):
+def _root_der(root: x509.Certificate) -> bytes:
+    """A trusted root's encoding (what certificate equality compares), computed once per
+    root object."""
+    entry = _root_ders.get(id(root))
+    if entry is None or entry[0] is not root:
+        if len(_root_ders) >= _CACHE_SIZE:
+            _root_ders.clear()
+        entry = (root, root.public_bytes(serialization.Encoding.DER))
+        _root_ders[id(root)] = entry
+    return entry[1]
+
+
+def _roots_key(roots: Sequence[x509.Certificate]) -> tuple[bytes, ...]:
+    return tuple(_root_der(root) for root in roots if isinstance(root, x509.Certificate))
+
+
+def _issued(child: Cert, parent: Cert) -> str | None:
+    """Why ``parent`` did not issue ``child`` ("name" or "signature"), or None: what
+    ``child.verify_directly_issued_by(parent)`` says. For the usual case (both encoded
+    exactly as given, ECDSA with SHA-256, a P-256 issuer key) the same checks are made
+    directly on the exact bytes (the two signature algorithms, issuer name against subject
+    name, then the signature over the tbsCertificate), without re-encoding anything."""
+    key = parent.key
+    if (child.exact and parent.exact and child.tbs and parent.subject and key is not None
+            and child.algorithm == ECDSA_WITH_SHA256):  # fmt: skip
+        # verify_directly_issued_by's ValueErrors: the tbs and outer signature algorithms
+        # differ, or the issuer name is not the parent's subject.
+        if child.inner_algorithm != child.algorithm or child.issuer != parent.subject:
+            return "name"
+        try:
+            key.verify(child.signature, child.tbs, _ECDSA_SHA256)
+        except InvalidSignature:
+            return "signature"
         return None
-    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
-        return key
+    try:
+        child.x509.verify_directly_issued_by(parent.x509)
+    except ValueError:
+        return "name"
+    except (InvalidSignature, TypeError, UnsupportedAlgorithm):
+        return "signature"
     return None
 
 
-def _signed_by_uncached(
-    signature: bytes, data: bytes, algorithm: hashes.HashAlgorithm | None,
-    signer: x509.Certificate,
-) -> bool:  # fmt: skip
-    key = _ec_key(signer)
-    if key is None or not isinstance(algorithm, hashes.SHA256):
-        return False
-    try:
-        key.verify(signature, data, ec.ECDSA(algorithm))
-    except InvalidSignature:
-        return False
-    return True
-
-
-def _link_problem(
-    child: x509.Certificate, parent: x509.Certificate, name: str, what: str
-) -> str | None:
+def _link_problem(child: Cert, parent: Cert, name: str, what: str) -> str | None:
     """Why ``parent`` did not issue ``child`` (names, then signature), or None; memoised."""
-
-    def check() -> str | None:
-        try:
-            child.verify_directly_issued_by(parent)
-        except ValueError:
-            return "name"
-        except (InvalidSignature, TypeError, UnsupportedAlgorithm):
-            return "signature"
-        return None
-
-    failure = _signatures.get((child, parent), check)
+    failure = _signatures.get((child.der, parent.der), lambda: _issued(child, parent))
     if failure == "name":
         return f"{name} was not issued by the next certificate of the {what}"
     if failure == "signature":
@@ -179,85 +180,70 @@ def _link_problem(
     return None
 
 
-def _der_parts(cert: x509.Certificate) -> tuple[bytes, bytes, bool]:
-    """The certificate's issuer and subject as their exact DER (cheaper than x509.Name), and
-    whether it is strictly Certificate ::= SEQUENCE { tbs, algorithm, BIT STRING with no
-    unused bits } (cryptography tolerates a non-zero unused-bits count)."""
-    try:
-        parts = der.decode(cert.public_bytes(serialization.Encoding.DER)).children()
-        fields = parts[0].children()
-    except (der.DerError, IndexError):
-        return b"", b"", False
-    strict = len(parts) == 3 and parts[2].tag == 0x03 and parts[2].value[:1] == b"\x00"
-    first = 1 if fields and fields[0].tag == 0xA0 else 0  # [0] version
-    if len(fields) < first + 5:
-        return b"", b"", False
-    issuer, subject = fields[first + 2], fields[first + 4]
-    return (
-        der.encode_tlv(issuer.tag, issuer.value),
-        der.encode_tlv(subject.tag, subject.value),
-        strict,
-    )
+@dataclass(frozen=True)
+class _CrlParts:
+    """A CRL's issuer name (exact DER) and, if it is strictly SEQUENCE { tbsCertList,
+    ecdsa-with-SHA256, BIT STRING with no unused bits }, the signed bytes and signature."""
+
+    issuer: bytes
+    tbs: bytes | None
+    signature: bytes
 
 
-def _names(cert: x509.Certificate) -> tuple[bytes, bytes]:
-    issuer, subject, _ = _der_parts(cert)
-    return issuer, subject
+def _crl_parts(crl_der: bytes) -> _CrlParts:
+    def parse() -> _CrlParts:
+        end = len(crl_der)
+        try:
+            tag, start, outer_end = tlv(crl_der, 0, end)
+            if outer_end != end:
+                raise der.DerError("trailing bytes")
+            parts = elements(crl_der, start, end) if tag == der.SEQUENCE else []
+        except der.DerError:
+            return _CrlParts(b"", None, b"")
+        if tag != der.SEQUENCE:
+            return _CrlParts(b"", None, b"")
+        if not parts:
+            raise IndexError("list index out of range")  # as der.decode(...).children()[0]
+        issuer = b""
+        try:
+            if parts[0][0] != der.SEQUENCE:
+                raise der.DerError("tbsCertList is not a SEQUENCE")
+            fields = elements(crl_der, parts[0][2], parts[0][3])
+        except der.DerError:
+            pass
+        else:
+            first = 1 if fields and fields[0][0] == der.INTEGER else 0  # version
+            if len(fields) >= first + 2:
+                issuer = crl_der[fields[first + 1][1] : fields[first + 1][3]]
+        if len(parts) != 3 or crl_der[parts[1][1] : parts[1][3]] != ECDSA_WITH_SHA256:
+            return _CrlParts(issuer, None, b"")
+        bits = parts[2]
+        if bits[0] != 0x03 or bits[2] == bits[3] or crl_der[bits[2]]:
+            return _CrlParts(issuer, None, b"")
+        return _CrlParts(issuer, crl_der[parts[0][1] : parts[0][3]], crl_der[bits[2] + 1 : bits[3]])
+
+    return _crls.get(crl_der, parse)
 
 
-def _crl_issuer(crl_der: bytes) -> bytes:
-    """The CRL's issuer name as its exact DER."""
-    try:
-        tbs = der.decode(crl_der).children()[0]
-        fields = tbs.children()
-    except der.DerError:
-        return b""
-    first = 1 if fields and fields[0].tag == der.INTEGER else 0  # version
-    if len(fields) < first + 2:
-        return b""
-    issuer = fields[first + 1]
-    return der.encode_tlv(issuer.tag, issuer.value)
-
-
-_ECDSA_WITH_SHA256 = der.encode_sequence(der.encode_oid("1.2.840.10045.4.3.2"))
-
-
-def _crl_signed_by(crl_der: bytes, signer: x509.Certificate) -> bool:
+def _crl_signed_by(crl_der: bytes, signer: Cert) -> bool:
     """The CRL's signature over its exact tbsCertList bytes (sliced from the DER: cheaper
     than cryptography's re-encoding of a long list), ECDSA P-256 with SHA-256."""
-
-    def check() -> bool:
-        key = _ec_key(signer)
-        if key is None:
-            return False
-        try:
-            outer = der.decode(crl_der)
-            if outer.tag != der.SEQUENCE:
-                return False
-            _, tbs_end = der.decode_one(outer.value)
-            algorithm, alg_end = der.decode_one(outer.value, tbs_end)
-            bits, end = der.decode_one(outer.value, alg_end)
-        except der.DerError:
-            return False
-        if end != len(outer.value) or outer.value[tbs_end:alg_end] != _ECDSA_WITH_SHA256:
-            return False
-        if bits.tag != 0x03 or bits.value[:1] != b"\x00":
-            return False
-        try:
-            key.verify(bits.value[1:], outer.value[:tbs_end], _ECDSA_SHA256)
-        except InvalidSignature:
-            return False
-        return True
-
-    return check()
+    key = signer.key
+    if key is None:
+        return False
+    parts = _crl_parts(crl_der)
+    if parts.tbs is None:
+        return False
+    try:
+        key.verify(parts.signature, parts.tbs, _ECDSA_SHA256)
+    except InvalidSignature:
+        return False
+    return True
 
 
-def _text_signed_by(data: bytes, raw_signature: bytes, signer: x509.Certificate) -> bool:
-    def check() -> bool:
-        key = _ec_key(signer)
-        return key is not None and _verify_raw(key, raw_signature, data)
-
-    return check()
+def _text_signed_by(data: bytes, raw_signature: bytes, signer: Cert) -> bool:
+    key = signer.key
+    return key is not None and _verify_raw(key, raw_signature, data)
 
 
 def _attestation_key(raw: bytes) -> ec.EllipticCurvePublicKey | None:
@@ -293,8 +279,8 @@ class _Window:
         return f"{self.what} expired at {end}"
 
 
-def _cert_window(cert: x509.Certificate, what: str) -> _Window:
-    return _Window(what, cert.not_valid_before_utc, cert.not_valid_after_utc, "cert")
+def _cert_window(cert: Cert, what: str) -> _Window:
+    return _Window(what, cert.not_before, cert.not_after, "cert")
 
 
 # ------------------------------------------------------------------------ chains
@@ -302,22 +288,21 @@ def _cert_window(cert: x509.Certificate, what: str) -> _Window:
 
 @dataclass(frozen=True)
 class _Chain:
-    certs: tuple[x509.Certificate, ...]
+    certs: tuple[Cert, ...]
     problems: tuple[str, ...]
     windows: tuple[_Window, ...]
-    root: x509.Certificate
+    root: Cert
     trusted: bool
 
 
-def _simulated(cert: x509.Certificate) -> bool:
+def _simulated(cert: Cert) -> bool:
     """The certificate's subject says SIMULATED (any case)."""
-    return b"SIMULATED" in _names(cert)[1].upper()
+    return b"SIMULATED" in cert.subject.upper()
 
 
 def _check_chain(
-    certs: Sequence[x509.Certificate], roots: tuple[x509.Certificate, ...], what: str,
-    names: Sequence[str],
-) -> _Chain:  # fmt: skip
+    certs: Sequence[Cert], roots: tuple[bytes, ...], what: str, names: Sequence[str]
+) -> _Chain:
     """Each certificate issued and signed by the next; ``trusted`` if the last is a root."""
     problems = []
     windows = []
@@ -329,11 +314,11 @@ def _check_chain(
             if problem is not None:
                 problems.append(problem)
     root = certs[-1]
-    trusted = root in roots
+    trusted = root.der in roots
     return _Chain(tuple(certs), tuple(problems), tuple(windows), root, trusted)
 
 
-def _untrusted(root: x509.Certificate, what: str) -> str:
+def _untrusted(root: Cert, what: str) -> str:
     if _simulated(root):
         return (
             f"{what} ends at a SIMULATED root: the evidence is simulated; pass "
@@ -342,17 +327,17 @@ def _untrusted(root: x509.Certificate, what: str) -> str:
     return f"{what} ends at a root that is not trusted"
 
 
-def _canonical_pem(certs: Sequence[x509.Certificate], data: bytes) -> bool:
+def _canonical_pem(certs: Sequence[Cert], data: bytes) -> bool:
     """True if ``data`` is exactly these certificates' standard PEM, then NUL padding."""
-    text = b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in certs)
+    text = b"".join(cert.pem for cert in certs)
     body = data.rstrip(b"\x00")
     return body in (text, text.rstrip(b"\n"), text.replace(b"\n", b"\r\n"))
 
 
-def _revoked(crl: x509.CertificateRevocationList, cert: x509.Certificate) -> bool:
+def _revoked(crl: x509.CertificateRevocationList, cert: Cert) -> bool:
     """Listed in the CRL (a negative serial number, which no CA issues, counts as listed)."""
     try:
-        return crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
+        return crl.get_revoked_certificate_by_serial_number(cert.serial) is not None
     except ValueError:
         return True
 
@@ -380,21 +365,42 @@ class _PckChain:
     simulated: bool = False
 
 
-def _pck_chain(chain_bytes: bytes, roots: tuple[x509.Certificate, ...]) -> _PckChain:
+def _pck_chain(chain_bytes: bytes, roots: tuple[bytes, ...]) -> _PckChain:
     # cryptography warns about non-positive serial numbers, which this rejects.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CryptographyDeprecationWarning)
         return _pck_chain_checks(chain_bytes, roots)
 
 
-def _pck_chain_checks(chain_bytes: bytes, roots: tuple[x509.Certificate, ...]) -> _PckChain:
+def _sgx_extension(pck: Cert) -> tuple[PlatformTcb | None, str | None]:
+    """The PCK certificate's SGX extension, or why it is unusable (parsed once per
+    certificate)."""
     try:
-        certs = x509.load_pem_x509_certificates(chain_bytes.rstrip(b"\x00"))
+        return pck.memo["sgx"]  # type: ignore[no-any-return]
+    except KeyError:
+        pass
+    extension, problem = None, None
+    try:
+        value = pck.x509.extensions.get_extension_for_oid(_SGX_OID).value
+        if not isinstance(value, x509.UnrecognizedExtension):
+            raise PckFormatError("SGX extension was not left raw by the parser")
+        extension = platform_tcb(value.value)
+    except x509.ExtensionNotFound:
+        problem = "PCK certificate has no SGX extension"
+    except (PckFormatError, ValueError, x509.DuplicateExtension) as exc:
+        problem = f"PCK certificate SGX extension is unusable: {exc}"
+    pck.memo["sgx"] = (extension, problem)
+    return extension, problem
+
+
+def _pck_chain_checks(chain_bytes: bytes, roots: tuple[bytes, ...]) -> _PckChain:
+    try:
+        certs = load_pem_chain(chain_bytes.rstrip(b"\x00"))
     except (ValueError, x509.InvalidVersion) as exc:
         return _PckChain((f"PCK certificate chain does not parse: {exc}",))
     if len(certs) < 2:
         return _PckChain(("PCK certificate chain must hold the PCK and its CA chain",))
-    if any(cert.serial_number <= 0 for cert in certs):
+    if any(cert.serial <= 0 for cert in certs):
         return _PckChain(("PCK certificate chain holds a serial number that is not positive",))
     problems = []
     if not _canonical_pem(certs, chain_bytes):
@@ -405,27 +411,18 @@ def _pck_chain_checks(chain_bytes: bytes, roots: tuple[x509.Certificate, ...]) -
     if not chain.trusted:
         problems.append(_untrusted(chain.root, "PCK certificate chain"))
     pck = certs[0]
-    parts = [_der_parts(cert) for cert in certs]
-    pck_issuer, pck_subject, _ = parts[0]
-    if not all(strict for _, _, strict in parts):
+    if not all(cert.strict for cert in certs):
         problems.append("PCK certificate chain holds a certificate that is not strict DER")
-    if b"SGX PCK Certificate" not in pck_subject:
+    if b"SGX PCK Certificate" not in pck.subject:
         problems.append("PCK certificate's common name does not say SGX PCK Certificate")
-    pck_key = _ec_key(pck)
+    pck_key = pck.key
     if pck_key is None:
         problems.append("PCK certificate key is not ECDSA P-256")
-    extension = None
-    try:
-        value = pck.extensions.get_extension_for_oid(_SGX_OID).value
-        if not isinstance(value, x509.UnrecognizedExtension):
-            raise PckFormatError("SGX extension was not left raw by the parser")
-        extension = platform_tcb(value.value)
-    except x509.ExtensionNotFound:
-        problems.append("PCK certificate has no SGX extension")
-    except (PckFormatError, ValueError, x509.DuplicateExtension) as exc:
-        problems.append(f"PCK certificate SGX extension is unusable: {exc}")
-    simulated = b"SIMULATED" in parts[-1][1].upper()
-    return _PckChain(tuple(problems), chain.windows, chain, pck_key, extension, pck_issuer,
+    extension, problem = _sgx_extension(pck)
+    if problem is not None:
+        problems.append(problem)
+    simulated = _simulated(certs[-1])
+    return _PckChain(tuple(problems), chain.windows, chain, pck_key, extension, pck.issuer,
                      simulated)  # fmt: skip
 
 
@@ -438,16 +435,17 @@ class _Signed:
 
     problems: tuple[str, ...]
     windows: tuple[_Window, ...]
-    root: x509.Certificate
+    root: Cert
     trusted: bool
-    crl_issuer: x509.Certificate  # the PCK CRL issuer certificate (the PCK CA)
+    crl_issuer: Cert  # the PCK CRL issuer certificate (the PCK CA)
     pck_crl_issuer: bytes  # the PCK CRL's issuer name (DER)
 
 
-def _signed(collateral: Collateral, roots: tuple[x509.Certificate, ...]) -> _Signed:
+def _signed(collateral: Collateral, roots: tuple[bytes, ...]) -> _Signed:
     problems: list[str] = []
     windows: list[_Window] = []
     root_crl = collateral.root_ca_crl
+    crl_chain_certs, tcb_chain, qe_chain = collateral.parsed_chains()
 
     # TCB info and QE identity: signed over their exact bytes by the TCB signing certificate.
     signing: _Chain | None = None
@@ -458,8 +456,7 @@ def _signed(collateral: Collateral, roots: tuple[x509.Certificate, ...]) -> _Sig
     ):
         text = collateral.key[index]  # the issuer chain's PEM text
         if text != previous_text:
-            certs = (collateral.tcb_info_issuer_chain if index == 4
-                     else collateral.qe_identity_issuer_chain)  # fmt: skip
+            certs = tcb_chain if index == 4 else qe_chain
             signing = _check_chain(
                 certs,
                 roots,
@@ -475,7 +472,7 @@ def _signed(collateral: Collateral, roots: tuple[x509.Certificate, ...]) -> _Sig
         if not _text_signed_by(data, signature, signing.certs[0]):
             problems.append(f"{label} signature does not verify with the TCB signing key")
     assert signing is not None
-    if collateral.qe_identity_issuer_chain[-1] != collateral.tcb_info_issuer_chain[-1]:
+    if qe_chain[-1] != tcb_chain[-1]:
         problems.append("QE identity and TCB info are signed under different roots")
     info, identity = collateral.tcb_info, collateral.qe_identity
     windows.append(_Window("TCB info", info.issue_date, info.next_update, "dated"))
@@ -483,7 +480,7 @@ def _signed(collateral: Collateral, roots: tuple[x509.Certificate, ...]) -> _Sig
 
     # Root CA CRL: issued and signed by the root.
     root = signing.root
-    if _crl_issuer(collateral.root_ca_crl_der) != _names(root)[1]:
+    if _crl_parts(collateral.root_ca_crl_der).issuer != root.subject:
         problems.append("root CA CRL is not issued by the collateral's root")
     elif not _crl_signed_by(collateral.root_ca_crl_der, root):
         problems.append("root CA CRL signature does not verify with the root key")
@@ -491,7 +488,7 @@ def _signed(collateral: Collateral, roots: tuple[x509.Certificate, ...]) -> _Sig
 
     # PCK CRL issuer chain, and the PCK CRL's signature by its first certificate.
     crl_chain = _check_chain(
-        collateral.pck_crl_issuer_chain,
+        crl_chain_certs,
         roots,
         "PCK CRL issuer chain",
         ["PCK CRL issuer certificate", "PCK CRL root certificate"],
@@ -503,8 +500,8 @@ def _signed(collateral: Collateral, roots: tuple[x509.Certificate, ...]) -> _Sig
     crl_issuer = crl_chain.certs[0]
     if _revoked(root_crl, crl_issuer):
         problems.append("PCK CRL issuer certificate is revoked by the root CA CRL")
-    pck_crl_issuer = _crl_issuer(collateral.pck_crl_der)
-    if pck_crl_issuer != _names(crl_issuer)[1]:
+    pck_crl_issuer = _crl_parts(collateral.pck_crl_der).issuer
+    if pck_crl_issuer != crl_issuer.subject:
         problems.append("PCK CRL is not issued by the PCK CRL issuer certificate")
     elif not _crl_signed_by(collateral.pck_crl_der, crl_issuer):
         problems.append("PCK CRL signature does not verify with its issuer's key")
@@ -529,7 +526,7 @@ class _Platform:
 
 
 def _platform(
-    chain_bytes: bytes, collateral: Collateral, roots: tuple[x509.Certificate, ...], tdx: bool
+    chain_bytes: bytes, collateral: Collateral, roots: tuple[bytes, ...], tdx: bool
 ) -> _Platform:
     pck = _chains.get((chain_bytes, roots), lambda: _pck_chain(chain_bytes, roots))
     signed = _collaterals.get((collateral.key, roots), lambda: _signed(collateral, roots))
@@ -549,13 +546,12 @@ def _platform(
             problems.append("PCK CRL signature does not verify with the PCK CA's key")
         if _revoked(collateral.pck_crl, certs[0]):
             problems.append(
-                f"PCK certificate (serial {certs[0].serial_number:x}) is revoked by the PCK CRL"
+                f"PCK certificate (serial {certs[0].serial:x}) is revoked by the PCK CRL"
             )
         for cert in certs[1:-1]:
             if _revoked(collateral.root_ca_crl, cert):
                 problems.append(
-                    f"PCK CA certificate (serial {cert.serial_number:x}) is revoked by the "
-                    "root CA CRL"
+                    f"PCK CA certificate (serial {cert.serial:x}) is revoked by the root CA CRL"
                 )
     elif not signed.trusted:
         problems.append(_untrusted(signed.root, "the collateral's signing chain"))
@@ -687,7 +683,7 @@ def _appraise(
     if parsed.header.qe_vendor_id != INTEL_QE_VENDOR_ID:
         problems.append(f"QE vendor ID {parsed.header.qe_vendor_id.hex()} is not Intel's")
 
-    roots_key = tuple(roots)
+    roots_key = _roots_key(roots)
     chain_bytes = qe.certification_data.data
     platform = _platforms.get(
         (collateral.key, chain_bytes, roots_key, tdx),

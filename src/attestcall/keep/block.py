@@ -42,6 +42,10 @@ class Op(IntEnum):
     SGX_TARGET_INFO = 1  # -> 512-byte TARGETINFO of the quoting enclave
     SGX_QUOTE_SIZE = 2  # -> u32 size of the quote the QE would produce now
     SGX_QUOTE = 3  # REPORT (432 bytes) -> quote
+    SNP_GUEST_REQUEST = 16  # encrypted SNP guest message -> encrypted response
+    SNP_CERTS = 17  # -> the certificate table the host appends (VCEK/VLEK, ASK/ASVK, ARK)
+    TDX_QUOTE_SIZE = 32  # -> u32 size of the quote the quote service would produce now
+    TDX_QUOTE = 33  # TDREPORT (1024 bytes) -> quote
 
 
 class BlockError(Exception):

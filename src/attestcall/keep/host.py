@@ -13,11 +13,10 @@ import errno
 import os
 import select
 import signal
-import struct
 import time
 from typing import NoReturn
 
-from attestcall.keep.block import BlockError, Op, RequestBlock
+from attestcall.keep.block import BlockError, RequestBlock
 
 
 class HostError(Exception):
@@ -51,22 +50,6 @@ class Host:
             block.write_reply(request.op, request.seq, b"", errno.EIO)
             return
         block.write_reply(request.op, request.seq, reply)
-
-
-class SgxHost(Host):
-    """Relays the shim's REPORT to the (simulated) quoting enclave."""
-
-    def __init__(self, quoting_enclave):
-        self.qe = quoting_enclave
-
-    def handle(self, op: int, data: bytes, limit: int) -> bytes:
-        if op == Op.SGX_TARGET_INFO:
-            return self.qe.target_info()
-        if op == Op.SGX_QUOTE_SIZE:
-            return struct.pack("<I", self.qe.quote_size())
-        if op == Op.SGX_QUOTE:
-            return self.qe.quote(data)
-        return super().handle(op, data, limit)
 
 
 class HostProcess:

@@ -7,66 +7,21 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from attestcall.abi import EvidenceSource
 from attestcall.errors import UsageError
-from attestcall.keep.block import RequestBlock
-from attestcall.keep.host import Host, HostProcess, SgxHost
-from attestcall.keep.shim import DEFAULT_TIMEOUT, Channel, NoneSource, SgxShim
-
-
-@dataclass
-class Keep:
-    """A running keep: the shim's EvidenceSource and the host process behind it."""
-
-    tee: str
-    source: EvidenceSource
-    host: HostProcess | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def close(self) -> None:
-        if self.host is not None:
-            self.host.stop()
-            self.host = None
-
-    def __enter__(self) -> Keep:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def start_host(host: Host, timeout: float = DEFAULT_TIMEOUT) -> tuple[Channel, HostProcess]:
-    """Give ``host`` a request block and a process; return the shim's channel to it."""
-    block = RequestBlock()
-    process = HostProcess(host, block).start()
-    return Channel(block, process, timeout), process
+from attestcall.keep.keep import Keep
+from attestcall.keep.sgx import open_sgx_sim
+from attestcall.keep.shim import NoneSource
 
 
 def _open_none(payload: bytes, options: Mapping[str, Any]) -> Keep:
     return Keep("none", NoneSource())
 
 
-def _open_sgx_sim(payload: bytes, options: Mapping[str, Any]) -> Keep:
-    from attestcall.intel import sgx_sim
-
-    state = sgx_sim.load_state()
-    identity = sgx_sim.EnclaveIdentity.for_payload(payload, state)
-    overrides = {k: v for k, v in options.get("identity", {}).items() if v is not None}
-    if overrides:
-        identity = identity.replace(**overrides)
-    channel, host = start_host(
-        SgxHost(sgx_sim.QuotingEnclave(state)), options.get("timeout", DEFAULT_TIMEOUT)
-    )
-    shim = SgxShim(sgx_sim.SimulatedCpu(state), identity, channel)
-    return Keep("sgx-sim", shim, host, {"identity": identity})
-
-
 _OPENERS: dict[str, Callable[[bytes, Mapping[str, Any]], Keep]] = {
     "none": _open_none,
-    "sgx-sim": _open_sgx_sim,
+    "sgx-sim": open_sgx_sim,
 }
 
 TEE_NAMES = ("auto", *_OPENERS)

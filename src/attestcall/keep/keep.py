@@ -1,0 +1,40 @@
+"""A running keep: the shim's evidence source and, where the platform needs one, the
+untrusted host process behind it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from attestcall.abi import EvidenceSource
+from attestcall.keep.block import RequestBlock
+from attestcall.keep.host import Host, HostProcess
+from attestcall.keep.shim import DEFAULT_TIMEOUT, Channel
+
+
+@dataclass
+class Keep:
+    """A running keep: the shim's EvidenceSource and the host process behind it."""
+
+    tee: str
+    source: EvidenceSource
+    host: HostProcess | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def close(self) -> None:
+        if self.host is not None:
+            self.host.stop()
+            self.host = None
+
+    def __enter__(self) -> Keep:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def start_host(host: Host, timeout: float = DEFAULT_TIMEOUT) -> tuple[Channel, HostProcess]:
+    """Give ``host`` a request block and a process; return the shim's channel to it."""
+    block = RequestBlock()
+    process = HostProcess(host, block).start()
+    return Channel(block, process, timeout), process

@@ -1,0 +1,99 @@
+"""SGX in the keep: the trusted shim's EREPORT-and-quote flow and the host's relay to the
+quoting enclave (simulated by attestcall.intel.sgx_sim)."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+from typing import Any
+
+from attestcall.abi import Technology
+from attestcall.intel import sgx_sim
+from attestcall.intel.sgx_sim import EreportError
+from attestcall.intel.structs import SgxFormatError, TargetInfo
+from attestcall.keep.block import Op
+from attestcall.keep.host import Host
+from attestcall.keep.keep import Keep, start_host
+from attestcall.keep.shim import DEFAULT_TIMEOUT, Channel, HostFailure
+
+TARGET_INFO_SIZE = 512
+REPORT_SIZE = 432
+
+
+class SgxShim:
+    """SGX: EREPORT on the (simulated) CPU targeted at the QE, then the host relays the
+    report to the QE and returns its quote."""
+
+    technology = Technology.SGX
+
+    def __init__(self, cpu, identity, channel: Channel):
+        self.cpu = cpu
+        self.identity = identity
+        self.channel = channel
+        self._size: int | None = None
+        self._qe_target: bytes | None = None
+
+    def evidence_size(self) -> int:
+        reply = self.channel.call(Op.SGX_QUOTE_SIZE, b"", 4)
+        if len(reply) != 4:
+            raise HostFailure(f"quote size reply of {len(reply)} bytes, expected 4")
+        (size,) = struct.unpack("<I", reply)
+        if not 0 < size <= self.channel.block.capacity:
+            raise HostFailure(f"quote size {size} outside what the request block carries")
+        self._size = size
+        return size
+
+    def evidence(self, nonce: bytes) -> bytes:
+        size = self._size if self._size is not None else self.evidence_size()
+        try:
+            report = self.cpu.ereport(self._target_info(), nonce, self.identity)
+        except EreportError as exc:
+            raise HostFailure(f"EREPORT refused the host's TARGETINFO: {exc}") from exc
+        try:
+            return self.channel.call(Op.SGX_QUOTE, report, size)
+        except HostFailure:
+            self._qe_target = None  # perhaps the QE changed: ask again next time
+            raise
+
+    def _target_info(self) -> bytes:
+        """The QE's TARGETINFO, asked once (as enclaves do at start) and kept until a quote
+        request fails. A malformed one is refused here, before EREPORT uses it."""
+        if self._qe_target is None:
+            target_info = self.channel.call(Op.SGX_TARGET_INFO, b"", TARGET_INFO_SIZE)
+            if len(target_info) != TARGET_INFO_SIZE:
+                raise HostFailure(f"TARGETINFO of {len(target_info)} bytes, expected 512")
+            try:
+                TargetInfo.unpack(target_info)
+            except SgxFormatError as exc:
+                raise HostFailure(f"the host's TARGETINFO is malformed: {exc}") from exc
+            self._qe_target = target_info
+        return self._qe_target
+
+
+class SgxHost(Host):
+    """Relays the shim's REPORT to the (simulated) quoting enclave."""
+
+    def __init__(self, quoting_enclave):
+        self.qe = quoting_enclave
+
+    def handle(self, op: int, data: bytes, limit: int) -> bytes:
+        if op == Op.SGX_TARGET_INFO:
+            return self.qe.target_info()
+        if op == Op.SGX_QUOTE_SIZE:
+            return struct.pack("<I", self.qe.quote_size())
+        if op == Op.SGX_QUOTE:
+            return self.qe.quote(data)
+        return super().handle(op, data, limit)
+
+
+def open_sgx_sim(payload: bytes, options: Mapping[str, Any]) -> Keep:
+    state = sgx_sim.load_state()
+    identity = sgx_sim.EnclaveIdentity.for_payload(payload, state)
+    overrides = {k: v for k, v in options.get("identity", {}).items() if v is not None}
+    if overrides:
+        identity = identity.replace(**overrides)
+    channel, host = start_host(
+        SgxHost(sgx_sim.QuotingEnclave(state)), options.get("timeout", DEFAULT_TIMEOUT)
+    )
+    shim = SgxShim(sgx_sim.SimulatedCpu(state), identity, channel)
+    return Keep("sgx-sim", shim, host, {"identity": identity})
