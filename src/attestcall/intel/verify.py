@@ -14,6 +14,13 @@ signatures, the TCB info and QE identity signatures, the PCK extension) is compu
 and kept in a bounded cache keyed by the exact bytes (and the trusted roots); the validity
 windows are kept with it and checked against ``at`` on every call. A warm verification
 pays for the quote and QE report signatures and little else. :func:`clear_cache` empties it.
+
+A cold verification makes each distinct ECDSA check once: the PCK and PCK CA certificates,
+the TCB signing certificate, the TCB info, the QE identity, both CRLs, the QE report and the
+quote (the pinned root's self-signature is not checked: it is pinned; the PCK CRL issuer
+chain shares its PCK CA link with the PCK chain). Certificates are parsed once per exact DER
+by :mod:`attestcall.intel.certs`, which keeps no verification result and survives
+:func:`clear_cache` (``clear_cache(parsed=True)`` empties it too).
 """
 
 from __future__ import annotations
