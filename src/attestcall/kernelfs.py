@@ -87,5 +87,5 @@ def describe_os_error(exc: OSError) -> str:
     """``strerror (ENAME)`` for a message, e.g. ``Device or resource busy (EBUSY)``."""
     code = exc.errno
     name = errno.errorcode.get(code, str(code)) if code is not None else "?"
-    text = exc.strerror or os.strerror(code) if code is not None else str(exc)
+    text = (exc.strerror or os.strerror(code)) if code is not None else str(exc)
     return f"{text} ({name})"
