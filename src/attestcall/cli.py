@@ -54,6 +54,16 @@ def _u16(text: str) -> int:
     return value
 
 
+def _u64(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < 1 << 64:
+        raise argparse.ArgumentTypeError(f"{value} is outside 0..2^64-1")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -70,8 +80,8 @@ def _add_keep_options(parser: argparse.ArgumentParser) -> None:
         choices=TEE_NAMES,
         default=os.environ.get("ATTESTCALL_TEE", "auto"),
         help="the TEE to answer get_attestation with: 'auto' (real hardware when found, else "
-        "'none'; the default, or $ATTESTCALL_TEE), 'none' (technology 0), 'sgx-sim' "
-        "(simulated Intel SGX, DCAP quote v3)",
+        "'none'; the default, or $ATTESTCALL_TEE), 'none' (technology 0), the simulators "
+        "'sgx-sim', 'snp-sim', 'tdx-sim', or a real interface where one is registered",
     )
     sgx = parser.add_argument_group(
         "simulated SGX enclave identity (default: derived from the payload)"
@@ -82,8 +92,31 @@ def _add_keep_options(parser: argparse.ArgumentParser) -> None:
                      help="MRSIGNER, 64 hex digits (default: the simulated signer key's)")
     sgx.add_argument("--isv-prodid", type=_u16, metavar="N", help="ISVPRODID (0..65535)")
     sgx.add_argument("--isv-svn", type=_u16, metavar="N", help="ISVSVN (0..65535)")
-    sgx.add_argument("--debug-enclave", action="store_true",
-                     help="set the DEBUG attribute (off by default; verifiers reject it)")
+    parser.add_argument("--debug", "--debug-enclave", dest="debug", action="store_true",
+                        help="a debug keep: the simulated enclave's, guest's or TD's DEBUG bit "
+                        "(off by default; verifiers reject it)")
+    snp = parser.add_argument_group("simulated SEV-SNP (--tee snp-sim)")
+    snp.add_argument("--snp-product", choices=("milan", "genoa", "turin"),
+                     help="the simulated processor (default milan)")
+    snp.add_argument("--snp-vlek", action="store_true",
+                     help="sign reports with a VLEK (ASVK chain) instead of the VCEK")
+    snp.add_argument("--snp-report-version", type=int, choices=(3, 5),
+                     help="ATTESTATION_REPORT version (default 3)")
+    snp.add_argument("--host-data", type=_hex_bytes(32, "--host-data"), metavar="HEX",
+                     help="HOST_DATA, 64 hex digits")
+    snp.add_argument("--family-id", type=_hex_bytes(16, "--family-id"), metavar="HEX",
+                     help="FAMILY_ID, 32 hex digits")
+    snp.add_argument("--image-id", type=_hex_bytes(16, "--image-id"), metavar="HEX",
+                     help="IMAGE_ID, 32 hex digits")
+    tdx = parser.add_argument_group("simulated TDX (--tee tdx-sim)")
+    tdx.add_argument("--tdx-quote-version", type=int, choices=(4, 5),
+                     help="DCAP quote version: 4 (TD 1.0 body, default) or 5 (TD 1.5 body)")
+    for name in ("rtmr0", "rtmr1", "rtmr2", "rtmr3", "mrconfigid", "mrowner", "mrownerconfig"):
+        tdx.add_argument(f"--{name}", type=_hex_bytes(48, f"--{name}"), metavar="HEX",
+                         help=f"{name.upper()}, 96 hex digits")
+    tdx.add_argument("--xfam", type=_u64, metavar="N", help="XFAM (a number, 0x… allowed)")
+    tdx.add_argument("--td-attributes", type=_u64, metavar="N",
+                     help="TD ATTRIBUTES (a number; DEBUG is bit 0: prefer --debug)")
     parser.add_argument("--host-timeout", type=_positive_float, default=10.0, metavar="SECONDS",
                         help="how long the shim waits for the host (default 10)")
 
@@ -178,14 +211,32 @@ def _build_parser() -> _Parser:
     return parser
 
 
-def _identity(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "mrenclave": args.mrenclave,
-        "mrsigner": args.mrsigner,
-        "isv_prod_id": args.isv_prodid,
-        "isv_svn": args.isv_svn,
-        "debug": True if args.debug_enclave else None,
+def _keep_options(args: argparse.Namespace) -> dict[str, Any]:
+    """What open_keep takes: the SGX identity overrides, and the SNP / TDX simulators'
+    options (only those given; each simulator ignores the others')."""
+    options: dict[str, Any] = {
+        "identity": {
+            "mrenclave": args.mrenclave,
+            "mrsigner": args.mrsigner,
+            "isv_prod_id": args.isv_prodid,
+            "isv_svn": args.isv_svn,
+            "debug": True if args.debug else None,
+        },
+        "timeout": args.host_timeout,
+        "debug": True if args.debug else None,
+        "product": args.snp_product,
+        "vlek": True if args.snp_vlek else None,
+        "report_version": args.snp_report_version,
+        "host_data": args.host_data,
+        "family_id": args.family_id,
+        "image_id": args.image_id,
+        "quote_version": args.tdx_quote_version,
+        "xfam": args.xfam,
+        "td_attributes": args.td_attributes,
     }
+    for name in ("rtmr0", "rtmr1", "rtmr2", "rtmr3", "mrconfigid", "mrowner", "mrownerconfig"):
+        options[name] = getattr(args, name)
+    return {key: value for key, value in options.items() if value is not None}
 
 
 def _read_payload(path: str) -> bytes:
@@ -202,14 +253,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from attestcall.frontends.wasm import run_wasm
 
         payload = _read_payload(program)
-        with open_keep(tee, payload, identity=_identity(args), timeout=args.host_timeout) as keep:
+        with open_keep(tee, payload, **_keep_options(args)) as keep:
             return run_wasm(program, args.args, keep.source)
 
     from attestcall.frontends.native import check_program, run_native
 
     resolved = check_program(program)
     payload = _read_payload(resolved)
-    with open_keep(tee, payload, identity=_identity(args), timeout=args.host_timeout) as keep:
+    with open_keep(tee, payload, **_keep_options(args)) as keep:
         return run_native([program, *args.args], keep.source)
 
 
@@ -236,7 +287,7 @@ def _write_output(path: str, data: bytes) -> None:
 def _cmd_attest(args: argparse.Namespace) -> int:
     tee = resolve_tee(args.tee)
     payload = _read_payload(args.payload) if args.payload else b""
-    with open_keep(tee, payload, identity=_identity(args), timeout=args.host_timeout) as keep:
+    with open_keep(tee, payload, **_keep_options(args)) as keep:
         memory = BufferMemory(bytearray(NONCE_SIZE))
         memory.write(memory.base, args.nonce)
         query = get_attestation(0, 0, 0, 0, memory=memory, source=keep.source)
