@@ -109,3 +109,19 @@ def test_include_dir_holds_the_header():
     result = attestcall("include-dir")
     assert result.returncode == 0
     assert (Path(result.stdout.strip()) / "attestcall.h").is_file()
+
+
+def test_devices_says_why_each_interface_is_unusable():
+    result = attestcall("devices")
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines[:3]] == ["tsm", "sev-guest", "gramine"]
+    assert all("unusable" in line and ": " in line for line in lines[:3])  # no TEE here
+    assert lines[-1].startswith("--tee auto would use: none")
+
+
+@pytest.mark.parametrize("tee", ["tsm", "sev-guest", "gramine"])
+def test_real_backend_without_hardware_is_one_line(tee):
+    result = attestcall("run", "--tee", tee, "/bin/true")
+    assert result.returncode == 1
+    assert f"--tee {tee}" in one_line_error(result)

@@ -205,6 +205,12 @@ def _build_parser() -> _Parser:
                         help="print one JSON object (accepted, technology, tcb_status, "
                         "advisories, claims, reasons)")
 
+    commands.add_parser(
+        "devices",
+        help="show which real TEE interfaces this machine has, and why the others are unusable",
+        description="Probe configfs-tsm, /dev/sev-guest and Gramine's /dev/attestation (the "
+        "order --tee auto uses) and say what each offers.",
+    )
     commands.add_parser("include-dir", help="print the directory holding attestcall.h",
                         description="Print the directory of attestcall.h, for "
                         "cc -I\"$(attestcall include-dir)\" app.c")
@@ -351,6 +357,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_verify(args)
         if args.command == "sim":
             return _cmd_sim(args)
+        if args.command == "devices":
+            from attestcall.keep import real
+
+            print(real.describe_probes(real.probe()), end="")
+            return 0
         if args.command == "include-dir":
             from attestcall.include_dir import include_dir
 

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, TextIO
 
 from attestcall.errors import UsageError
+from attestcall.keep import real
 from attestcall.keep.keep import Keep
 from attestcall.keep.sgx import open_sgx_sim
 from attestcall.keep.shim import NoneSource
+from attestcall.keep.snp import open_snp_sim
+from attestcall.keep.tdx import open_tdx_sim
 
 
 def _open_none(payload: bytes, options: Mapping[str, Any]) -> Keep:
@@ -22,14 +26,20 @@ def _open_none(payload: bytes, options: Mapping[str, Any]) -> Keep:
 _OPENERS: dict[str, Callable[[bytes, Mapping[str, Any]], Keep]] = {
     "none": _open_none,
     "sgx-sim": open_sgx_sim,
+    "snp-sim": open_snp_sim,
+    "tdx-sim": open_tdx_sim,
+    real.TSM: partial(real.open_real, real.TSM),
+    real.SEV_GUEST: partial(real.open_real, real.SEV_GUEST),
+    real.GRAMINE: partial(real.open_real, real.GRAMINE),
 }
 
 TEE_NAMES = ("auto", *_OPENERS)
 
 
 def detect_hardware() -> str | None:
-    """The real TEE backend usable here, if any. No real backend exists yet."""
-    return None
+    """The first usable real interface, probing configfs-tsm, /dev/sev-guest, then
+    Gramine's /dev/attestation; None when there is none (see ``attestcall devices``)."""
+    return real.detect()
 
 
 def resolve_tee(requested: str, stderr: TextIO = sys.stderr) -> str:
