@@ -162,7 +162,7 @@ def test_reset_makes_new_keys(tmp_path: Path) -> None:
     assert root_fingerprint(after) != root_fingerprint(before)
     assert after.attestation_key.public_key() != before.attestation_key.public_key()
     assert after.cpu_secret != before.cpu_secret
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["sgx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(simstate.PLATFORMS)
 
 
 def test_reset_repairs_a_corrupt_state(copied_home: Path) -> None:

@@ -170,7 +170,7 @@ def _build_parser() -> _Parser:
         "QE identity and CRLs signed by the simulated chain, as JSON with the "
         "QuoteCollateralV3 field names (the format `attestcall verify --collateral` reads).",
     )
-    collateral.add_argument("--tee", choices=("sgx-sim",), default="sgx-sim",
+    collateral.add_argument("--tee", choices=("sgx-sim", "tdx-sim"), default="sgx-sim",
                             help="the simulated platform (default sgx-sim)")
     collateral.add_argument("-o", "--output", required=True, metavar="FILE",
                             help="where to write the JSON ('-' for standard output)")
@@ -325,12 +325,17 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     if args.sim_command not in ("show", "reset", "collateral"):
         raise UsageError("attestcall sim: choose an action: show, reset or collateral")
     if args.sim_command == "collateral":
-        from attestcall.intel.sgx_sim import load_state
-        from attestcall.intel.sgx_sim.collateral import collateral_json
+        if args.tee == "tdx-sim":
+            from attestcall.intel import tdx_sim as sim
+            from attestcall.intel.tdx_sim.collateral import collateral_json
+        else:
+            from attestcall.intel import sgx_sim as sim  # type: ignore[no-redef]
+            from attestcall.intel.sgx_sim.collateral import collateral_json  # type: ignore
 
-        _write_output(args.output, collateral_json(load_state()).encode())
+        _write_output(args.output, collateral_json(sim.load_state()).encode())
         if args.output != "-":
-            print(f"simulated SGX collateral written to {args.output}")
+            name = "TDX" if args.tee == "tdx-sim" else "SGX"
+            print(f"simulated {name} collateral written to {args.output}")
         return 0
     from attestcall import simstate
 

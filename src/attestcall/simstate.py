@@ -43,6 +43,8 @@ RESET_HINT = "run `attestcall sim reset` to recreate it"
 # Platform name -> module providing create_state(folder) and describe_state(folder).
 PLATFORMS: dict[str, str] = {
     "sgx": "attestcall.intel.sgx_sim",
+    "snp": "attestcall.amd.snp_sim",
+    "tdx": "attestcall.intel.tdx_sim",
 }
 
 

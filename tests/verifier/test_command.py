@@ -175,11 +175,12 @@ def test_json_on_unusable_input_is_still_one_object():
 # -- simulated evidence: the keep's quotes travel the same path ----------------------------
 
 
-def test_simulated_quote_needs_trust_simulated(tmp_path):
+@pytest.mark.parametrize("tee", ["sgx-sim", "tdx-sim"])
+def test_simulated_quote_needs_trust_simulated(tmp_path, tee):
     nonce = "5a" * 64
     quote, coll = tmp_path / "q.bin", tmp_path / "c.json"
-    for args in (["attest", "--tee", "sgx-sim", "--nonce", nonce, "-o", quote],
-                 ["sim", "collateral", "-o", coll]):
+    for args in (["attest", "--tee", tee, "--nonce", nonce, "-o", quote],
+                 ["sim", "collateral", "--tee", tee, "-o", coll]):
         done = subprocess.run([sys.executable, "-m", "attestcall", *map(str, args)],
                               capture_output=True, timeout=120)
         assert done.returncode == 0, done.stderr

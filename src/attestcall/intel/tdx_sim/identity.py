@@ -58,7 +58,8 @@ class TdIdentity:
         changes = {name: value for name, value in overrides.items() if value is not None}
         if debug is not None:
             flags = changes.get("td_attributes", self.td_attributes)
-            changes["td_attributes"] = (flags | TD_ATTR_DEBUG) if debug else (flags & ~TD_ATTR_DEBUG)
+            flags = (flags | TD_ATTR_DEBUG) if debug else (flags & ~TD_ATTR_DEBUG)
+            changes["td_attributes"] = flags
         return dataclasses.replace(self, **changes) if changes else self
 
     def td_info(self) -> TdInfo:

@@ -176,13 +176,16 @@ class TdReport:
 
     @classmethod
     def unpack(cls, data: bytes) -> TdReport:
-        """Parse; TdReportError for the wrong size or type (the MAC is not checked here)."""
+        """Parse; TdReportError for the wrong size or type, or a reserved field outside the
+        hashed structures that is not zero (the MAC is not checked here)."""
         data = bytes(data)
         if len(data) != TDREPORT_SIZE:
             raise TdReportError(f"a TDREPORT is {TDREPORT_SIZE} bytes, got {len(data)}")
         report_type = data[0:4]
         if report_type[0] != REPORT_TYPE_TDX or report_type[1] != 0 or report_type[3] != 0:
             raise TdReportError(f"REPORTTYPE {report_type.hex()} is not a TDX report")
+        if any(data[4:16]) or any(data[192:224]) or any(data[495:512]):
+            raise TdReportError("a reserved field of the TDREPORT is not zero")
         return cls(
             raw=data,
             report_type=report_type,
@@ -198,14 +201,7 @@ class TdReport:
     def check(self, cpu_secret: bytes) -> None:
         """TdReportError unless the MAC verifies under this CPU's key and both hashes bind
         the TEE_TCB_INFO and TDINFO the report carries (what the TD QE checks)."""
-        key = report_mac_key(cpu_secret, self.cpu_svn)
-        if not std_hmac.compare_digest(report_mac(key, self.raw[:MAC_OFFSET]), self.mac):
-            raise TdReportError("TDREPORT MAC does not verify on this platform")
-        tcb_info = self.raw[TEE_TCB_INFO_OFFSET : TEE_TCB_INFO_OFFSET + TEE_TCB_INFO_SIZE]
-        if hashlib.sha384(tcb_info).digest() != self.tee_tcb_info_hash:
-            raise TdReportError("TEE_TCB_INFO does not match TEE_TCB_INFO_HASH")
-        if hashlib.sha384(self.raw[TDINFO_OFFSET:]).digest() != self.tee_info_hash:
-            raise TdReportError("TDINFO does not match TEE_INFO_HASH")
+        _check_mac_and_hashes(self.raw, cpu_secret)
 
     def quote_body(self, td15: bool) -> TdReportBody:
         """The TD report body a quote carries: TD 1.0 (584 bytes) or TD 1.5 (648)."""
@@ -229,6 +225,43 @@ class TdReport:
             tee_tcb_svn2=tcb.tee_tcb_svn2 if td15 else None,
             mr_service_td=td.servtd_hash if td15 else None,
         )
+
+
+# Where each TD report body field lies in a TDREPORT, in the body's order (TD 1.0, then the
+# two TD 1.5 fields).
+_TD10_SPANS = ((264, 280), (280, 328), (328, 376), (376, 384), (512, 520), (520, 528),
+               (528, 912), (128, 192))  # fmt: skip
+_TD15_SPANS = ((384, 400), (912, 960))
+
+
+def quote_body_bytes(tdreport: bytes, td15: bool) -> bytes:
+    """The packed TD report body (584 or 648 bytes) a quote of ``tdreport`` carries: the same
+    bytes as ``TdReport.unpack(tdreport).quote_body(td15).pack()``, sliced directly. The
+    caller has checked ``tdreport`` is 1024 bytes."""
+    spans = _TD10_SPANS + _TD15_SPANS if td15 else _TD10_SPANS
+    return b"".join([tdreport[start:end] for start, end in spans])
+
+
+def check_report(tdreport: bytes, cpu_secret: bytes) -> None:
+    """TdReportError unless ``tdreport`` is a well-formed TDREPORT whose MAC verifies under
+    this CPU's key and whose hashes bind its TEE_TCB_INFO and TDINFO: what
+    ``TdReport.unpack(tdreport).check(cpu_secret)`` checks, without building the parts."""
+    if len(tdreport) != TDREPORT_SIZE:
+        raise TdReportError(f"a TDREPORT is {TDREPORT_SIZE} bytes, got {len(tdreport)}")
+    unusual = tdreport[0:2] != bytes((REPORT_TYPE_TDX, 0)) or tdreport[3] != 0
+    if unusual or any(tdreport[4:16]) or any(tdreport[192:224]) or any(tdreport[495:512]):
+        TdReport.unpack(tdreport)  # raises, naming the problem
+    _check_mac_and_hashes(tdreport, cpu_secret)
+
+
+def _check_mac_and_hashes(tdreport: bytes, cpu_secret: bytes) -> None:
+    key = report_mac_key(cpu_secret, tdreport[16:32])
+    if not std_hmac.compare_digest(report_mac(key, tdreport[:MAC_OFFSET]), tdreport[224:256]):
+        raise TdReportError("TDREPORT MAC does not verify on this platform")
+    if hashlib.sha384(tdreport[256:495]).digest() != tdreport[32:80]:
+        raise TdReportError("TEE_TCB_INFO does not match TEE_TCB_INFO_HASH")
+    if hashlib.sha384(tdreport[TDINFO_OFFSET:]).digest() != tdreport[80:128]:
+        raise TdReportError("TDINFO does not match TEE_INFO_HASH")
 
 
 def build_report(
