@@ -10,8 +10,9 @@ same run, medians over repeated rounds:
 - one bare shim <-> host exchange (``Op.TDX_QUOTE_SIZE``: doorbell pipe, host process wakes,
   answers, wakes the shim);
 - through the keep (``open_keep("tdx-sim")`` + ``abi.get_attestation`` on a BufferMemory):
-  one real call (two exchanges: the size check of contract row 5, then the quote) and, as
-  bench_sgx_quote.py measures it, a size query plus a call (three exchanges).
+  one real call (one exchange: the quote; the shim keeps the quote size it was told) and, as
+  bench_sgx_quote.py measures it, a size query plus a call (also one exchange once the size
+  is known).
 
 Target: ratio <= 3 for the simulator; the keep adds one exchange per host request, which
 this benchmark measures and reports rather than hides. Exit status 1 if the simulator's
@@ -116,8 +117,8 @@ def main(argv: list[str]) -> int:
     line("  TDG.MR.REPORT", t_report, "(HMAC-SHA-256, SHA-384s cached per TD)")
     line("  quote service", t_quote, "(MAC + 2 SHA-384 checks, 1 ECDSA signature)")
     line("one shim<->host exchange", t_exchange, "(pipe wake-ups, host process)")
-    line("keep: one call", t_call, "(2 exchanges: size check + quote)")
-    line("keep: size query + call", t_both, "(3 exchanges, as bench_sgx_quote.py)")
+    line("keep: one call", t_call, "(1 exchange: the quote; the size is kept)")
+    line("keep: size query + call", t_both, "(as bench_sgx_quote.py measures)")
     overhead = t_call - t_sim
     print(f"where the time of one call goes: simulator {t_sim * 1e6:.0f} us, "
           f"exchanges and copies {overhead * 1e6:.0f} us "

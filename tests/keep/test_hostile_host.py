@@ -103,3 +103,33 @@ def test_targetinfo_is_asked_once_and_again_after_a_failed_quote():
     assert results[0] == -errno.EIO and results[1] > 0 and results[2] == results[1]
     assert asked.count("SGX_TARGET_INFO") == 2  # first call, and again after the failure
     assert asked.count("SGX_QUOTE") == 3
+
+
+def test_a_size_change_costs_one_eio_then_the_size_query_is_right_again():
+    """The shim keeps the quote size it was told; when the platform's quote grows (a new
+    PCK certificate, say), the call that sees it fails and the next size query is fresh."""
+
+    class GrowsAfterFirstQuote(SgxHost):
+        quotes = 0
+
+        def handle(self, op, data, limit):
+            grown = self.quotes >= 1
+            if op == Op.SGX_QUOTE_SIZE and grown:
+                return (self.qe.quote_size() + 16).to_bytes(4, "little")
+            reply = super().handle(op, data, limit)
+            if op == Op.SGX_QUOTE:
+                self.quotes += 1
+                if grown:
+                    reply += bytes(16)
+            return reply
+
+    keep = hostile_keep(GrowsAfterFirstQuote)
+    try:
+        first_size, first, *_ = attempt(keep.source)
+        _, second, *_ = attempt(keep.source)  # size still cached: the longer quote is refused
+        third_size, third, *_ = attempt(keep.source)
+    finally:
+        keep.close()
+    assert first.ret == first_size.ret > 0
+    assert second.ret == -errno.EIO
+    assert third_size.ret == first_size.ret + 16 and third.ret == third_size.ret

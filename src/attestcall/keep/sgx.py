@@ -34,6 +34,11 @@ class SgxShim:
         self._qe_target: bytes | None = None
 
     def evidence_size(self) -> int:
+        """The quote's size: asked of the host once, then kept (a quote's size changes only
+        with the platform's certificate chain); a quote of another size clears it, so the
+        call that sees the change fails with -EIO and the next size query is right."""
+        if self._size is not None:
+            return self._size
         reply = self.channel.call(Op.SGX_QUOTE_SIZE, b"", 4)
         if len(reply) != 4:
             raise HostFailure(f"quote size reply of {len(reply)} bytes, expected 4")
@@ -50,10 +55,14 @@ class SgxShim:
         except EreportError as exc:
             raise HostFailure(f"EREPORT refused the host's TARGETINFO: {exc}") from exc
         try:
-            return self.channel.call(Op.SGX_QUOTE, report, size)
+            quote = self.channel.call(Op.SGX_QUOTE, report, size)
         except HostFailure:
-            self._qe_target = None  # perhaps the QE changed: ask again next time
+            self._qe_target = self._size = None  # perhaps the QE changed: ask again
             raise
+        if len(quote) != size:
+            self._qe_target = self._size = None
+            raise HostFailure(f"quote of {len(quote)} bytes, {size} were announced")
+        return quote
 
     def _target_info(self) -> bytes:
         """The QE's TARGETINFO, asked once (as enclaves do at start) and kept until a quote

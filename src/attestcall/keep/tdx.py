@@ -56,6 +56,11 @@ class TdxShim:
             self._body_at += len(self._body_prefix)
 
     def evidence_size(self) -> int:
+        """The quote's size: asked of the host once, then kept (a quote's size changes only
+        with the platform's certificate chain); a quote of another size clears it, so the
+        call that sees the change fails with -EIO and the next size query is right."""
+        if self._size is not None:
+            return self._size
         reply = self.channel.call(Op.TDX_QUOTE_SIZE, b"", 4)
         if len(reply) != 4:
             raise HostFailure(f"quote size reply of {len(reply)} bytes, expected 4")
@@ -72,8 +77,13 @@ class TdxShim:
         except TdReportError as exc:
             raise HostFailure(f"TDG.MR.REPORT failed: {exc}") from exc
         body = quote_body_bytes(tdreport, self.quote_version == QUOTE_VERSION_5)
-        quote = self.channel.call(Op.TDX_QUOTE, tdreport, size)
+        try:
+            quote = self.channel.call(Op.TDX_QUOTE, tdreport, size)
+        except HostFailure:
+            self._size = None  # perhaps the size changed: ask again next time
+            raise
         if len(quote) != size:
+            self._size = None
             raise HostFailure(f"quote of {len(quote)} bytes, {size} were announced")
         end = self._body_at + len(body)
         if (
