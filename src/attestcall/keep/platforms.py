@@ -1,44 +1,49 @@
 """Where TEEs are registered: a name on the command line → a keep (shim + host).
 
-Adding a TEE means one module for it and one line in ``_OPENERS``.
+Adding a TEE means one module for it and one line in ``_OPENERS``; a TEE's module is
+imported only when it is used, so the command line starts fast.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable, Mapping
-from functools import partial
 from typing import Any, TextIO
 
 from attestcall.errors import UsageError
-from attestcall.keep import real
 from attestcall.keep.keep import Keep
-from attestcall.keep.sgx import open_sgx_sim
 from attestcall.keep.shim import NoneSource
-from attestcall.keep.snp import open_snp_sim
-from attestcall.keep.tdx import open_tdx_sim
 
 
-def _open_none(payload: bytes, options: Mapping[str, Any]) -> Keep:
+def open_none(payload: bytes, options: Mapping[str, Any]) -> Keep:
     return Keep("none", NoneSource())
 
 
-_OPENERS: dict[str, Callable[[bytes, Mapping[str, Any]], Keep]] = {
-    "none": _open_none,
-    "sgx-sim": open_sgx_sim,
-    "snp-sim": open_snp_sim,
-    "tdx-sim": open_tdx_sim,
-    real.TSM: partial(real.open_real, real.TSM),
-    real.SEV_GUEST: partial(real.open_real, real.SEV_GUEST),
-    real.GRAMINE: partial(real.open_real, real.GRAMINE),
+# name -> "module:function(payload, options) -> Keep", imported only when that TEE is used
+_OPENERS: dict[str, str] = {
+    "none": "attestcall.keep.platforms:open_none",
+    "sgx-sim": "attestcall.keep.sgx:open_sgx_sim",
+    "snp-sim": "attestcall.keep.snp:open_snp_sim",
+    "tdx-sim": "attestcall.keep.tdx:open_tdx_sim",
+    "tsm": "attestcall.keep.real:open_tsm",
+    "sev-guest": "attestcall.keep.real:open_sev_guest",
+    "gramine": "attestcall.keep.real:open_gramine",
 }
 
 TEE_NAMES = ("auto", *_OPENERS)
 
 
+def _opener(tee: str) -> Callable[[bytes, Mapping[str, Any]], Keep]:
+    module, _, function = _OPENERS[tee].partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
 def detect_hardware() -> str | None:
     """The first usable real interface, probing configfs-tsm, /dev/sev-guest, then
     Gramine's /dev/attestation; None when there is none (see ``attestcall devices``)."""
+    from attestcall.keep import real
+
     return real.detect()
 
 
@@ -60,8 +65,6 @@ def open_keep(tee: str, payload: bytes = b"", **options: Any) -> Keep:
 
     Options: ``identity`` (dict of enclave-identity overrides for SGX), ``timeout``
     (seconds the shim waits for the host)."""
-    try:
-        opener = _OPENERS[tee]
-    except KeyError:
-        raise UsageError(f"unknown TEE {tee!r}; choose one of {', '.join(TEE_NAMES)}") from None
-    return opener(payload, options)
+    if tee not in _OPENERS:
+        raise UsageError(f"unknown TEE {tee!r}; choose one of {', '.join(TEE_NAMES)}")
+    return _opener(tee)(payload, options)

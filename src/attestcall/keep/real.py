@@ -266,3 +266,15 @@ def open_real(name: str, payload: bytes, options: Mapping[str, Any]) -> Keep:
         return Keep(GRAMINE, GramineSource(client),
                     details={"path": paths.gramine_root, "technology": int(Technology.SGX)})
     raise ValueError(f"unknown real backend {name!r}; choose one of {', '.join(NAMES)}")
+
+
+def open_tsm(payload: bytes, options: Mapping[str, Any]) -> Keep:
+    return open_real(TSM, payload, options)
+
+
+def open_sev_guest(payload: bytes, options: Mapping[str, Any]) -> Keep:
+    return open_real(SEV_GUEST, payload, options)
+
+
+def open_gramine(payload: bytes, options: Mapping[str, Any]) -> Keep:
+    return open_real(GRAMINE, payload, options)
