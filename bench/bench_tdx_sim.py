@@ -23,14 +23,13 @@ is set.
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from timing import per_call as _per_call
 
 ROUNDS = 21
 PER_ROUND = 200
@@ -39,13 +38,7 @@ TARGET_RATIO = 3.0
 
 def per_call(function: Callable[[], object]) -> float:
     """Median seconds per call over ROUNDS rounds of PER_ROUND calls."""
-    times = []
-    for _ in range(ROUNDS):
-        start = time.perf_counter()
-        for _ in range(PER_ROUND):
-            function()
-        times.append((time.perf_counter() - start) / PER_ROUND)
-    return statistics.median(times)
+    return _per_call(function, ROUNDS, PER_ROUND)
 
 
 def main(argv: list[str]) -> int:

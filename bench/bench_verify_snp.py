@@ -12,13 +12,12 @@ Target: warm ratio <= 1.5.
 from __future__ import annotations
 
 import datetime as dt
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from timing import per_call as _per_call
 
 from attestcall.amd import report as snp
 from attestcall.amd.certs import load_certificate
@@ -33,13 +32,7 @@ DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "amd"
 
 def per_call(function: Callable[[], object], per_round: int = PER_ROUND) -> float:
     """Median seconds per call over ROUNDS rounds of ``per_round`` calls."""
-    times = []
-    for _ in range(ROUNDS):
-        start = time.perf_counter()
-        for _ in range(per_round):
-            function()
-        times.append((time.perf_counter() - start) / per_round)
-    return statistics.median(times)
+    return _per_call(function, ROUNDS, per_round)
 
 
 def main() -> int:

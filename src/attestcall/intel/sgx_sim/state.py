@@ -265,10 +265,13 @@ def _tcb_levels(extension: PckExtension, created: dt.datetime) -> dict[str, Any]
 _QE_FLAGS_MASK = 0xFFFFFFFFFFFFFFFB  # Intel's QE identity ignores MODE64BIT
 
 
-def _qe_identity_json(qe: EnclaveIdentity, created: dt.datetime) -> dict[str, Any]:
-    """The QE identity in the shape of Intel's QE identity v2 (unsigned)."""
+def qe_identity_json(
+    qe: EnclaveIdentity, created: dt.datetime, identity_id: str = "QE"
+) -> dict[str, Any]:
+    """A quoting enclave's identity in the shape of Intel's QE identity v2 (unsigned):
+    ``identity_id`` "QE" for SGX's QE, "TD_QE" for TDX's."""
     return {
-        "id": "QE",
+        "id": identity_id,
         "version": 2,
         "tcbEvaluationDataNumber": 1,
         "miscselect": qe.misc_select.to_bytes(4, "little").hex().upper(),
@@ -365,7 +368,7 @@ def create_state(folder: Path) -> None:
 
     simstate.write_public(folder / PLATFORM_JSON, dump(info))
     simstate.write_public(folder / TCB_LEVELS_JSON, dump(_tcb_levels(extension, now)))
-    simstate.write_public(folder / QE_IDENTITY_JSON, dump(_qe_identity_json(qe, now)))
+    simstate.write_public(folder / QE_IDENTITY_JSON, dump(qe_identity_json(qe, now)))
     simstate.write_manifest(folder, PLATFORM, _FILES)
 
 

@@ -34,7 +34,7 @@ from attestcall import simstate
 from attestcall.errors import AttestcallError
 from attestcall.intel import sgx_sim
 from attestcall.intel.sgx_sim import DEFAULT_XFRM, QE_ATTRIBUTE_FLAGS, EnclaveIdentity, SgxState
-from attestcall.intel.structs import attributes_bytes
+from attestcall.intel.sgx_sim.state import qe_identity_json
 from attestcall.intel.tdx_sim.report import TeeTcbInfo
 
 PLATFORM = "tdx"
@@ -52,7 +52,6 @@ SIM_MR_SIGNER_SEAM = bytes(48)  # Intel signs its TDX module: MRSIGNERSEAM is ze
 SIM_SEAM_ATTRIBUTES = bytes(8)
 SIM_TD_QE_PROD_ID = 2
 SIM_TD_QE_SVN = 4
-_QE_FLAGS_MASK = 0xFFFFFFFFFFFFFFFB  # Intel's TD QE identity ignores MODE64BIT
 
 
 @dataclass(frozen=True, eq=False)
@@ -200,25 +199,6 @@ def _tcb_info(sgx: SgxState, module: TeeTcbInfo, created: dt.datetime) -> dict[s
     }  # fmt: skip
 
 
-def _qe_identity(qe: EnclaveIdentity, created: dt.datetime) -> dict[str, Any]:
-    """The TD QE identity v2 (unsigned, undated), masks as Intel's."""
-    return {
-        "id": "TD_QE",
-        "version": 2,
-        "tcbEvaluationDataNumber": 1,
-        "miscselect": qe.misc_select.to_bytes(4, "little").hex().upper(),
-        "miscselectMask": "FFFFFFFF",
-        "attributes": attributes_bytes(qe.attribute_flags & _QE_FLAGS_MASK, 0).hex().upper(),
-        "attributesMask": attributes_bytes(_QE_FLAGS_MASK, 0).hex().upper(),
-        "mrsigner": qe.mrsigner.hex().upper(),
-        "isvprodid": qe.isv_prod_id,
-        "tcbLevels": [
-            {"tcb": {"isvsvn": qe.isv_svn}, "tcbDate": created.strftime("%Y-%m-%dT00:00:00Z"),
-             "tcbStatus": "UpToDate"},
-        ],
-    }  # fmt: skip
-
-
 def create_state(folder: Path) -> None:
     """Generate a fresh simulated TDX platform into the (private, empty) ``folder``; the
     SGX state next to it is loaded (created if need be) for its PCK certificate."""
@@ -267,7 +247,7 @@ def create_state(folder: Path) -> None:
     simstate.write_private_key(folder / ATTESTATION_KEY, ec.generate_private_key(ec.SECP256R1()))
     simstate.write_public(folder / PLATFORM_JSON, dump(info))
     simstate.write_public(folder / TCB_INFO_JSON, dump(_tcb_info(sgx, module, now)))
-    simstate.write_public(folder / QE_IDENTITY_JSON, dump(_qe_identity(qe, now)))
+    simstate.write_public(folder / QE_IDENTITY_JSON, dump(qe_identity_json(qe, now, "TD_QE")))
     simstate.write_manifest(folder, PLATFORM, _FILES)
 
 

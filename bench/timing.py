@@ -1,0 +1,26 @@
+"""What every benchmark here shares: time a callable in rounds, report per-call figures.
+
+Benchmarks print ratios against a baseline measured in the same run (the machines are
+noisy); the median over rounds is the figure, the best round is shown where it helps."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+
+def rounds(function: Callable[[], object], count: int = 21, per_round: int = 200) -> list[float]:
+    """Seconds per call in each of ``count`` rounds of ``per_round`` calls."""
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        for _ in range(per_round):
+            function()
+        times.append((time.perf_counter() - start) / per_round)
+    return times
+
+
+def per_call(function: Callable[[], object], count: int = 21, per_round: int = 200) -> float:
+    """Median seconds per call over ``count`` rounds of ``per_round`` calls."""
+    return statistics.median(rounds(function, count, per_round))
