@@ -42,6 +42,7 @@ RESET_HINT = "run `attestcall sim reset` to recreate it"
 
 # Platform name -> module providing create_state(folder) and describe_state(folder).
 PLATFORMS: dict[str, str] = {
+    "sev": "attestcall.amd.sev_sim",
     "sgx": "attestcall.intel.sgx_sim",
     "snp": "attestcall.amd.snp_sim",
     "tdx": "attestcall.intel.tdx_sim",

@@ -23,6 +23,7 @@ def open_none(payload: bytes, options: Mapping[str, Any]) -> Keep:
 # name -> "module:function(payload, options) -> Keep", imported only when that TEE is used
 _OPENERS: dict[str, str] = {
     "none": "attestcall.keep.platforms:open_none",
+    "sev-sim": "attestcall.keep.sev:open_sev_sim",
     "sgx-sim": "attestcall.keep.sgx:open_sgx_sim",
     "snp-sim": "attestcall.keep.snp:open_snp_sim",
     "tdx-sim": "attestcall.keep.tdx:open_tdx_sim",
