@@ -115,12 +115,12 @@ def test_devices_says_why_each_interface_is_unusable():
     result = attestcall("devices")
     assert result.returncode == 0
     lines = result.stdout.splitlines()
-    assert [line.split()[0] for line in lines[:3]] == ["tsm", "sev-guest", "gramine"]
-    assert all("unusable" in line and ": " in line for line in lines[:3])  # no TEE here
+    assert [line.split()[0] for line in lines[:4]] == ["tsm", "sev-guest", "gramine", "efi-secret"]
+    assert all("unusable" in line and ": " in line for line in lines[:4])  # no TEE here
     assert lines[-1].startswith("--tee auto would use: none")
 
 
-@pytest.mark.parametrize("tee", ["tsm", "sev-guest", "gramine"])
+@pytest.mark.parametrize("tee", ["tsm", "sev-guest", "gramine", "efi-secret"])
 def test_real_backend_without_hardware_is_one_line(tee):
     result = attestcall("run", "--tee", tee, "/bin/true")
     assert result.returncode == 1

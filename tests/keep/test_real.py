@@ -202,9 +202,9 @@ class Both:
 def test_probe_everything_present(tmp_path, device_path):
     tsm, gramine = FakeTsm(provider="tdx_guest"), FakeGramine()
     results = real.probe(paths(tmp_path, tsm, gramine.root, device_path), Both(tsm, gramine))
-    assert [r.name for r in results] == ["tsm", "sev-guest", "gramine"]
-    assert all(r.usable for r in results)
-    assert [r.technology for r in results] == [4, 3, 2]
+    assert [r.name for r in results] == ["tsm", "sev-guest", "gramine", "efi-secret"]
+    assert all(r.usable for r in results[:3])
+    assert [r.technology for r in results[:3]] == [4, 3, 2]
     assert "provider tdx_guest" in results[0].detail
     assert tsm.instances == {} and len(tsm.made) == 1
     assert real.detect(paths(tmp_path, tsm, gramine.root, device_path),
@@ -357,3 +357,35 @@ def test_native_payload_over_configfs_tsm(contract, capfd):
     assert evidence[1184:] == blobs.cert_table()
     assert fake.reports == 2, "one report for the size query, one for the call"
     assert fake.instances == {} and len(fake.made) == 3, "and one instance to read provider"
+
+
+def test_efi_secret_backend_reads_the_tenant_key_under_attestcalls_guid():
+    from attestcall.amd.efi_secret import ATTESTCALL_KEY_GUID
+    from attestcall.keep.real import EFI_SECRET, open_real, probe_efi_secret
+    from tests.fakes.efi_secret import FakeEfiSecret, table
+
+    key = b"0\x82 pkcs8 der bytes of the tenant's key"
+    fake = FakeEfiSecret(table([(ATTESTCALL_KEY_GUID, key)]))
+    result = probe_efi_secret(fake.root, fake)
+    assert result.usable and result.technology == 1
+    keep = open_real(EFI_SECRET, b"", {"efi_secret_root": fake.root, "files": fake})
+    memory = BufferMemory(bytearray(64 + 4096))
+    size = get_attestation(0, 0, 0, 0, memory=memory, source=keep.source)
+    assert (size.ret, size.technology) == (len(key), 1)
+    done = get_attestation(memory.base, 64, memory.base + 64, 4096, memory=memory,
+                           source=keep.source)
+    assert done.ret == len(key) and memory.read(memory.base + 64, len(key)) == key
+
+
+def test_efi_secret_without_our_secret_is_unusable_with_a_reason():
+    import uuid
+
+    from attestcall.keep.real import EFI_SECRET, BackendUnavailable, open_real, probe_efi_secret
+    from tests.fakes.efi_secret import FakeEfiSecret, table
+
+    other = FakeEfiSecret(table([(uuid.uuid4(), b"someone else's secret")]))
+    assert "no attestcall secret" in probe_efi_secret(other.root, other).detail
+    absent = FakeEfiSecret(b"not a secret area")
+    assert "not present" in probe_efi_secret(absent.root, absent).detail
+    with pytest.raises(BackendUnavailable, match="--tee efi-secret"):
+        open_real(EFI_SECRET, b"", {"efi_secret_root": absent.root, "files": absent})

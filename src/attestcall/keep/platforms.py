@@ -30,6 +30,7 @@ _OPENERS: dict[str, str] = {
     "tsm": "attestcall.keep.real:open_tsm",
     "sev-guest": "attestcall.keep.real:open_sev_guest",
     "gramine": "attestcall.keep.real:open_gramine",
+    "efi-secret": "attestcall.keep.real:open_efi_secret",
 }
 
 TEE_NAMES = ("auto", *_OPENERS)

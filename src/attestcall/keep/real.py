@@ -25,7 +25,7 @@ from typing import Any
 
 from attestcall import tsm
 from attestcall.abi import PlatformFailure, Technology
-from attestcall.amd import sev_guest
+from attestcall.amd import efi_secret, sev_guest
 from attestcall.amd.sev_guest import SevGuestDevice
 from attestcall.errors import AttestcallError
 from attestcall.intel import gramine
@@ -37,7 +37,8 @@ from attestcall.tsm import TsmClient
 TSM = "tsm"
 SEV_GUEST = "sev-guest"
 GRAMINE = "gramine"
-NAMES = (TSM, SEV_GUEST, GRAMINE)  # also the order probe() and detect() try them in
+EFI_SECRET = "efi-secret"
+NAMES = (TSM, SEV_GUEST, GRAMINE, EFI_SECRET)  # also the order probe() and detect() try them in
 
 
 class BackendUnavailable(AttestcallError):
@@ -125,6 +126,7 @@ class Paths:
     tsm_root: str = tsm.DEFAULT_ROOT
     sev_guest: str = sev_guest.DEVICE
     gramine_root: str = gramine.DEFAULT_ROOT
+    efi_secret_root: str = efi_secret.DEFAULT_ROOT
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Paths:
@@ -132,6 +134,7 @@ class Paths:
             tsm_root=options.get("tsm_root") or tsm.DEFAULT_ROOT,
             sev_guest=options.get("sev_guest_path") or sev_guest.DEVICE,
             gramine_root=options.get("gramine_root") or gramine.DEFAULT_ROOT,
+            efi_secret_root=options.get("efi_secret_root") or efi_secret.DEFAULT_ROOT,
         )
 
 
@@ -186,13 +189,31 @@ def probe_gramine(root: str = gramine.DEFAULT_ROOT, files: Files | None = None) 
                        int(Technology.SGX))
 
 
+def probe_efi_secret(
+    root: str = efi_secret.DEFAULT_ROOT, files: Files | None = None
+) -> ProbeResult:
+    """efi_secret (SEV pre-attestation): the tenant's key was injected under attestcall's
+    GUID."""
+    source = efi_secret.EfiSecretSource(root, files=files)
+    if not (files if files is not None else OsFiles()).exists(root):
+        return ProbeResult(EFI_SECRET, root, False, "not present (not a SEV guest with a "
+                           "launch secret, or the efi_secret driver is not loaded)")
+    if not source.available():
+        return ProbeResult(EFI_SECRET, root, False, f"no attestcall secret ({source.guid}) "
+                           "was injected")
+    return ProbeResult(EFI_SECRET, root, True, "the tenant's key is there (SEV, technology 1)",
+                       int(Technology.SEV))
+
+
 def probe(paths: Paths | None = None, files: Files | None = None) -> list[ProbeResult]:
-    """Every real backend, in detection order: configfs-tsm, /dev/sev-guest, Gramine."""
+    """Every real backend, in detection order: configfs-tsm, /dev/sev-guest, Gramine,
+    efi_secret."""
     paths = paths if paths is not None else Paths()
     return [
         probe_tsm(paths.tsm_root, files),
         probe_sev_guest(paths.sev_guest),
         probe_gramine(paths.gramine_root, files),
+        probe_efi_secret(paths.efi_secret_root, files),
     ]
 
 
@@ -265,6 +286,12 @@ def open_real(name: str, payload: bytes, options: Mapping[str, Any]) -> Keep:
         client = GramineClient(paths.gramine_root, files=files)
         return Keep(GRAMINE, GramineSource(client),
                     details={"path": paths.gramine_root, "technology": int(Technology.SGX)})
+    if name == EFI_SECRET:
+        result = probe_efi_secret(paths.efi_secret_root, files)
+        if not result.usable:
+            raise BackendUnavailable(f"--tee efi-secret: {result.path}: {result.detail}")
+        return Keep(EFI_SECRET, efi_secret.EfiSecretSource(paths.efi_secret_root, files=files),
+                    details={"path": paths.efi_secret_root, "technology": int(Technology.SEV)})
     raise ValueError(f"unknown real backend {name!r}; choose one of {', '.join(NAMES)}")
 
 
@@ -278,3 +305,7 @@ def open_sev_guest(payload: bytes, options: Mapping[str, Any]) -> Keep:
 
 def open_gramine(payload: bytes, options: Mapping[str, Any]) -> Keep:
     return open_real(GRAMINE, payload, options)
+
+
+def open_efi_secret(payload: bytes, options: Mapping[str, Any]) -> Keep:
+    return open_real(EFI_SECRET, payload, options)
