@@ -124,3 +124,14 @@ def test_load_from_toml(tmp_path):
     path.write_bytes(b"\xff\xfe")
     with pytest.raises(PolicyError):
         Policy.load(path)
+
+
+def test_none_and_sev_tables():
+    assert not Policy().allows_none()
+    assert Policy.parse({"none": {"allow": True}}).allows_none()
+    policy = Policy.parse({"sev": {"launch_digest": ["ab" * 32], "allow_debug": False}})
+    assert policy.get("sev", "launch_digest") == ("ab" * 32,)
+    with pytest.raises(PolicyError, match="unknown key 'allowed'"):
+        Policy.parse({"none": {"allowed": True}})
+    with pytest.raises(PolicyError, match="64 hex digits"):
+        Policy.parse({"sev": {"launch_digest": ["ab" * 48]}})

@@ -146,6 +146,10 @@ SCHEMA: dict[str, dict[str, Callable[[str, Any], Any]]] = {
         "allow_migration_agent": _bool,
         "allow_smt": _bool,
     },
+    # deployment only: a keep outside any TEE is refused unless allowed here
+    "none": {"allow": _bool},
+    # SEV pre-attestation (deployment): the launch digests the tenant accepts, and debug
+    "sev": {"launch_digest": _hex_list(32), "allow_debug": _bool},
 }
 
 # allow-list keys whose claim has the same name
@@ -201,6 +205,10 @@ class Policy:
 
     def get(self, technology: str, key: str, default: Any = None) -> Any:
         return self.tables.get(technology, {}).get(key, default)
+
+    def allows_none(self) -> bool:
+        """Whether a keep outside any TEE (technology 0) may receive a workload."""
+        return bool(self.get("none", "allow", False))
 
     def check(self, appraisal: Appraisal) -> list[str]:
         """Every reason this policy refuses the (genuine) evidence; empty when it accepts."""
