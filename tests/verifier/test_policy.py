@@ -90,7 +90,7 @@ def test_snp_rules():
     "data, message",
     [
         ({"sgx": {"allow_debugg": True}}, "unknown key 'allow_debugg'"),
-        ({"sev": {}}, "unknown policy table [sev]"),
+        ({"sevsnp": {}}, "unknown policy table [sevsnp]"),
         ({"sgx": {"allow_debug": "yes"}}, "true or false"),
         ({"sgx": {"mrenclave": ["abcd"]}}, "64 hex digits"),
         ({"sgx": {"mrenclave": "33" * 32}}, "list of hex strings"),
