@@ -1,0 +1,50 @@
+"""Deployment: the keep proves itself in its TLS certificate, the tenant checks it, then
+sends a Wasm workload that runs in the keep (DESIGN.md section 6).
+
+- :mod:`.cmw`: the RATS CMW record and its X.509 extension;
+- :mod:`.keys`: key types and the nonce binding evidence to a public key;
+- :mod:`.identity`: the keep's key, evidence and certificate; reading them back;
+- :mod:`.tls`: TLS 1.3 contexts;
+- :mod:`.protocol`: the wire protocol after the handshake (sans I/O);
+- :mod:`.runner`: running a delivered module with streamed output;
+- :mod:`.server`: ``attestcall keep serve``;
+- :mod:`.tenant`: ``attestcall deploy``.
+"""
+
+from attestcall.deploy.identity import (
+    BindingError,
+    CertificateEvidenceError,
+    KeepIdentity,
+    check_binding,
+    evidence_from_certificate,
+    make_identity,
+)
+from attestcall.deploy.protocol import ProtocolError
+from attestcall.deploy.server import KeepServer, ServerSettings, serve
+from attestcall.deploy.tenant import (
+    DeployError,
+    DeployRefused,
+    KeepFailed,
+    KeepUnreachable,
+    deploy,
+    simulated_collateral,
+)
+
+__all__ = [
+    "BindingError",
+    "CertificateEvidenceError",
+    "DeployError",
+    "DeployRefused",
+    "KeepFailed",
+    "KeepIdentity",
+    "KeepServer",
+    "KeepUnreachable",
+    "ProtocolError",
+    "ServerSettings",
+    "check_binding",
+    "deploy",
+    "evidence_from_certificate",
+    "make_identity",
+    "serve",
+    "simulated_collateral",
+]

@@ -1,0 +1,285 @@
+"""``attestcall deploy``: the tenant's side. Trust the keep first, then send the workload.
+
+:func:`deploy` connects with TLS 1.3, takes the certificate of *this* TLS session, and
+:func:`appraise_certificate` decides on it before a single byte is sent: the evidence in
+its CMW extension, bound to the certificate's own key (TLS 1.3 has just proved the keep
+holds that key), verified by :func:`attestcall.verify` against the policy. Any refusal
+raises :class:`DeployRefused` with every reason, and the connection is closed having sent
+nothing. Then HELLO and the workload go out, and the keep's output is written as it
+streams in; the workload's exit status is returned.
+
+Intel evidence needs collateral: ``collateral_for(technology, evidence)`` gives it (a path,
+JSON text or dict, as ``attestcall.verify`` takes). It sees the evidence because real
+collateral depends on the platform the quote names (FMSPC, PCK CA). With
+``trust_simulated`` and no provider, the simulators' own collateral is used
+(:func:`simulated_collateral`); for real hardware, :func:`pccs_collateral` fetches it from a
+PCS/PCCS.
+
+SEV (pre-attestation) has no evidence in the certificate: pass ``expected_public_key``
+(the DER SubjectPublicKeyInfo of the key delivered at launch) and the certificate's key
+must be exactly that one.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import wasmtime
+from cryptography import x509
+
+from attestcall.abi import Technology
+from attestcall.deploy import protocol
+from attestcall.deploy.identity import (
+    VERIFIER_NAMES,
+    IdentityError,
+    check_binding,
+    evidence_from_certificate,
+)
+from attestcall.deploy.keys import UnsupportedKeyType, binding_nonce, key_type_of, spki_der
+from attestcall.deploy.protocol import FrameDecoder, FrameType, ProtocolError
+from attestcall.deploy.tls import client_context
+from attestcall.errors import AttestcallError, PayloadError
+from attestcall.verifier.api import verify
+from attestcall.verifier.policy import Policy
+from attestcall.verifier.verdict import CollateralError, EvidenceError, Verdict
+
+CollateralProvider = Callable[[str, bytes], Any]
+_RECV_SIZE = 64 << 10
+
+
+class DeployError(AttestcallError):
+    """Deployment failed."""
+
+
+class KeepUnreachable(DeployError):
+    """No TCP connection to the keep."""
+
+
+class DeployRefused(DeployError):
+    """The tenant does not trust the keep; nothing of the workload was sent."""
+
+    def __init__(self, reasons: Sequence[str], verdict: Verdict | None = None):
+        self.reasons = list(reasons)
+        self.verdict = verdict
+        super().__init__("the keep is not trusted: " + "; ".join(self.reasons))
+
+
+class KeepFailed(DeployError):
+    """The keep answered ERROR, broke the protocol or went away before EXIT."""
+
+
+@dataclass
+class DeployTimings:
+    """Monotonic instants of one deployment (seconds), for benchmarks."""
+
+    start: float = 0.0
+    handshake_done: float = 0.0
+    trusted: float = 0.0
+    sent: float = 0.0
+    first_output: float | None = None
+    exit: float = 0.0
+
+
+def simulated_collateral(technology: str, evidence: bytes = b"") -> str | None:
+    """The simulated platforms' collateral for ``"sgx"`` or ``"tdx"`` evidence (None for
+    ``"snp"``, whose certificate table travels with the report)."""
+    if technology == "sgx":
+        from attestcall.intel.sgx_sim import load_state
+        from attestcall.intel.sgx_sim.collateral import collateral_json
+
+        return collateral_json(load_state())
+    if technology == "tdx":
+        from attestcall.intel.tdx_sim import load_state as load_tdx_state
+        from attestcall.intel.tdx_sim.collateral import collateral_json as tdx_collateral_json
+
+        return tdx_collateral_json(load_tdx_state())
+    return None
+
+
+def pccs_collateral(base_url: str) -> CollateralProvider:
+    """A provider fetching Intel collateral for the quote from the PCS/PCCS at ``base_url``
+    (cached as ``attestcall verify --pccs`` caches it)."""
+    from attestcall.intel.pcs import fetch_collateral
+
+    def provide(technology: str, evidence: bytes) -> Any:
+        return fetch_collateral(base_url, evidence) if technology in ("sgx", "tdx") else None
+
+    return provide
+
+
+def workload_binary(workload: bytes) -> bytes:
+    """The module as a WebAssembly binary (text format is converted). Raises PayloadError."""
+    if workload.startswith(b"\0asm"):
+        return bytes(workload)
+    try:
+        return wasmtime.wat2wasm(workload.decode("utf-8"))
+    except (UnicodeDecodeError, wasmtime.WasmtimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PayloadError(f"the workload is neither a WebAssembly binary nor valid "
+                           f"WebAssembly text: {first}") from None
+
+
+def appraise_certificate(
+    certificate_der: bytes,
+    *,
+    policy: Policy | None = None,
+    trust_simulated: bool = False,
+    collateral_for: CollateralProvider | None = None,
+    allow_none: bool = False,
+    expected_public_key: bytes | None = None,
+    key_type: str | None = None,
+) -> Verdict | None:
+    """Decide on the keep's TLS certificate. Returns the Verdict (None for a pinned SEV key
+    or an allowed no-TEE keep); raises DeployRefused with every reason otherwise."""
+    try:
+        cert = x509.load_der_x509_certificate(certificate_der)
+        public_key = cert.public_key()
+        actual_type = key_type_of(public_key)  # type: ignore[arg-type]
+    except (ValueError, UnsupportedKeyType) as exc:
+        raise DeployRefused([f"the keep's certificate is unusable: {exc}"]) from None
+    if key_type is not None and actual_type != key_type:
+        raise DeployRefused([f"the keep's key is {actual_type}, the tenant requires {key_type}"])
+    if expected_public_key is not None:
+        if spki_der(public_key) != expected_public_key:  # type: ignore[arg-type]
+            raise DeployRefused(["the keep's TLS key is not the key delivered at launch"])
+        return None
+    try:
+        technology, evidence = evidence_from_certificate(cert)
+        check_binding(cert, evidence, technology)
+    except IdentityError as exc:
+        raise DeployRefused([str(exc)]) from None
+    if technology == Technology.NONE:
+        if not allow_none:
+            raise DeployRefused(["the keep runs outside any TEE (technology 0) and the "
+                                 "policy does not allow a no-TEE keep"])
+        return None
+    name = VERIFIER_NAMES[technology]
+    collateral = None
+    if name in ("sgx", "tdx"):
+        provider = collateral_for or (simulated_collateral if trust_simulated else None)
+        if provider is None:
+            raise DeployRefused([f"{name.upper()} evidence needs Intel collateral and no "
+                                 "collateral source was given (--pccs)"])
+        try:
+            collateral = provider(name, evidence)
+        except (AttestcallError, OSError) as exc:
+            raise DeployRefused([f"cannot get {name.upper()} collateral: {exc}"]) from None
+    try:
+        verdict = verify(evidence, technology=name, collateral=collateral,
+                         nonce=binding_nonce(public_key),  # type: ignore[arg-type]
+                         policy=policy, trust_simulated=trust_simulated)
+    except (EvidenceError, CollateralError) as exc:
+        raise DeployRefused([str(exc)]) from None
+    if not verdict.accepted:
+        raise DeployRefused(verdict.reasons, verdict)
+    return verdict
+
+
+def _write(sink: BinaryIO, data: bytes) -> None:
+    sink.write(data)
+    sink.flush()
+
+
+def _stream(tls: ssl.SSLSocket, stdout: BinaryIO, stderr: BinaryIO,
+            timings: DeployTimings) -> int:
+    decoder = FrameDecoder(protocol.KEEP_FRAMES)
+    while True:
+        try:
+            data = tls.recv(_RECV_SIZE)
+        except OSError as exc:
+            raise KeepFailed(f"lost the connection to the keep: {exc}") from None
+        try:
+            if not data:
+                decoder.end()
+                raise KeepFailed("the keep closed the connection before the workload's exit")
+            frames = decoder.feed(data)
+        except ProtocolError as exc:
+            raise KeepFailed(f"the keep broke the protocol: {exc}") from None
+        for frame in frames:
+            try:
+                if frame.type == FrameType.OUTPUT:
+                    stream, chunk = protocol.parse_output(frame.payload)
+                    if timings.first_output is None:
+                        timings.first_output = time.monotonic()
+                    _write(stdout if stream == protocol.STDOUT else stderr, chunk)
+                elif frame.type == FrameType.EXIT:
+                    return protocol.parse_exit(frame.payload)
+                else:
+                    raise KeepFailed(f"the keep refused the workload: "
+                                     f"{protocol.parse_error(frame.payload)}")
+            except ProtocolError as exc:
+                raise KeepFailed(f"the keep broke the protocol: {exc}") from None
+
+
+def deploy(
+    keep: tuple[str, int],
+    workload: bytes,
+    args: Sequence[str],
+    *,
+    policy: Policy | Any = None,
+    trust_simulated: bool = False,
+    collateral_for: CollateralProvider | None = None,
+    stdout: BinaryIO | None = None,
+    stderr: BinaryIO | None = None,
+    allow_none: bool = False,
+    expected_public_key: bytes | None = None,
+    key_type: str | None = None,
+    connect_timeout: float = 10.0,
+    output_timeout: float | None = None,
+    timings: DeployTimings | None = None,
+) -> int:
+    """Deploy ``workload`` (Wasm binary or text) with ``args`` to the keep at ``keep`` and
+    return its exit status, its output written to ``stdout``/``stderr`` (binary streams,
+    default this process's) as it arrives.
+
+    ``policy``: a Policy, mapping or TOML path (``attestcall.verify``'s); ``allow_none``: a
+    no-TEE keep is acceptable (also when the policy has ``[none] allow = true``);
+    ``key_type``: the keep's key must be of this type. Raises DeployRefused (nothing
+    sent), KeepUnreachable, KeepFailed, PolicyError, PayloadError."""
+    timings = timings if timings is not None else DeployTimings()
+    timings.start = time.monotonic()
+    stdout = stdout if stdout is not None else sys.stdout.buffer
+    stderr = stderr if stderr is not None else sys.stderr.buffer
+    rules = Policy.load(policy)
+    allow_none = allow_none or bool(rules.get("none", "allow", False))  # [none] allow = true
+    frames = list(protocol.workload_frames(workload_binary(workload), args))
+    try:
+        raw = socket.create_connection(keep, timeout=connect_timeout)
+    except OSError as exc:
+        raise KeepUnreachable(f"cannot connect to the keep at {keep[0]}:{keep[1]}: "
+                              f"{exc.strerror or exc}") from None
+    with raw:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            tls = client_context().wrap_socket(raw)
+        except (ssl.SSLError, OSError) as exc:
+            raise DeployRefused([f"the TLS handshake with the keep failed: {exc}"]) from None
+        with tls:
+            timings.handshake_done = time.monotonic()
+            certificate = tls.getpeercert(binary_form=True)
+            if tls.version() != "TLSv1.3" or not certificate:
+                raise DeployRefused(["the keep did not present a certificate over TLS 1.3"])
+            appraise_certificate(
+                certificate, policy=rules, trust_simulated=trust_simulated,
+                collateral_for=collateral_for, allow_none=allow_none,
+                expected_public_key=expected_public_key, key_type=key_type,
+            )
+            timings.trusted = time.monotonic()
+            tls.settimeout(output_timeout)
+            try:
+                tls.sendall(protocol.hello())
+                for frame in frames:
+                    tls.sendall(frame)
+            except OSError as exc:
+                raise KeepFailed(f"lost the connection to the keep while sending: {exc}") \
+                    from None
+            timings.sent = time.monotonic()
+            status = _stream(tls, stdout, stderr, timings)
+            timings.exit = time.monotonic()
+            return status
