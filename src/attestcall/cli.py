@@ -16,6 +16,8 @@ from attestcall.abi import NONCE_SIZE, BufferMemory, Technology, get_attestation
 from attestcall.errors import AttestcallError, PayloadError, UsageError
 from attestcall.keep.platforms import TEE_NAMES, open_keep, resolve_tee
 
+KEY_TYPES = ("p256", "p384", "ed25519", "rsa3072", "mldsa65")
+
 WASM_SUFFIXES = (".wasm", ".wat")
 EXIT_USAGE = 2
 EXIT_PAYLOAD = 127
@@ -52,6 +54,13 @@ def _u16(text: str) -> int:
     if not 0 <= value <= 0xFFFF:
         raise argparse.ArgumentTypeError(f"{value} is outside 0..65535")
     return value
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
 
 
 def _u64(text: str) -> int:
@@ -175,6 +184,47 @@ def _build_parser() -> _Parser:
     collateral.add_argument("-o", "--output", required=True, metavar="FILE",
                             help="where to write the JSON ('-' for standard output)")
 
+    keep = commands.add_parser("keep", help="run a keep as a service tenants deploy to",
+                               description="The keep as a network service.")
+    keep_commands = keep.add_subparsers(dest="keep_command", metavar="ACTION",
+                                        parser_class=_Parser)
+    serve = keep_commands.add_parser(
+        "serve",
+        help="serve tenants over TLS 1.3: prove the keep, then run their Wasm workloads",
+        description="Open a keep, make its TLS identity (a key generated inside the keep, a "
+        "certificate carrying its evidence bound to that key), and run each tenant's "
+        "WebAssembly workload, streaming its output back. See the README for the protocol.",
+    )
+    _add_keep_options(serve)
+    serve.add_argument("--listen", type=_host_port, default=("127.0.0.1", 7443),
+                       metavar="HOST:PORT", help="where to listen (default 127.0.0.1:7443)")
+    serve.add_argument("--once", action="store_true", help="serve one tenant, then exit")
+    serve.add_argument("--key-type", choices=KEY_TYPES, metavar="TYPE",
+                       help=f"the keep's TLS key ({', '.join(KEY_TYPES)}; default p256, "
+                       "p384 for SNP)")
+
+    deploy = commands.add_parser(
+        "deploy",
+        help="send a Wasm workload to a keep, only after the keep proved what it is",
+        description="Connect to a keep over TLS 1.3, verify the evidence in its certificate "
+        "(bound to the key of this very TLS session) against the policy, and only then send "
+        "WORKLOAD; stream its output and exit with its status. Exit status 3 when the keep "
+        "is refused (nothing was sent).",
+    )
+    deploy.add_argument("--keep", required=True, type=_host_port, metavar="HOST:PORT",
+                        help="the keep's address")
+    deploy.add_argument("--policy", metavar="FILE", help="policy TOML (see the README)")
+    deploy.add_argument("--trust-simulated", action="store_true",
+                        help="accept a keep whose evidence is signed by this machine's "
+                        "simulated roots")
+    deploy.add_argument("--key-type", choices=KEY_TYPES, metavar="TYPE",
+                        help="require the keep's TLS key to be of this type")
+    deploy.add_argument("--pccs", metavar="URL",
+                        help="fetch Intel collateral for the keep's quote from a PCS/PCCS")
+    deploy.add_argument("workload", metavar="WORKLOAD", help="the .wasm or .wat module")
+    deploy.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
+                        help="arguments for the workload")
+
     verify = commands.add_parser(
         "verify",
         help="verify SGX/TDX quotes and SEV-SNP reports against vendor roots and policy",
@@ -220,14 +270,15 @@ def _build_parser() -> _Parser:
 def _keep_options(args: argparse.Namespace) -> dict[str, Any]:
     """What open_keep takes: the SGX identity overrides, and the SNP / TDX simulators'
     options (only those given; each simulator ignores the others')."""
+    identity = {
+        "mrenclave": args.mrenclave,
+        "mrsigner": args.mrsigner,
+        "isv_prod_id": args.isv_prodid,
+        "isv_svn": args.isv_svn,
+    }
     options: dict[str, Any] = {
-        "identity": {
-            "mrenclave": args.mrenclave,
-            "mrsigner": args.mrsigner,
-            "isv_prod_id": args.isv_prodid,
-            "isv_svn": args.isv_svn,
-            "debug": True if args.debug else None,
-        },
+        "identity": {key: value for key, value in identity.items() if value is not None}
+        or None,
         "timeout": args.host_timeout,
         "debug": True if args.debug else None,
         "product": args.snp_product,
@@ -348,6 +399,43 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_keep(args: argparse.Namespace) -> int:
+    if args.keep_command != "serve":
+        raise UsageError("attestcall keep: choose an action: serve")
+    from attestcall.deploy.server import ServerSettings, serve
+
+    serve(resolve_tee(args.tee), args.listen, once=args.once,
+          settings=ServerSettings(key_type=args.key_type), **_keep_options(args))
+    return 0
+
+
+EXIT_REFUSED = 3
+
+
+def _cmd_deploy(args: argparse.Namespace) -> int:
+    from attestcall.deploy.tenant import DeployRefused, deploy, pccs_collateral
+
+    workload = _read_payload(args.workload)
+    if args.workload.endswith(".wat"):
+        try:
+            import wasmtime
+
+            workload = wasmtime.wat2wasm(workload.decode())
+        except (UnicodeDecodeError, wasmtime.WasmtimeError) as exc:
+            raise PayloadError(f"{args.workload}: not a valid module: "
+                               f"{str(exc).splitlines()[0]}") from None
+    try:
+        status = deploy(args.keep, workload, args.args, policy=args.policy,
+                        trust_simulated=args.trust_simulated, key_type=args.key_type,
+                        collateral_for=pccs_collateral(args.pccs) if args.pccs else None)
+    except DeployRefused as exc:
+        print("attestcall deploy: keep refused, nothing was sent:", file=sys.stderr)
+        for reason in exc.reasons:
+            print(f"  - {reason}", file=sys.stderr)
+        return EXIT_REFUSED
+    return status & 0xFF
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     try:
@@ -356,6 +444,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_run(args)
         if args.command == "attest":
             return _cmd_attest(args)
+        if args.command == "keep":
+            return _cmd_keep(args)
+        if args.command == "deploy":
+            return _cmd_deploy(args)
         if args.command == "verify":
             from attestcall.verifier.command import run_verify
 

@@ -98,7 +98,9 @@ class SgxHost(Host):
 def open_sgx_sim(payload: bytes, options: Mapping[str, Any]) -> Keep:
     state = sgx_sim.load_state()
     identity = sgx_sim.EnclaveIdentity.for_payload(payload, state)
-    overrides = {k: v for k, v in options.get("identity", {}).items() if v is not None}
+    overrides = {k: v for k, v in (options.get("identity") or {}).items() if v is not None}
+    if options.get("debug"):
+        overrides["debug"] = True
     if overrides:
         identity = identity.replace(**overrides)
     channel, host = start_host(

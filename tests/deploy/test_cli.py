@@ -1,0 +1,75 @@
+"""`attestcall keep serve` and `attestcall deploy` as a person runs them: two processes."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+HELLO = REPO / "examples" / "hello.wat"
+
+
+def start_keep(*args):
+    keep = subprocess.Popen(
+        [sys.executable, "-m", "attestcall", "keep", "serve", "--listen", "127.0.0.1:0", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    line = keep.stdout.readline()
+    assert "listening on" in line, line + keep.stderr.read()
+    return keep, line.rsplit(" ", 1)[1].strip()
+
+
+def deploy(address, *args):
+    return subprocess.run([sys.executable, "-m", "attestcall", "deploy", "--keep", address,
+                           *map(str, args)], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("tee", ["sgx-sim", "tdx-sim", "snp-sim"])
+def test_deploy_runs_the_workload_and_returns_its_output(tee):
+    keep, address = start_keep("--tee", tee, "--once")
+    try:
+        result = deploy(address, "--trust-simulated", HELLO)
+    finally:
+        keep.wait(timeout=60)
+    assert result.returncode == 0, result.stderr
+    technology = {"sgx-sim": 2, "snp-sim": 3, "tdx-sim": 4}[tee]
+    assert result.stdout.splitlines()[0] == f"technology: {technology}"
+    assert keep.returncode == 0
+
+
+def test_a_debug_keep_is_refused_and_receives_nothing():
+    keep, address = start_keep("--tee", "sgx-sim", "--debug", "--once")
+    try:
+        result = deploy(address, "--trust-simulated", HELLO)
+    finally:
+        keep.wait(timeout=60)
+    assert result.returncode == 3
+    assert "nothing was sent" in result.stderr and "debug" in result.stderr
+    assert "ran" not in keep.stderr.read()  # the keep never ran a module
+
+
+def test_a_none_keep_needs_the_policy_to_allow_it(tmp_path):
+    keep, address = start_keep("--tee", "none")
+    try:
+        refused = deploy(address, HELLO)
+        policy = tmp_path / "p.toml"
+        policy.write_text("[none]\nallow = true\n")
+        allowed = deploy(address, "--policy", policy, HELLO)
+    finally:
+        keep.terminate()
+        keep.wait(timeout=60)
+    assert refused.returncode == 3
+    assert allowed.returncode == 0 and allowed.stdout.startswith("technology: 0")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--keep", "nowhere", HELLO], "HOST:PORT"),
+    (["--keep", "127.0.0.1:1", HELLO], "cannot connect"),
+    (["--keep", "127.0.0.1:1", "/nonexistent.wasm"], "cannot read"),
+])
+def test_bad_deploy_invocations_are_one_line(args, needle):
+    result = subprocess.run([sys.executable, "-m", "attestcall", "deploy", *map(str, args)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert needle in result.stderr and "Traceback" not in result.stderr
