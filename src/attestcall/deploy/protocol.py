@@ -75,6 +75,16 @@ class FrameType(IntEnum):
     OUTPUT = 0x81
     EXIT = 0x82
     ERROR = 0x83
+    # SEV provisioning (plain TCP, before TLS): see attestcall.deploy.provision
+    PV_GET_CHAIN = 0x21
+    PV_START = 0x22
+    PV_MEASURE = 0x23
+    PV_SECRET = 0x24
+    PV_STATUS = 0xA0
+    PV_CHAIN = 0xA1
+    PV_STARTED = 0xA2
+    PV_REPORT = 0xA3
+    PV_PROVISIONED = 0xA4
 
 
 TENANT_FRAMES = frozenset({FrameType.HELLO, FrameType.WORKLOAD})

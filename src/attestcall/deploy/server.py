@@ -10,6 +10,13 @@ workload under ``receive_deadline`` — then the module runs in the keep (its ow
 get_attestation answered by the same keep source, serialised across tenants), its output
 streamed back while it runs, then EXIT. A malformed, oversized or slow tenant gets ERROR
 and is disconnected; the others are not affected.
+
+A SEV keep (pre-attestation) starts unprovisioned: no key, no TLS. The server peeks the
+first byte of each connection: a TLS record (0x16) goes the TLS way (an unprovisioned keep
+closes it at once), the provisioning magic goes to :mod:`attestcall.deploy.provision`,
+which drives the launch (:class:`attestcall.keep.sev.SevLaunch`) for one tenant at a time.
+Once a tenant's secret is in, the launch is finished, the identity made from the delivered
+key, and TLS served with it. Other keeps answer the magic "not a pre-attestation keep".
 """
 
 from __future__ import annotations
@@ -27,8 +34,16 @@ from typing import Any, TextIO
 
 from attestcall import abi
 from attestcall.deploy import protocol
+from attestcall.deploy import provision as pv
 from attestcall.deploy.identity import KeepIdentity, make_identity
-from attestcall.deploy.protocol import KeepSession, ProtocolError, ReadTimeout, Workload
+from attestcall.deploy.protocol import (
+    FrameDecoder,
+    FrameType,
+    KeepSession,
+    ProtocolError,
+    ReadTimeout,
+    Workload,
+)
 from attestcall.deploy.runner import (
     DEFAULT_MEMORY_LIMIT,
     DEFAULT_RUN_TIMEOUT,
@@ -36,6 +51,7 @@ from attestcall.deploy.runner import (
     WorkloadRejected,
 )
 from attestcall.deploy.tls import server_context
+from attestcall.errors import AttestcallError, UsageError
 
 _RECV_SIZE = 64 << 10
 _DRAIN_LIMIT = 1 << 20
@@ -67,6 +83,9 @@ class ServerStats:
     workload_bytes: int = 0  # payload bytes of WORKLOAD frames received, all tenants
     workloads_run: int = 0
     silent_tenants: int = 0  # closed after the handshake without sending a byte
+    provisioned: int = 0  # SEV launches finished with a tenant's key
+    provisioning_refusals: int = 0  # provisioning exchanges that ended in ERROR
+    unprovisioned_tls: int = 0  # TLS attempts while the SEV keep had no key yet
     finished: int = 0  # connections fully handled
     errors: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -145,18 +164,29 @@ class KeepServer:
 
     def __init__(
         self,
-        source: abi.EvidenceSource,
-        identity: KeepIdentity,
+        source: abi.EvidenceSource | None,
+        identity: KeepIdentity | None,
         settings: ServerSettings | None = None,
         *,
         log: TextIO | None = None,
+        sev_firmware: Any = None,
+        name: str = "attestcall keep (sev-sim)",
     ):
-        self.source = SerialSource(source)
+        """``source`` and ``identity`` of a keep that proves itself; or both None and
+        ``sev_firmware`` (a ``SimulatedSevFirmware``) for a SEV keep that waits for a
+        tenant to provision it over the network."""
+        if (source is None) != (identity is None) or (source is None and sev_firmware is None):
+            raise ValueError("give source and identity, or sev_firmware for a SEV keep")
+        self.source = SerialSource(source) if source is not None else None
         self.identity = identity
         self.settings = settings or ServerSettings()
         self.log = log
         self.stats = ServerStats()
-        self.context = server_context(identity)
+        self.context = server_context(identity) if identity is not None else None
+        self.sev_firmware = sev_firmware
+        self.name = name
+        self.keep: Any = None  # the SEV keep once provisioned (closed with the server)
+        self._provisioning = threading.Lock()
         self.sandbox = WasmSandbox(run_timeout=self.settings.run_timeout,
                                    memory_limit=self.settings.memory_limit)
         self.address: tuple[str, int] | None = None
@@ -206,8 +236,9 @@ class KeepServer:
                 raise
             self.stats.add(connections=1)
             if once:
-                self._connection(raw, peer)
-                return
+                if self._connection(raw, peer):
+                    return
+                continue
             thread = threading.Thread(target=self._connection, args=(raw, peer),
                                       name=f"tenant-{peer[1]}", daemon=True)
             with self._lock:
@@ -233,6 +264,13 @@ class KeepServer:
         for thread in threads:
             thread.join(max(0.0, end - time.monotonic()))
         self.sandbox.close()
+        if self.keep is not None:
+            self.keep.close()
+
+    @property
+    def provisioned(self) -> bool:
+        """Whether the keep serves TLS (always, except a SEV keep not provisioned yet)."""
+        return self.context is not None
 
     # ------------------------------------------------------------------ connections
 
@@ -241,23 +279,44 @@ class KeepServer:
             print(f"attestcall: tenant {_format_address(*peer[:2])}: {message}",
                   file=self.log, flush=True)
 
-    def _connection(self, raw: socket.socket, peer: Any) -> None:
+    def _connection(self, raw: socket.socket, peer: Any) -> bool:
+        """Handle one connection; True when it was a TLS tenant (``once`` counts those)."""
         with self._lock:
             self._live.add(raw)
         try:
             raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small frames: no Nagle
             raw.settimeout(self.settings.handshake_timeout)
             try:
-                tls = self.context.wrap_socket(raw, server_side=True)
+                first = raw.recv(1, socket.MSG_PEEK)
+            except OSError as exc:
+                self.stats.add(handshake_failures=1)
+                self._say(peer, f"TLS handshake failed: nothing received ({exc})")
+                return True
+            if not first:
+                self.stats.add(handshake_failures=1)
+                self._say(peer, "TLS handshake failed: closed before sending anything")
+                return True
+            if first == pv.MAGIC_PREFIX[:1]:
+                self._provision(raw, peer)
+                return False
+            context = self.context
+            if context is None:
+                self.stats.add(unprovisioned_tls=1)
+                self._say(peer, "TLS refused: this SEV keep has not been provisioned yet")
+                return False
+            try:
+                tls = context.wrap_socket(raw, server_side=True)
             except (ssl.SSLError, OSError) as exc:
                 self.stats.add(handshake_failures=1)
                 self._say(peer, f"TLS handshake failed: {exc}")
-                return
+                return True
             with tls:
                 self._tenant(tls, peer)
+            return True
         except Exception as exc:  # a keep bug must not take the server down
             self.stats.error(f"internal error: {exc!r}")
             self._say(peer, f"internal error: {exc!r}")
+            return True
         finally:
             raw.close()
             with self._lock:
@@ -265,6 +324,127 @@ class KeepServer:
                 self._threads.discard(threading.current_thread())
             self.stats.add(finished=1)
             self._slots.release()
+
+    # ----------------------------------------------------------------- provisioning
+
+    def _provision(self, raw: socket.socket, peer: Any) -> None:
+        """The provisioning protocol (attestcall.deploy.provision) on a plain connection."""
+        deadline = time.monotonic() + self.settings.receive_deadline
+        decoder = FrameDecoder(pv.TENANT_FRAMES, pv.MAX_PAYLOAD)
+        buffer = b""
+        try:
+            while len(buffer) < len(pv.MAGIC):
+                data = self._pv_recv(raw, deadline)
+                if not data:
+                    return
+                buffer += data
+            if buffer[: len(pv.MAGIC)] != pv.MAGIC:
+                self._pv_refuse(raw, peer, "unknown provisioning magic or version")
+                return
+            if self.sev_firmware is None:
+                self._pv_send(raw, pv.status_frame(pv.NOT_PREATTESTATION))
+                return
+            if self.provisioned or not self._provisioning.acquire(blocking=False):
+                self._pv_send(raw, pv.status_frame(pv.UNAVAILABLE))
+                return
+            try:
+                if self.provisioned:
+                    self._pv_send(raw, pv.status_frame(pv.UNAVAILABLE))
+                    return
+                self._pv_send(raw, pv.status_frame(pv.UNPROVISIONED))
+                self._pv_session(raw, peer, decoder, buffer[len(pv.MAGIC):], deadline)
+            finally:
+                self._provisioning.release()
+        except ProtocolError as exc:
+            self._pv_refuse(raw, peer, str(exc))
+        except _TenantGone as exc:
+            self._say(peer, f"provisioning connection lost: {exc}")
+
+    def _pv_session(self, raw: socket.socket, peer: Any, decoder: FrameDecoder,
+                    pending: bytes, deadline: float) -> None:
+        from attestcall.keep.sev import SevLaunch
+
+        launch = SevLaunch(b"", firmware=self.sev_firmware)  # a fresh launch per tenant
+        frames = decoder.feed(pending)
+        while True:
+            while not frames:
+                data = self._pv_recv(raw, deadline)
+                if not data:
+                    decoder.end()
+                    self._say(peer, "left before provisioning the keep")
+                    return
+                frames = decoder.feed(data)
+            item = frames.pop(0)
+            try:
+                if item.type == FrameType.PV_GET_CHAIN:
+                    reply = pv.frame(FrameType.PV_CHAIN, launch.platform_chain())
+                elif item.type == FrameType.PV_START:
+                    launch.start(*pv.parse_start(item.payload))
+                    reply = pv.frame(FrameType.PV_STARTED)
+                elif item.type == FrameType.PV_MEASURE:
+                    reply = pv.frame(FrameType.PV_REPORT, launch.measurement().pack())
+                else:
+                    launch.inject_secret(*pv.parse_secret(item.payload))
+                    self._become_provisioned(launch.finish({"provisioned_by": str(peer)}))
+                    self._pv_send(raw, pv.frame(FrameType.PV_PROVISIONED))
+                    self._say(peer, "provisioned this SEV keep; serving TLS with its key")
+                    return
+            except ProtocolError:
+                raise
+            except AttestcallError as exc:  # firmware refusals, order, an unusable secret
+                self._pv_refuse(raw, peer, f"{type(exc).__name__}: {exc}")
+                return
+            self._pv_send(raw, reply)
+
+    def _become_provisioned(self, keep: Any) -> None:
+        try:
+            identity = make_identity(keep.source, name=self.name)
+            context = server_context(identity)
+        except BaseException:
+            keep.close()
+            raise
+        with self._lock:
+            self.source = SerialSource(keep.source)
+            self.identity = identity
+            self.keep = keep
+            self.context = context
+        self.stats.add(provisioned=1)
+
+    def _pv_recv(self, raw: socket.socket, deadline: float) -> bytes:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ReadTimeout("provisioning did not finish within "
+                              f"{self.settings.receive_deadline:g} s")
+        raw.settimeout(min(self.settings.read_timeout, remaining))
+        try:
+            return raw.recv(_RECV_SIZE)
+        except TimeoutError:
+            raise ReadTimeout(f"nothing received for {self.settings.read_timeout:g} s") \
+                from None
+        except OSError as exc:
+            raise _TenantGone(str(exc)) from None
+
+    def _pv_send(self, raw: socket.socket, data: bytes) -> None:
+        raw.settimeout(self.settings.write_timeout)
+        try:
+            raw.sendall(data)
+        except OSError as exc:
+            raise _TenantGone(str(exc)) from None
+
+    def _pv_refuse(self, raw: socket.socket, peer: Any, message: str) -> None:
+        self.stats.add(provisioning_refusals=1)
+        self.stats.error(message)
+        self._say(peer, f"provisioning refused: {message}")
+        with contextlib.suppress(OSError, _TenantGone):
+            self._pv_send(raw, protocol.error_frame(message))
+            raw.shutdown(socket.SHUT_WR)
+            end = time.monotonic() + _DRAIN_SECONDS
+            while (left := end - time.monotonic()) > 0:
+                raw.settimeout(left)
+                if not raw.recv(_RECV_SIZE):
+                    break
+
+    # ----------------------------------------------------------------- TLS tenants
 
     def _tenant(self, tls: ssl.SSLSocket, peer: Any) -> None:
         session = KeepSession(max_module_size=self.settings.max_module_size)
@@ -381,6 +561,10 @@ def serve(
     out = sys.stdout if out is None else out
     log = sys.stderr if log is None else log
     settings = settings or ServerSettings()
+    if tee == "sev-sim":
+        _serve_sev(listen, once=once, ready=ready, settings=settings, out=out, log=log,
+                   **keep_options)
+        return
     with open_keep(tee, b"", **keep_options) as keep:
         identity = make_identity(keep.source, settings.key_type, name=f"attestcall keep ({tee})")
         server = KeepServer(keep.source, identity, settings, log=log)
@@ -395,3 +579,40 @@ def serve(
             print("attestcall: keep stopped", file=log, flush=True)
         finally:
             server.close()
+
+
+def _serve_sev(
+    listen: tuple[str, int],
+    *,
+    once: bool,
+    ready: Callable[[str, int], None] | None,
+    settings: ServerSettings,
+    out: TextIO,
+    log: TextIO,
+    **keep_options: Any,
+) -> None:
+    """A simulated SEV keep that waits, unprovisioned, for a tenant to provision it."""
+    from attestcall.amd.sev_sim import SimulatedSevFirmware, load_state
+    from attestcall.keep import sev
+
+    sev._check_unknown(keep_options)
+    for option in ("key", "policy"):
+        if keep_options.get(option) is not None:
+            raise UsageError(f"sev-sim over the network: the tenant chooses the {option}")
+    firmware = SimulatedSevFirmware(load_state())
+    server = KeepServer(None, None, settings, log=log, sev_firmware=firmware,
+                        name="attestcall keep (sev-sim)")
+    try:
+        host, port = server.bind(listen)
+        print(f"attestcall: SEV launch digest of this keep (shim image, empty payload): "
+              f"{sev.expected_digest(b'').hex()}; waiting for a tenant to provision it",
+              file=log, flush=True)
+        print(f"attestcall: keep sev-sim (technology 1, unprovisioned) listening on "
+              f"{_format_address(host, port)}", file=out, flush=True)
+        if ready is not None:
+            ready(host, port)
+        server.serve_forever(once=once)
+    except KeyboardInterrupt:
+        print("attestcall: keep stopped", file=log, flush=True)
+    finally:
+        server.close()

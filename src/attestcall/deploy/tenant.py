@@ -17,7 +17,15 @@ PCS/PCCS.
 
 SEV (pre-attestation) has no evidence in the certificate: pass ``expected_public_key``
 (the DER SubjectPublicKeyInfo of the key delivered at launch) and the certificate's key
-must be exactly that one.
+must be exactly that one. Without it, and when the policy lists ``[sev] launch_digest``
+values, :func:`deploy` first opens a short plain connection with the provisioning magic
+(:mod:`attestcall.deploy.provision`): an unprovisioned SEV keep is provisioned there (a
+fresh key of ``key_type``, default P-384, delivered only after the launch measurement
+matched a ``[sev] launch_digest`` of the policy; the tenant keeps only the public key), and
+the TLS connection then pins that key. Other keeps answer "not a pre-attestation keep" and
+are appraised by their evidence as usual. Without a ``[sev]`` policy no probe is made (one
+connection per deployment, as before); a failed handshake is then explained when the keep
+turns out to be an unprovisioned SEV keep.
 """
 
 from __future__ import annotations
@@ -35,13 +43,20 @@ from cryptography import x509
 
 from attestcall.abi import Technology
 from attestcall.deploy import protocol
+from attestcall.deploy import provision as pv
 from attestcall.deploy.identity import (
     VERIFIER_NAMES,
     IdentityError,
     check_binding,
     evidence_from_certificate,
 )
-from attestcall.deploy.keys import UnsupportedKeyType, binding_nonce, key_type_of, spki_der
+from attestcall.deploy.keys import (
+    UnsupportedKeyType,
+    binding_nonce,
+    generate_key,
+    key_type_of,
+    spki_der,
+)
 from attestcall.deploy.protocol import FrameDecoder, FrameType, ProtocolError
 from attestcall.deploy.tls import client_context
 from attestcall.errors import AttestcallError, PayloadError
@@ -217,6 +232,58 @@ def _stream(tls: ssl.SSLSocket, stdout: BinaryIO, stderr: BinaryIO,
                 raise KeepFailed(f"the keep broke the protocol: {exc}") from None
 
 
+def provision_sev(
+    keep: tuple[str, int],
+    *,
+    policy: Policy,
+    trust_simulated: bool = False,
+    key_type: str | None = None,
+    timeout: float = 10.0,
+) -> bytes | None:
+    """Provision ``keep`` if it is an unprovisioned SEV keep: returns the DER
+    SubjectPublicKeyInfo of the key delivered (the TLS key to pin), or None for any other
+    keep. Raises DeployRefused (no key sent) or KeepUnreachable."""
+    try:
+        status, connection = pv.probe(keep, timeout)
+    except OSError as exc:
+        raise KeepUnreachable(f"cannot connect to the keep at {keep[0]}:{keep[1]}: "
+                              f"{exc.strerror or exc}") from None
+    if connection is None:
+        return None
+    with connection.sock:
+        digests = [bytes.fromhex(d) for d in policy.get("sev", "launch_digest", ()) or ()]
+        if not digests:
+            raise DeployRefused(["the keep is an unprovisioned SEV keep and the policy lists "
+                                 "no [sev] launch_digest: the tenant will not deliver a key "
+                                 "to a launch it cannot check"])
+        arks = pv.trusted_sev_arks(trust_simulated)
+        if not arks:
+            raise DeployRefused(["no trusted AMD SEV root (ARK): attestcall pins no SEV "
+                                 "(legacy) ARK; the simulator's is trusted only with "
+                                 "trust_simulated (--trust-simulated)"])
+        key = generate_key(key_type or pv.DEFAULT_SEV_KEY_TYPE)
+        reasons = pv.provision(connection, key, digests, arks)
+        if reasons:
+            raise DeployRefused(reasons)
+        public = spki_der(key.public_key())  # type: ignore[arg-type]
+        del key  # the tenant keeps only the public key
+        return public
+
+
+def _explain_unprovisioned(keep: tuple[str, int], timeout: float) -> None:
+    """After a failed handshake without a [sev] policy: say so if the keep is an
+    unprovisioned SEV keep (which closes TLS connections until provisioned)."""
+    try:
+        status, connection = pv.probe(keep, timeout)
+    except OSError:
+        return
+    if connection is not None:
+        connection.sock.close()
+        raise DeployRefused(["the keep is an unprovisioned SEV keep and the policy lists no "
+                             "[sev] launch_digest: the tenant will not deliver a key to a "
+                             "launch it cannot check"])
+
+
 def deploy(
     keep: tuple[str, int],
     workload: bytes,
@@ -249,6 +316,11 @@ def deploy(
     rules = Policy.load(policy)
     allow_none = allow_none or bool(rules.get("none", "allow", False))  # [none] allow = true
     frames = list(protocol.workload_frames(workload_binary(workload), args))
+    wants_sev = bool(rules.get("sev", "launch_digest", ()))
+    if expected_public_key is None and wants_sev:
+        expected_public_key = provision_sev(keep, policy=rules,
+                                            trust_simulated=trust_simulated,
+                                            key_type=key_type, timeout=connect_timeout)
     try:
         raw = socket.create_connection(keep, timeout=connect_timeout)
     except OSError as exc:
@@ -259,6 +331,8 @@ def deploy(
         try:
             tls = client_context().wrap_socket(raw)
         except (ssl.SSLError, OSError) as exc:
+            if expected_public_key is None and not wants_sev:
+                _explain_unprovisioned(keep, connect_timeout)
             raise DeployRefused([f"the TLS handshake with the keep failed: {exc}"]) from None
         with tls:
             timings.handshake_done = time.monotonic()
