@@ -34,7 +34,7 @@ def one_line_error(result):
         (["run", "--isv-svn", "70000", "/bin/true"], "outside 0..65535"),
         (["run", "--mrenclave", "00", "/bin/true"], "64 hex digits"),
         (["run", "--host-timeout", "-1", "/bin/true"], "greater than 0"),
-        (["sim"], "show, reset or collateral"),
+        (["sim"], "show, reset, collateral or sev-digest"),
     ],
 )
 def test_bad_invocations_exit_2(args, needle, tmp_path):

@@ -172,6 +172,14 @@ def _build_parser() -> _Parser:
     sim_commands = sim.add_subparsers(dest="sim_command", metavar="ACTION", parser_class=_Parser)
     sim_commands.add_parser("show", help="print the simulated platforms' state")
     sim_commands.add_parser("reset", help="recreate the simulated platforms' state (new keys)")
+    digest = sim_commands.add_parser(
+        "sev-digest",
+        help="print the SEV launch digest a tenant's policy should list for a keep",
+        description="The launch digest (hex) the simulated SEV firmware measures for a keep "
+        "of this attestcall version: the shim image, plus PAYLOAD when given (`keep serve` "
+        "launches with no payload). Put it in the policy's [sev] launch_digest.",
+    )
+    digest.add_argument("--payload", metavar="FILE", help="the payload the keep launches with")
     collateral = sim_commands.add_parser(
         "collateral",
         help="write the simulated SGX platform's collateral (TCB info, QE identity, CRLs)",
@@ -373,8 +381,15 @@ def _failed(code: int) -> int:
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
-    if args.sim_command not in ("show", "reset", "collateral"):
-        raise UsageError("attestcall sim: choose an action: show, reset or collateral")
+    if args.sim_command not in ("show", "reset", "collateral", "sev-digest"):
+        raise UsageError("attestcall sim: choose an action: show, reset, collateral or "
+                         "sev-digest")
+    if args.sim_command == "sev-digest":
+        from attestcall.keep.sev import expected_digest
+
+        payload = _read_payload(args.payload) if args.payload else b""
+        print(expected_digest(payload).hex())
+        return 0
     if args.sim_command == "collateral":
         if args.tee == "tdx-sim":
             from attestcall.intel import tdx_sim as sim

@@ -73,3 +73,21 @@ def test_bad_deploy_invocations_are_one_line(args, needle):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert needle in result.stderr and "Traceback" not in result.stderr
+
+
+def test_sev_keep_provisioned_from_the_command_line(tmp_path):
+    digest = subprocess.run([sys.executable, "-m", "attestcall", "sim", "sev-digest"],
+                            capture_output=True, text=True, timeout=60)
+    assert digest.returncode == 0 and len(digest.stdout.strip()) == 64
+    keep, address = start_keep("--tee", "sev-sim", "--once")
+    policy = tmp_path / "p.toml"
+    try:
+        policy.write_text(f'[sev]\nlaunch_digest = ["{"00" * 32}"]\n')
+        wrong = deploy(address, "--trust-simulated", "--policy", policy, HELLO)
+        policy.write_text(f'[sev]\nlaunch_digest = ["{digest.stdout.strip()}"]\n')
+        right = deploy(address, "--trust-simulated", "--policy", policy, HELLO)
+    finally:
+        keep.wait(timeout=60)
+    assert wrong.returncode == 3 and "nothing was sent" in wrong.stderr
+    assert right.returncode == 0, right.stderr
+    assert right.stdout.splitlines()[0] == "technology: 1"
