@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+from abc import ABC, abstractmethod
 
 from attestcall.amd import guest_message as gm
 from attestcall.amd import snp_sim
@@ -14,7 +15,7 @@ from attestcall.keep.keep import Keep, start_host
 from attestcall.keep.snp import SecretsPage, SnpHost, SnpShim
 
 
-class Striking(SnpHost):
+class Striking(SnpHost, ABC):
     strike = 1
 
     def __init__(self, psp: snp_sim.SimulatedPsp, table: bytes):
@@ -34,8 +35,9 @@ class Striking(SnpHost):
             self.first_request, self.first_response = data, reply
         return reply
 
+    @abstractmethod
     def misbehave(self, data: bytes, limit: int) -> bytes:
-        raise NotImplementedError
+        """What the host sends instead of the PSP's answer to request number ``strike``."""
 
 
 def flip(data: bytes, offset: int) -> bytes:

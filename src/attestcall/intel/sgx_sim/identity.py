@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -82,6 +83,31 @@ class EnclaveIdentity:
             flags = changes.get("attribute_flags", self.attribute_flags)
             changes["attribute_flags"] = (flags | ATTR_DEBUG) if debug else (flags & ~ATTR_DEBUG)
         return dataclasses.replace(self, **changes) if changes else self
+
+    def to_record(self) -> dict[str, Any]:
+        """The fields the simulators keep on disk for a quoting enclave (JSON-ready)."""
+        return {
+            "mrenclave": self.mrenclave.hex(),
+            "mrsigner": self.mrsigner.hex(),
+            "isv_prod_id": self.isv_prod_id,
+            "isv_svn": self.isv_svn,
+            "attribute_flags": self.attribute_flags,
+            "xfrm": self.xfrm,
+            "misc_select": self.misc_select,
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> EnclaveIdentity:
+        """The inverse of :meth:`to_record`."""
+        return cls(
+            mrenclave=bytes.fromhex(record["mrenclave"]),
+            mrsigner=bytes.fromhex(record["mrsigner"]),
+            isv_prod_id=record["isv_prod_id"],
+            isv_svn=record["isv_svn"],
+            attribute_flags=record["attribute_flags"],
+            xfrm=record["xfrm"],
+            misc_select=record["misc_select"],
+        )
 
     def target_info(self) -> TargetInfo:
         """The TARGETINFO another enclave uses to make a REPORT for this one."""

@@ -162,15 +162,7 @@ def read_state(folder: Path) -> SgxState:
                  for name in (ROOT_CERT, PLATFORM_CA_CERT, PCK_CERT, TCB_SIGNING_CERT)}  # fmt: skip
         info = json.loads(files[PLATFORM_JSON])
         qe = info["qe"]
-        qe_identity = EnclaveIdentity(
-            mrenclave=bytes.fromhex(qe["mrenclave"]),
-            mrsigner=bytes.fromhex(qe["mrsigner"]),
-            isv_prod_id=qe["isv_prod_id"],
-            isv_svn=qe["isv_svn"],
-            attribute_flags=qe["attribute_flags"],
-            xfrm=qe["xfrm"],
-            misc_select=qe["misc_select"],
-        )
+        qe_identity = EnclaveIdentity.from_record(qe)
         pck_extension = PckExtension.from_certificate(certs[PCK_CERT])
         state = SgxState(
             folder=folder,
@@ -338,15 +330,7 @@ def create_state(folder: Path) -> None:
         "qe_svn": SIM_QE_SVN,
         "pce_svn": SIM_PCE_SVN,
         "qe_id": os.urandom(16).hex(),
-        "qe": {
-            "mrenclave": qe.mrenclave.hex(),
-            "mrsigner": qe.mrsigner.hex(),
-            "isv_prod_id": qe.isv_prod_id,
-            "isv_svn": qe.isv_svn,
-            "attribute_flags": qe.attribute_flags,
-            "xfrm": qe.xfrm,
-            "misc_select": qe.misc_select,
-        },
+        "qe": qe.to_record(),
     }
     for name, key in ((ROOT_KEY, root_key), (PLATFORM_CA_KEY, ca_key), (PCK_KEY, pck_key),
                       (TCB_SIGNING_KEY, tcb_key), (ATTESTATION_KEY, att_key),

@@ -118,15 +118,7 @@ def read_state(folder: Path, sgx: SgxState) -> TdxState:
             attributes=bytes.fromhex(module["seam_attributes"]),
             tee_tcb_svn2=bytes.fromhex(module["tee_tcb_svn2"]),
         )
-        qe_identity = EnclaveIdentity(
-            mrenclave=bytes.fromhex(qe["mrenclave"]),
-            mrsigner=bytes.fromhex(qe["mrsigner"]),
-            isv_prod_id=qe["isv_prod_id"],
-            isv_svn=qe["isv_svn"],
-            attribute_flags=qe["attribute_flags"],
-            xfrm=qe["xfrm"],
-            misc_select=qe["misc_select"],
-        )
+        qe_identity = EnclaveIdentity.from_record(qe)
         qe_id = bytes.fromhex(info["qe_id"])
         if len(qe_id) != 16:
             raise simstate.corrupt(folder, "the QE ID is not 16 bytes")
@@ -230,15 +222,7 @@ def create_state(folder: Path) -> None:
             "mrsignerseam": module.mr_signer_seam.hex(),
             "seam_attributes": module.attributes.hex(),
         },
-        "td_qe": {
-            "mrenclave": qe.mrenclave.hex(),
-            "mrsigner": qe.mrsigner.hex(),
-            "isv_prod_id": qe.isv_prod_id,
-            "isv_svn": qe.isv_svn,
-            "attribute_flags": qe.attribute_flags,
-            "xfrm": qe.xfrm,
-            "misc_select": qe.misc_select,
-        },
+        "td_qe": qe.to_record(),
     }
 
     def dump(value: Any) -> bytes:
