@@ -14,7 +14,7 @@ from attestcall.intel.structs import SgxFormatError, TargetInfo
 from attestcall.keep.block import Op
 from attestcall.keep.host import Host
 from attestcall.keep.keep import Keep, start_host
-from attestcall.keep.shim import DEFAULT_TIMEOUT, Channel, HostFailure
+from attestcall.keep.shim import DEFAULT_TIMEOUT, Channel, HostFailure, ask_size
 
 TARGET_INFO_SIZE = 512
 REPORT_SIZE = 432
@@ -39,14 +39,8 @@ class SgxShim:
         call that sees the change fails with -EIO and the next size query is right."""
         if self._size is not None:
             return self._size
-        reply = self.channel.call(Op.SGX_QUOTE_SIZE, b"", 4)
-        if len(reply) != 4:
-            raise HostFailure(f"quote size reply of {len(reply)} bytes, expected 4")
-        (size,) = struct.unpack("<I", reply)
-        if not 0 < size <= self.channel.block.capacity:
-            raise HostFailure(f"quote size {size} outside what the request block carries")
-        self._size = size
-        return size
+        self._size = ask_size(self.channel, Op.SGX_QUOTE_SIZE)
+        return self._size
 
     def evidence(self, nonce: bytes) -> bytes:
         size = self._size if self._size is not None else self.evidence_size()

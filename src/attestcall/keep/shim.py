@@ -10,6 +10,7 @@ turns into -EIO; nothing is ever written to the payload but by the core, within 
 
 from __future__ import annotations
 
+import struct
 import threading
 
 from attestcall.abi import PlatformFailure, Technology
@@ -61,3 +62,15 @@ class NoneSource:
 
     def evidence(self, nonce: bytes) -> bytes:
         return b""
+
+
+def ask_size(channel: Channel, op: int, minimum: int = 1) -> int:
+    """Ask the host (op) how many bytes the evidence will be: a u32, between ``minimum`` and
+    what the request block carries, else HostFailure."""
+    reply = channel.call(op, b"", 4)
+    if len(reply) != 4:
+        raise HostFailure(f"size reply of {len(reply)} bytes, expected 4")
+    (size,) = struct.unpack("<I", reply)
+    if not minimum <= size <= channel.block.capacity:
+        raise HostFailure(f"size {size} outside {minimum}..{channel.block.capacity}")
+    return size

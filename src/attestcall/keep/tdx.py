@@ -25,7 +25,7 @@ from attestcall.intel.tdx_sim.report import quote_body_bytes
 from attestcall.keep.block import Op
 from attestcall.keep.host import Host
 from attestcall.keep.keep import Keep, start_host
-from attestcall.keep.shim import DEFAULT_TIMEOUT, Channel, HostFailure
+from attestcall.keep.shim import DEFAULT_TIMEOUT, Channel, HostFailure, ask_size
 
 _HEADER_SIZE = 48
 _MEASUREMENT_OPTIONS = ("rtmr0", "rtmr1", "rtmr2", "rtmr3", "mrconfigid", "mrowner",
@@ -61,14 +61,8 @@ class TdxShim:
         call that sees the change fails with -EIO and the next size query is right."""
         if self._size is not None:
             return self._size
-        reply = self.channel.call(Op.TDX_QUOTE_SIZE, b"", 4)
-        if len(reply) != 4:
-            raise HostFailure(f"quote size reply of {len(reply)} bytes, expected 4")
-        (size,) = struct.unpack("<I", reply)
-        if not self._body_at + TD15_SIZE < size <= self.channel.block.capacity:
-            raise HostFailure(f"quote size {size} outside what a TDX quote and the block allow")
-        self._size = size
-        return size
+        self._size = ask_size(self.channel, Op.TDX_QUOTE_SIZE, self._body_at + TD15_SIZE + 1)
+        return self._size
 
     def evidence(self, nonce: bytes) -> bytes:
         size = self._size if self._size is not None else self.evidence_size()
