@@ -14,28 +14,13 @@
 
 #include <attestcall.h>
 
+#include "attest_to_file.h"
+
 static int attest_to(unsigned seed, const char *out)
 {
     unsigned char nonce[ATTESTCALL_NONCE_SIZE];
-    size_t technology = 0;
-    for (int i = 0; i < ATTESTCALL_NONCE_SIZE; i++)
-        nonce[i] = (unsigned char)(seed + i);
-    ssize_t size = get_attestation(NULL, 0, NULL, 0, &technology);
-    if (size <= 0) {
-        fprintf(stderr, "size query: %zd %s\n", size, strerror(errno));
-        return 1;
-    }
-    unsigned char *buf = malloc((size_t)size);
-    ssize_t n = get_attestation(nonce, sizeof nonce, buf, (size_t)size, &technology);
-    if (n != size || technology != ATTESTCALL_TECH_SGX) {
-        fprintf(stderr, "call: %zd tech %zu %s\n", n, technology, strerror(errno));
-        return 1;
-    }
-    FILE *f = fopen(out, "wb");
-    if (f == NULL || fwrite(buf, 1, (size_t)n, f) != (size_t)n || fclose(f) != 0)
-        return 1;
-    free(buf);
-    return 0;
+    seeded_nonce(nonce, seed);
+    return attest_to_file(nonce, ATTESTCALL_TECH_SGX, out);
 }
 
 static const char *outdir;

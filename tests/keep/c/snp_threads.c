@@ -11,6 +11,8 @@
 
 #include <attestcall.h>
 
+#include "../../c/attest_to_file.h"
+
 #define THREADS 8
 
 static const char *outdir;
@@ -20,29 +22,11 @@ static void *thread_main(void *arg)
 {
     unsigned seed = (unsigned)(size_t)arg;
     unsigned char nonce[ATTESTCALL_NONCE_SIZE];
-    size_t technology = 0;
-    for (int i = 0; i < ATTESTCALL_NONCE_SIZE; i++)
-        nonce[i] = (unsigned char)(seed + i);
-    pthread_barrier_wait(&start);
-    ssize_t size = get_attestation(NULL, 0, NULL, 0, &technology);
-    if (size <= 0 || technology != ATTESTCALL_TECH_SNP) {
-        fprintf(stderr, "t%u size query: %zd tech %zu %s\n", seed, size, technology,
-                strerror(errno));
-        return (void *)1;
-    }
-    unsigned char *buf = malloc((size_t)size);
-    ssize_t n = get_attestation(nonce, sizeof nonce, buf, (size_t)size, &technology);
-    if (n != size || technology != ATTESTCALL_TECH_SNP) {
-        fprintf(stderr, "t%u call: %zd tech %zu %s\n", seed, n, technology, strerror(errno));
-        return (void *)1;
-    }
+    seeded_nonce(nonce, seed);
     char path[4096];
     snprintf(path, sizeof path, "%s/t%u.bin", outdir, seed);
-    FILE *f = fopen(path, "wb");
-    if (f == NULL || fwrite(buf, 1, (size_t)n, f) != (size_t)n || fclose(f) != 0)
-        return (void *)1;
-    free(buf);
-    return NULL;
+    pthread_barrier_wait(&start);
+    return attest_to_file(nonce, ATTESTCALL_TECH_SNP, path) ? (void *)1 : NULL;
 }
 
 int main(int argc, char **argv)
