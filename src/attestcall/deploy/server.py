@@ -568,17 +568,8 @@ def serve(
     with open_keep(tee, b"", **keep_options) as keep:
         identity = make_identity(keep.source, settings.key_type, name=f"attestcall keep ({tee})")
         server = KeepServer(keep.source, identity, settings, log=log)
-        try:
-            host, port = server.bind(listen)
-            print(f"attestcall: keep {tee} (technology {identity.technology}) listening on "
-                  f"{_format_address(host, port)}", file=out, flush=True)
-            if ready is not None:
-                ready(host, port)
-            server.serve_forever(once=once)
-        except KeyboardInterrupt:
-            print("attestcall: keep stopped", file=log, flush=True)
-        finally:
-            server.close()
+        _run(server, listen, f"keep {tee} (technology {identity.technology})", once=once,
+             ready=ready, out=out, log=log)
 
 
 def _serve_sev(
@@ -602,13 +593,28 @@ def _serve_sev(
     firmware = SimulatedSevFirmware(load_state())
     server = KeepServer(None, None, settings, log=log, sev_firmware=firmware,
                         name="attestcall keep (sev-sim)")
+    print(f"attestcall: SEV launch digest of this keep (shim image, empty payload): "
+          f"{sev.expected_digest(b'').hex()}; waiting for a tenant to provision it",
+          file=log, flush=True)
+    _run(server, listen, "keep sev-sim (technology 1, unprovisioned)", once=once, ready=ready,
+         out=out, log=log)
+
+
+def _run(
+    server: KeepServer,
+    listen: tuple[str, int],
+    what: str,
+    *,
+    once: bool,
+    ready: Callable[[str, int], None] | None,
+    out: TextIO,
+    log: TextIO,
+) -> None:
+    """Bind, say where, serve until Ctrl-C (or one tenant with ``once``), always close."""
     try:
         host, port = server.bind(listen)
-        print(f"attestcall: SEV launch digest of this keep (shim image, empty payload): "
-              f"{sev.expected_digest(b'').hex()}; waiting for a tenant to provision it",
-              file=log, flush=True)
-        print(f"attestcall: keep sev-sim (technology 1, unprovisioned) listening on "
-              f"{_format_address(host, port)}", file=out, flush=True)
+        print(f"attestcall: {what} listening on {_format_address(host, port)}", file=out,
+              flush=True)
         if ready is not None:
             ready(host, port)
         server.serve_forever(once=once)
