@@ -46,14 +46,23 @@ def _hex_bytes(size: int, what: str):
     return parse
 
 
-def _u16(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value <= 0xFFFF:
-        raise argparse.ArgumentTypeError(f"{value} is outside 0..65535")
-    return value
+def _uint(bits: int, limit_text: str):
+    """An argparse type: an unsigned number of ``bits`` bits (0x… allowed)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 0)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not 0 <= value < 1 << bits:
+            raise argparse.ArgumentTypeError(f"{value} is outside 0..{limit_text}")
+        return value
+
+    return parse
+
+
+_u16 = _uint(16, "65535")
+_u64 = _uint(64, "2^64-1")
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -62,15 +71,6 @@ def _host_port(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
     return host.strip("[]"), int(port)
 
-
-def _u64(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value < 1 << 64:
-        raise argparse.ArgumentTypeError(f"{value} is outside 0..2^64-1")
-    return value
 
 
 def _positive_float(text: str) -> float:
