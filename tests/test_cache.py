@@ -1,4 +1,4 @@
-"""attestcall.verifier.cache.Cache: location, expiry, atomic writes, corrupt entries."""
+"""attestcall.diskcache.Cache: location, expiry, atomic writes, corrupt entries."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from attestcall.verifier.cache import Cache, default_directory
+from attestcall.diskcache import Cache, default_directory
 
 NOW = dt.datetime(2025, 7, 1, tzinfo=dt.UTC)
 LATER = NOW + dt.timedelta(days=1)

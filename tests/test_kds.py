@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.utils import CryptographyDeprecationWarning
 
 from attestcall.amd.kds import fetch_vcek, vcek_paths
-from attestcall.verifier.cache import Cache
-from attestcall.verifier.verdict import CollateralError
+from attestcall.diskcache import Cache
+from attestcall.errors import CollateralError
 from tests.collateral_server import CollateralServer, Route
 
 DATA = Path(__file__).resolve().parent / "data" / "amd"

@@ -17,11 +17,11 @@ import dcap_qvl
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from attestcall.diskcache import Cache
+from attestcall.errors import CollateralError
 from attestcall.intel.pcs import endpoints, fetch_collateral, quote_platform, top_level_spans
 from attestcall.intel.sgx_sim import EnclaveIdentity, QuotingEnclave, SimulatedCpu, load_state
 from attestcall.intel.sgx_sim.collateral import collateral as sim_collateral
-from attestcall.verifier.cache import Cache
-from attestcall.verifier.verdict import CollateralError
 from tests.collateral_server import CollateralServer, Route
 
 DATA = Path(__file__).resolve().parent / "data" / "intel"

@@ -21,8 +21,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "verify": "attestcall.verifier.api",
     "Verdict": "attestcall.verifier.verdict",
-    "EvidenceError": "attestcall.verifier.verdict",
-    "CollateralError": "attestcall.verifier.verdict",
+    "EvidenceError": "attestcall.errors",
+    "CollateralError": "attestcall.errors",
 }
 
 

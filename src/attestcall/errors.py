@@ -17,3 +17,16 @@ class UsageError(AttestcallError):
 
 class SimStateError(AttestcallError):
     """The simulated platform state directory is missing, unreadable or corrupt."""
+
+
+class EvidenceError(AttestcallError):
+    """The evidence is unusable: truncated, malformed, of an unknown format (exit status 2)."""
+
+
+class CollateralError(AttestcallError):
+    """Collateral or certificates given are unusable: not JSON, missing fields, not a
+    certificate (exit status 2). Collateral that parses but fails a check is a rejection."""
+
+
+class PolicyError(AttestcallError):
+    """The policy file is unreadable, not TOML, or has an unknown key or a bad value."""

@@ -14,7 +14,7 @@ from cryptography.x509.oid import SignatureAlgorithmOID
 from attestcall.amd import certs as amdcerts
 from attestcall.amd import report as snp
 from attestcall.amd.roots import amd_arks, amd_asks
-from attestcall.verifier.verdict import CollateralError, EvidenceError
+from attestcall.errors import CollateralError, EvidenceError
 
 from .conftest import ask_ark, read
 

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 from attestcall.amd import report as snp
-from attestcall.verifier.verdict import EvidenceError
+from attestcall.errors import EvidenceError
 
 from .conftest import read
 

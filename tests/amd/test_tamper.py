@@ -13,7 +13,7 @@ from attestcall.amd import certs as amdcerts
 from attestcall.amd import report as snp
 from attestcall.amd.roots import amd_arks
 from attestcall.amd.verify import appraise_snp
-from attestcall.verifier.verdict import CollateralError, EvidenceError
+from attestcall.errors import CollateralError, EvidenceError
 
 from .conftest import ask_ark, read
 

@@ -10,7 +10,7 @@ from attestcall.amd import certs as amdcerts
 from attestcall.amd import report as snp
 from attestcall.amd.roots import amd_arks
 from attestcall.amd.verify import _check_link, _info, appraise_snp, kds_vcek_path
-from attestcall.verifier.verdict import CollateralError, EvidenceError
+from attestcall.errors import CollateralError, EvidenceError
 
 from . import forge
 from .conftest import ask_ark, read

@@ -9,6 +9,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from attestcall.errors import CollateralError
 from attestcall.intel.collateral import (
     FIELDS,
     Collateral,
@@ -16,7 +17,6 @@ from attestcall.intel.collateral import (
     parse_tcb_info,
 )
 from attestcall.intel.quote import signature_to_der
-from attestcall.verifier.verdict import CollateralError
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "intel"
 SGX_PATH = DATA / "sgx_quote_v3.collateral.json"

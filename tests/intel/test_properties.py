@@ -11,6 +11,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from attestcall.appraisal import Appraisal
+from attestcall.errors import CollateralError, EvidenceError
 from attestcall.intel.collateral import Collateral, parse_qe_identity, parse_tcb_info
 from attestcall.intel.pck import PckFormatError
 from attestcall.intel.quote import QuoteFormatError
@@ -18,7 +20,6 @@ from attestcall.intel.roots import intel_root
 from attestcall.intel.tcb import platform_tcb
 from attestcall.intel.tdx_quote import DcapQuote, TdReportBody, quote_length
 from attestcall.intel.verify import appraise_intel
-from attestcall.verifier.verdict import Appraisal, CollateralError, EvidenceError
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "intel"
 SGX = (DATA / "sgx_quote_v3.bin").read_bytes()

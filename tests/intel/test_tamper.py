@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from attestcall.appraisal import Appraisal
+from attestcall.errors import EvidenceError
 from attestcall.intel.collateral import Collateral
 from attestcall.intel.roots import intel_root
 from attestcall.intel.tdx_quote import quote_length
 from attestcall.intel.verify import appraise_intel
-from attestcall.verifier.verdict import Appraisal, EvidenceError
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "intel"
 ROOTS = [intel_root()]

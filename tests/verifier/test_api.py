@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 import attestcall
-from attestcall.verifier.policy import Policy, PolicyError
+from attestcall.errors import PolicyError
+from attestcall.verifier.policy import Policy
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 SGX = DATA / "intel" / "sgx_quote_v3.bin"

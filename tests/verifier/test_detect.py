@@ -5,9 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from attestcall.errors import UsageError
+from attestcall.errors import EvidenceError, UsageError
 from attestcall.verifier.detect import detect, parse_instant
-from attestcall.verifier.verdict import EvidenceError
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 

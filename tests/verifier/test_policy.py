@@ -2,8 +2,9 @@
 
 import pytest
 
-from attestcall.verifier.policy import INTEL_TCB_STATUSES, Policy, PolicyError
-from attestcall.verifier.verdict import Appraisal
+from attestcall.appraisal import Appraisal
+from attestcall.errors import PolicyError
+from attestcall.verifier.policy import INTEL_TCB_STATUSES, Policy
 
 MRENCLAVE = "33" * 32
 

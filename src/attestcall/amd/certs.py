@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.utils import CryptographyDeprecationWarning
 
 from attestcall import der
-from attestcall.verifier.verdict import CollateralError, EvidenceError
+from attestcall.errors import CollateralError, EvidenceError
 
 VCEK_GUID = uuid.UUID("63da758d-e664-4564-adc5-f4b93be8accd")
 VLEK_GUID = uuid.UUID("a8074bc2-a25a-483e-aae6-39c045a0b8a1")

@@ -23,10 +23,9 @@ import datetime as dt
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from attestcall.errors import AttestcallError
-from attestcall.verifier import fetch
-from attestcall.verifier.cache import Cache
-from attestcall.verifier.verdict import CollateralError
+from attestcall import fetch
+from attestcall.diskcache import Cache
+from attestcall.errors import AttestcallError, CollateralError
 
 AMD_KDS_URL = "https://kdsintf.amd.com"
 REPORT_SIZE = 0x4A0

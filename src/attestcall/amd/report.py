@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from attestcall.verifier.verdict import EvidenceError
+from attestcall.errors import EvidenceError
 
 REPORT_SIZE = 0x4A0
 SIGNED_SIZE = 0x2A0

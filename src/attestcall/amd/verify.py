@@ -29,7 +29,8 @@ from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 from attestcall.amd import certs as amdcerts
 from attestcall.amd import report as snp
 from attestcall.amd.roots import amd_asks
-from attestcall.verifier.verdict import Appraisal, CollateralError, EvidenceError
+from attestcall.appraisal import Appraisal
+from attestcall.errors import CollateralError, EvidenceError
 
 AMD_RSA_BITS = 4096
 SIMULATED_MARK = "SIMULATED"

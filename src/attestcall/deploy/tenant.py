@@ -59,10 +59,10 @@ from attestcall.deploy.keys import (
 )
 from attestcall.deploy.protocol import FrameDecoder, FrameType, ProtocolError
 from attestcall.deploy.tls import client_context
-from attestcall.errors import AttestcallError, PayloadError
+from attestcall.errors import AttestcallError, CollateralError, EvidenceError, PayloadError
 from attestcall.verifier.api import verify
 from attestcall.verifier.policy import Policy
-from attestcall.verifier.verdict import CollateralError, EvidenceError, Verdict
+from attestcall.verifier.verdict import Verdict
 
 CollateralProvider = Callable[[str, bytes], Any]
 _RECV_SIZE = 64 << 10

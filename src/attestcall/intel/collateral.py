@@ -28,8 +28,8 @@ from typing import Any
 
 from cryptography import x509
 
+from attestcall.errors import CollateralError
 from attestcall.intel.certs import Cert, from_x509, load_pem_chain
-from attestcall.verifier.verdict import CollateralError
 
 FIELDS = (
     "pck_crl_issuer_chain", "root_ca_crl", "pck_crl", "tcb_info_issuer_chain", "tcb_info",

@@ -19,7 +19,7 @@ issuer's name). Then, with ``tee`` = ``sgx`` for SGX quotes and ``tdx`` for TDX 
 Issuer chains arrive URL-encoded PEM. The signed texts (``tcb_info``, ``qe_identity``) are
 the exact bytes of the inner objects as they appear in the body: located by scanning the
 body's top level, never re-serialised. The result is a dict in the ``QuoteCollateralV3``
-field names, cached (see :mod:`attestcall.verifier.cache`) until the earliest ``nextUpdate``
+field names, cached (see :mod:`attestcall.diskcache`) until the earliest ``nextUpdate``
 of the TCB info, the QE identity and the two CRLs.
 
 Only fetching is done here: nothing is trusted until :mod:`attestcall.intel.verify` checks
@@ -39,6 +39,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
+from attestcall import fetch
+from attestcall.diskcache import Cache
+from attestcall.errors import CollateralError
 from attestcall.intel.pck import PckExtension, PckFormatError
 from attestcall.intel.quote import (
     CERT_PCK_CHAIN,
@@ -55,9 +58,6 @@ from attestcall.intel.quote import (
     Reader,
 )
 from attestcall.intel.structs import SgxFormatError
-from attestcall.verifier import fetch
-from attestcall.verifier.cache import Cache
-from attestcall.verifier.verdict import CollateralError
 
 INTEL_PCS_HOST = "api.trustedservices.intel.com"
 INTEL_ROOT_CA_CRL_URL = "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der"

@@ -39,6 +39,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.utils import CryptographyDeprecationWarning
 
 from attestcall import der
+from attestcall.appraisal import Appraisal
+from attestcall.errors import EvidenceError
 from attestcall.intel.certs import (
     ECDSA_WITH_SHA256,
     Cert,
@@ -78,7 +80,6 @@ from attestcall.intel.tcb import (
     platform_tcb,
 )
 from attestcall.intel.tdx_quote import DcapQuote, TdReportBody, quote_length
-from attestcall.verifier.verdict import Appraisal, EvidenceError
 
 __all__ = ["appraise_intel", "appraise_sgx", "appraise_tdx", "clear_cache"]
 

@@ -9,10 +9,11 @@ from typing import Any
 
 from cryptography import x509
 
-from attestcall.errors import UsageError
+from attestcall.appraisal import Appraisal
+from attestcall.errors import CollateralError, UsageError
 from attestcall.verifier.detect import TECHNOLOGIES, detect, parse_instant
 from attestcall.verifier.policy import Policy
-from attestcall.verifier.verdict import Appraisal, CollateralError, Verdict
+from attestcall.verifier.verdict import Verdict
 
 NONCE_SIZE = 64
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import struct
 
-from attestcall.errors import UsageError
-from attestcall.verifier.verdict import EvidenceError
+from attestcall.errors import EvidenceError, UsageError
 
 TECHNOLOGIES = ("sgx", "tdx", "snp")
 INTEL_QE_VENDOR_ID = bytes.fromhex("939a7233f79c4ca9940a0db3957f0607")

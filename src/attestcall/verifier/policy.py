@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from attestcall.errors import AttestcallError
-from attestcall.verifier.verdict import Appraisal
+from attestcall.appraisal import Appraisal
+from attestcall.errors import PolicyError
 
 DEFAULT_ACCEPTED_TCB = ("UpToDate", "SWHardeningNeeded")
 INTEL_TCB_STATUSES = (
@@ -28,9 +28,6 @@ INTEL_TCB_STATUSES = (
 )
 SNP_TCB_FIELDS = ("fmc", "bootloader", "tee", "snp", "microcode")
 
-
-class PolicyError(AttestcallError):
-    """The policy file is unreadable, not TOML, or has an unknown key or a bad value."""
 
 
 # -- value checkers: (table, key, raw value) -> normalised value --------------------------

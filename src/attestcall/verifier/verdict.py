@@ -1,39 +1,9 @@
-"""What a verification concludes: the technology verifiers' appraisal and the final verdict."""
+"""What a verification concludes: the verdict (evidence appraised, then policy)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-
-from attestcall.errors import AttestcallError
-
-
-class EvidenceError(AttestcallError):
-    """The evidence is unusable: truncated, malformed, of an unknown format (exit status 2)."""
-
-
-class CollateralError(AttestcallError):
-    """Collateral or certificates given are unusable: not JSON, missing fields, not a
-    certificate (exit status 2). Collateral that parses but fails a check is a rejection."""
-
-
-@dataclass
-class Appraisal:
-    """What a technology verifier found, before policy.
-
-    ``problems`` holds every reason the evidence cannot be trusted (bad signature, broken
-    chain, revoked, expired collateral, no matching TCB level, simulated root without
-    trust_simulated, ...), each one line for a person. ``claims`` maps names to hex strings
-    (bytes), ints or nested dicts, as documented per technology."""
-
-    technology: str  # "sgx", "tdx" or "snp"
-    claims: dict[str, Any]
-    report_data: bytes
-    debug: bool
-    tcb_status: str | None = None
-    advisories: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    simulated: bool = False
 
 
 @dataclass

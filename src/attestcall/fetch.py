@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from email.message import Message
 from typing import Any
 
-from attestcall.verifier.verdict import CollateralError
+from attestcall.errors import CollateralError
 
 DEFAULT_TIMEOUT = 20.0  # seconds, per socket operation and for the whole body
 DEFAULT_MAX_SIZE = 4 * 1024 * 1024  # bytes; the largest real TCB info is ~100 KiB
