@@ -1,4 +1,4 @@
-"""The pure core against every row of the contract table (DESIGN.md section 1)."""
+"""The pure core against every row of the contract table (docs/design.md section 1)."""
 
 import errno
 

@@ -1,7 +1,7 @@
 """The get_attestation contract as one pure function.
 
 Everything a front end needs to answer syscall 0xEA01 lives here: the numbers, the
-technology ids and the checks of DESIGN.md section 1, in their normative order. The
+technology ids and the checks of docs/design.md section 1, in their normative order. The
 function touches the payload only through a :class:`Memory` accessor and the platform only
 through an :class:`EvidenceSource`, so the native (ptrace), WebAssembly and in-process
 front ends are thin adapters over the same tested code.
@@ -88,7 +88,7 @@ def get_attestation(
     source: EvidenceSource,
     ssize_max: int = SSIZE_MAX_NATIVE,
 ) -> Outcome:
-    """Answer one get_attestation call, checks in the order DESIGN.md section 1 fixes.
+    """Answer one get_attestation call, checks in the order docs/design.md section 1 fixes.
 
     Arguments are the raw register (or Wasm i32) values read as unsigned integers.
     """

@@ -1,4 +1,4 @@
-"""Hostile hosts: each misbehaves in one way the shim must survive (DESIGN.md section 2)."""
+"""Hostile hosts: each misbehaves in one way the shim must survive (docs/design.md section 2)."""
 
 from __future__ import annotations
 

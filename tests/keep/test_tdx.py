@@ -1,5 +1,5 @@
 """--tee tdx-sim: the keep's TDX shim and host, the contract through the native, Wasm and
-Python front ends, and hostile hosts (DESIGN.md sections 1, 2 and 4)."""
+Python front ends, and hostile hosts (docs/design.md sections 1, 2 and 4)."""
 
 from __future__ import annotations
 

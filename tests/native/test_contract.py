@@ -1,4 +1,4 @@
-"""Every row of the get_attestation contract (DESIGN.md section 1), through the native
+"""Every row of the get_attestation contract (docs/design.md section 1), through the native
 front end: a C payload issues the raw syscall, the supervisor answers it."""
 
 from __future__ import annotations

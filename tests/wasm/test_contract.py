@@ -1,5 +1,5 @@
 """attestation.get_attestation through a real WAT module, row by row of the contract
-(DESIGN.md section 1, with the Wasm specifics of section 4)."""
+(docs/design.md section 1, with the Wasm specifics of section 4)."""
 
 from __future__ import annotations
 

@@ -135,5 +135,5 @@ class EfiSecretSource:
         return len(self._read())
 
     def evidence(self, nonce: bytes) -> bytes:
-        del nonce  # SEV pre-attestation: the nonce is ignored (DESIGN.md section 1)
+        del nonce  # SEV pre-attestation: the nonce is ignored (docs/design.md section 1)
         return self._read()

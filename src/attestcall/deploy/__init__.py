@@ -1,5 +1,5 @@
 """Deployment: the keep proves itself in its TLS certificate, the tenant checks it, then
-sends a Wasm workload that runs in the keep (DESIGN.md section 6).
+sends a Wasm workload that runs in the keep (docs/design.md section 9).
 
 - :mod:`.cmw`: the RATS CMW record and its X.509 extension;
 - :mod:`.keys`: key types and the nonce binding evidence to a public key;

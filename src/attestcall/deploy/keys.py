@@ -1,7 +1,7 @@
 """The keep's TLS key types and the nonce that binds evidence to a public key.
 
 The nonce given to get_attestation is a hash of the key's DER SubjectPublicKeyInfo,
-zero-padded to 64 bytes. DESIGN.md fixes SHA-256 for P-256 and SHA-384 for P-384; the
+zero-padded to 64 bytes. docs/design.md fixes SHA-256 for P-256 and SHA-384 for P-384; the
 other key types take the hash matching their security strength (Ed25519 and RSA-3072:
 SHA-256; ML-DSA-65: SHA-384). The key type is read off the public key itself, so a tenant
 needs no side channel to know which hash to use.

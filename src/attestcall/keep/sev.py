@@ -22,7 +22,7 @@ Launch, as on a SEV machine (the loader and firmware here are simulated):
    (header GUID, length within the page, entry bounds) before copying the entry with
    attestcall's GUID: the tenant's PKCS#8 key, the evidence of technology 1. Anything else
    (no secret yet, a corrupted page: legacy SEV does not protect the integrity of guest
-   memory against the host) is -EIO. The nonce is ignored (DESIGN.md section 1).
+   memory against the host) is -EIO. The nonce is ignored (docs/design.md section 1).
 
 At run time the shim needs nothing from the host, so a SEV keep has no host process and
 no request-block operation: the secret is in the guest's own (encrypted) memory.
