@@ -1,11 +1,13 @@
 """A small, strict DER encoder and decoder.
 
-Only what attestcall needs (the Intel SGX PCK certificate extension): BOOLEAN, INTEGER,
-OCTET STRING, OBJECT IDENTIFIER, ENUMERATED and SEQUENCE, single-byte tags, definite
-lengths. Decoding is strict: truncated input, trailing bytes, non-minimal lengths or
-integers, indefinite lengths and high tag numbers all raise :class:`DerError`.
+Only what attestcall needs (the Intel SGX PCK certificate extension, the outer shape of
+certificates and CRLs): BOOLEAN, INTEGER, OCTET STRING, OBJECT IDENTIFIER, ENUMERATED and
+SEQUENCE, single-byte tags, definite lengths. :func:`header` and :func:`spans` locate
+elements in place, without copying, for callers that only slice. Decoding is strict:
+truncated input, trailing bytes, non-minimal lengths or integers, indefinite lengths and
+high tag numbers all raise :class:`DerError`.
 
-Certificates themselves are parsed by ``cryptography``; this module never touches them.
+Certificates and CRLs themselves are parsed and verified by ``cryptography``.
 """
 
 from __future__ import annotations
@@ -186,16 +188,18 @@ def _decode_oid(content: bytes) -> str:
     return ".".join(str(a) for a in head + arcs[1:])
 
 
-def decode_one(data: bytes, offset: int = 0) -> tuple[Tlv, int]:
-    """Decode the element at ``offset``; return it and the offset just past it."""
-    data = bytes(data)
-    if offset + 2 > len(data):
+def header(data: bytes, pos: int = 0, limit: int | None = None) -> tuple[int, int, int]:
+    """(tag, content start, content end) of the element at ``pos`` in ``data[:limit]``,
+    without copying anything: the one place lengths and tags are checked."""
+    if limit is None:
+        limit = len(data)
+    if pos + 2 > limit:
         raise DerError("truncated: no room for tag and length")
-    tag = data[offset]
+    tag = data[pos]
     if tag & 0x1F == 0x1F:
         raise DerError("high tag numbers are not supported")
-    first = data[offset + 1]
-    pos = offset + 2
+    first = data[pos + 1]
+    pos += 2
     if first < 0x80:
         length = first
     elif first == 0x80:
@@ -204,19 +208,37 @@ def decode_one(data: bytes, offset: int = 0) -> tuple[Tlv, int]:
         count = first & 0x7F
         if count == 0x7F:
             raise DerError("reserved length octet")
-        if pos + count > len(data):
+        if pos + count > limit:
             raise DerError("truncated length")
-        raw = data[pos : pos + count]
-        if raw[0] == 0:
+        if data[pos] == 0:
             raise DerError("length has a leading zero byte")
-        length = int.from_bytes(raw, "big")
+        length = int.from_bytes(data[pos : pos + count], "big")
         if length < 0x80:
             raise DerError("long-form length for a value below 128")
         pos += count
     end = pos + length
-    if end > len(data):
-        raise DerError(f"truncated: {tag_name(tag)} needs {length} bytes, {len(data) - pos} left")
-    return Tlv(tag, data[pos:end]), end
+    if end > limit:
+        raise DerError(f"truncated: {tag_name(tag)} needs {length} bytes, {limit - pos} left")
+    return tag, pos, end
+
+
+def spans(data: bytes, start: int, end: int) -> list[tuple[int, int, int, int]]:
+    """(tag, element start, content start, element end) of each element filling
+    ``data[start:end]`` (a SEQUENCE's content), without copying."""
+    out = []
+    pos = start
+    while pos < end:
+        tag, content, after = header(data, pos, end)
+        out.append((tag, pos, content, after))
+        pos = after
+    return out
+
+
+def decode_one(data: bytes, offset: int = 0) -> tuple[Tlv, int]:
+    """Decode the element at ``offset``; return it and the offset just past it."""
+    data = bytes(data)
+    tag, start, end = header(data, offset)
+    return Tlv(tag, data[start:end]), end
 
 
 def decode(data: bytes) -> Tlv:

@@ -32,7 +32,7 @@ from cryptography.utils import CryptographyDeprecationWarning
 
 __all__ = [
     "Chain", "Fault", "Failure", "Timing", "Window", "cert_window", "check_chain",
-    "crl_issued_by", "crl_window", "issued_by", "load_der_certificate", "revoked",
+    "crl_issued_by", "crl_signed_by", "crl_window", "issued_by", "load_der_certificate", "revoked",
 ]  # fmt: skip
 
 _FOREVER = datetime.max.replace(tzinfo=UTC)
@@ -89,6 +89,13 @@ def crl_issued_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate)
     issuer's subject and its signature verifies with the issuer's key."""
     if crl.issuer != issuer.subject:
         return Failure(Fault.WRONG_ISSUER, "the CRL's issuer is not the certificate's subject")
+    return crl_signed_by(crl, issuer)
+
+
+def crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> Failure | None:
+    """Why the CRL's signature does not verify with ``issuer``'s key, or None: the
+    signature half of :func:`crl_issued_by`, for a caller that has already compared the
+    names (as exact bytes it keeps)."""
     try:
         valid = crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
     except (TypeError, ValueError, UnsupportedAlgorithm) as exc:

@@ -11,17 +11,16 @@ certificate is loaded once however often it appears.
 Fields are computed from ``cryptography``'s own encoding of the certificate
 (``public_bytes(DER)``), which is what ``x509.Certificate`` equality compares; ``exact``
 says whether it is also byte for byte the input (always, for anything that parses as DER
-without surprises), which is when a signature may be checked over the sliced tbs bytes
-instead of ``verify_directly_issued_by``'s re-encoding.
+without surprises). The issuer and subject names are sliced from that encoding with
+:mod:`attestcall.der`, so names compare as bytes; signatures are checked by
+:mod:`attestcall.pki`.
 """
 
 from __future__ import annotations
 
 import binascii
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -29,82 +28,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from attestcall import der
+from attestcall.lru import Lru
 
 __all__ = [
-    "Cert", "Lru", "clear_parsed", "elements", "from_x509", "load_der", "load_pem_chain", "tlv",
+    "Cert", "clear_parsed", "from_x509", "load_der", "load_pem_chain",
 ]  # fmt: skip
 
-ECDSA_WITH_SHA256 = der.encode_sequence(der.encode_oid("1.2.840.10045.4.3.2"))
 _BEGIN = b"-----BEGIN CERTIFICATE-----\n"
 _END = b"-----END CERTIFICATE-----\n"
-_T = TypeVar("_T")
-
-
-def tlv(data: bytes, pos: int, limit: int) -> tuple[int, int, int]:
-    """(tag, content start, content end) of the element at ``pos`` in ``data[:limit]``,
-    exactly as strict as :func:`attestcall.der.decode_one` (no copying)."""
-    if pos + 2 > limit:
-        raise der.DerError("truncated: no room for tag and length")
-    tag = data[pos]
-    if tag & 0x1F == 0x1F:
-        raise der.DerError("high tag numbers are not supported")
-    first = data[pos + 1]
-    pos += 2
-    if first < 0x80:
-        length = first
-    elif first == 0x80:
-        raise der.DerError("indefinite length is not DER")
-    else:
-        count = first & 0x7F
-        if count == 0x7F:
-            raise der.DerError("reserved length octet")
-        if pos + count > limit:
-            raise der.DerError("truncated length")
-        if data[pos] == 0:
-            raise der.DerError("length has a leading zero byte")
-        length = int.from_bytes(data[pos : pos + count], "big")
-        if length < 0x80:
-            raise der.DerError("long-form length for a value below 128")
-        pos += count
-    end = pos + length
-    if end > limit:
-        raise der.DerError("truncated")
-    return tag, pos, end
-
-
-def elements(data: bytes, start: int, end: int) -> list[tuple[int, int, int, int]]:
-    """(tag, element start, content start, end) of each element filling data[start:end],
-    as :func:`attestcall.der.decode_all` would accept them."""
-    out = []
-    pos = start
-    while pos < end:
-        tag, content, after = tlv(data, pos, end)
-        out.append((tag, pos, content, after))
-        pos = after
-    return out
-
-
-class Lru:
-    """A small bounded mapping, least recently used out first."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.items: OrderedDict[Hashable, Any] = OrderedDict()
-
-    def get(self, key: Hashable, make: Callable[[], _T]) -> _T:
-        try:
-            value = self.items[key]
-        except KeyError:
-            value = make()
-            self.items[key] = value
-            if len(self.items) > self.size:
-                self.items.popitem(last=False)
-            return value
-        self.items.move_to_end(key)
-        return value  # type: ignore[no-any-return]
-
-    def clear(self) -> None:
-        self.items.clear()
 
 
 def pem_encode(data: bytes) -> bytes:
@@ -129,8 +60,8 @@ class Cert:
     """One parsed certificate. Equality is ``x509.Certificate`` equality (same encoding)."""
 
     __slots__ = (
-        "x509", "der", "exact", "issuer", "subject", "strict", "tbs", "inner_algorithm",
-        "algorithm", "signature", "key", "not_before", "not_after", "serial", "_pem", "memo",
+        "x509", "der", "exact", "issuer", "subject", "strict", "key", "not_before", "not_after",
+        "serial", "_pem", "memo",
     )  # fmt: skip
 
     def __init__(self, cert: x509.Certificate, original: bytes | None) -> None:
@@ -139,7 +70,6 @@ class Cert:
         self.x509 = cert
         self.der = original if self.exact and original is not None else encoded
         self.issuer, self.subject, self.strict = b"", b"", False
-        self.tbs, self.inner_algorithm, self.algorithm, self.signature = b"", b"", b"", b""
         self._parts()
         self.key = _ec_key(cert)
         self.not_before: datetime = cert.not_valid_before_utc
@@ -149,35 +79,30 @@ class Cert:
         self.memo: dict[str, Any] = {}  # derived parses (the PCK's SGX extension)
 
     def _parts(self) -> None:
-        """Issuer and subject as their exact DER, the tbs/signature slices, the signature
-        algorithm inside the tbs and outside it, and whether it is strictly Certificate ::=
-        SEQUENCE { tbs, algorithm, BIT STRING with no unused bits } (cryptography tolerates a
-        non-zero unused-bits count)."""
+        """Issuer and subject as their exact DER, and whether the certificate is strictly
+        Certificate ::= SEQUENCE { tbs, algorithm, BIT STRING with no unused bits }
+        (cryptography tolerates a non-zero unused-bits count)."""
         data = self.der
         try:
-            tag, start, end = tlv(data, 0, len(data))
+            tag, start, end = der.header(data)
             if tag != der.SEQUENCE or end != len(data):
                 return
-            parts = elements(data, start, end)
+            parts = der.spans(data, start, end)
             if not parts or parts[0][0] != der.SEQUENCE:
                 return
-            fields = elements(data, parts[0][2], parts[0][3])
+            fields = der.spans(data, parts[0][2], parts[0][3])
         except der.DerError:
             return
         bits = parts[2] if len(parts) == 3 else None
-        strict = bits is not None and bits[0] == 0x03 and bits[2] < bits[3] and not data[bits[2]]
         first = 1 if fields and fields[0][0] == 0xA0 else 0  # [0] version
         if len(fields) < first + 5:
             return
-        inner, issuer, subject = fields[first + 1], fields[first + 2], fields[first + 4]
-        self.inner_algorithm = data[inner[1] : inner[3]]
+        issuer, subject = fields[first + 2], fields[first + 4]
         self.issuer = data[issuer[1] : issuer[3]]
         self.subject = data[subject[1] : subject[3]]
-        self.strict = strict
-        if bits is not None and strict:
-            self.tbs = data[parts[0][1] : parts[0][3]]
-            self.algorithm = data[parts[1][1] : parts[1][3]]
-            self.signature = data[bits[2] + 1 : bits[3]]
+        self.strict = (
+            bits is not None and bits[0] == 0x03 and bits[2] < bits[3] and not data[bits[2]]
+        )
 
     @property
     def pem(self) -> bytes:
@@ -192,8 +117,8 @@ class Cert:
         return hash(self.der)
 
 
-_by_der = Lru(512)  # exact DER -> Cert
-_chains = Lru(256)  # exact PEM chain (bytes or str) -> tuple[Cert, ...]
+_by_der: Lru[bytes, Cert] = Lru(512)  # exact DER -> Cert
+_chains: Lru[bytes | str, tuple[Cert, ...]] = Lru(256)  # exact PEM chain -> its certificates
 
 
 def clear_parsed() -> None:
@@ -205,7 +130,7 @@ def clear_parsed() -> None:
 def load_der(data: bytes) -> Cert:
     """The certificate in exactly these DER bytes (``x509.load_der_x509_certificate``'s
     errors)."""
-    return _by_der.get(data, lambda: Cert(x509.load_der_x509_certificate(data), data))
+    return _by_der.get_or_create(data, lambda: Cert(x509.load_der_x509_certificate(data), data))
 
 
 def from_x509(cert: x509.Certificate) -> Cert:
@@ -243,4 +168,4 @@ def load_pem_chain(data: bytes | str) -> tuple[Cert, ...]:
             return fast
         return tuple(from_x509(cert) for cert in x509.load_pem_x509_certificates(raw))
 
-    return _chains.get(data, load)
+    return _chains.get_or_create(data, load)

@@ -33,23 +33,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.utils import CryptographyDeprecationWarning
+from cryptography.x509.oid import SignatureAlgorithmOID
 
-from attestcall import der
+from attestcall import der, pki
 from attestcall.appraisal import Appraisal
 from attestcall.errors import EvidenceError
-from attestcall.intel.certs import (
-    ECDSA_WITH_SHA256,
-    Cert,
-    Lru,
-    clear_parsed,
-    elements,
-    load_pem_chain,
-    tlv,
-)
+from attestcall.intel.certs import Cert, clear_parsed, load_pem_chain
 from attestcall.intel.collateral import (
     QE_ID_SGX,
     QE_ID_TDX,
@@ -80,10 +73,14 @@ from attestcall.intel.tcb import (
     platform_tcb,
 )
 from attestcall.intel.tdx_quote import DcapQuote, TdReportBody, quote_length
+from attestcall.lru import Lru
 
 __all__ = ["appraise_intel", "appraise_sgx", "appraise_tdx", "clear_cache"]
 
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+_ECDSA_WITH_SHA256 = der.encode_sequence(
+    der.encode_oid(SignatureAlgorithmOID.ECDSA_WITH_SHA256.dotted_string)
+)
 _SGX_OID = x509.ObjectIdentifier(SGX_EXTENSION_OID)
 _CACHE_SIZE = 256
 
@@ -152,35 +149,18 @@ def _roots_key(roots: Sequence[x509.Certificate]) -> tuple[bytes, ...]:
 
 
 def _issued(child: Cert, parent: Cert) -> str | None:
-    """Why ``parent`` did not issue ``child`` ("name" or "signature"), or None: what
-    ``child.verify_directly_issued_by(parent)`` says. For the usual case (both encoded
-    exactly as given, ECDSA with SHA-256, a P-256 issuer key) the same checks are made
-    directly on the exact bytes (the two signature algorithms, issuer name against subject
-    name, then the signature over the tbsCertificate), without re-encoding anything."""
-    key = parent.key
-    if (child.exact and parent.exact and child.tbs and parent.subject and key is not None
-            and child.algorithm == ECDSA_WITH_SHA256):  # fmt: skip
-        # verify_directly_issued_by's ValueErrors: the tbs and outer signature algorithms
-        # differ, or the issuer name is not the parent's subject.
-        if child.inner_algorithm != child.algorithm or child.issuer != parent.subject:
-            return "name"
-        try:
-            key.verify(child.signature, child.tbs, _ECDSA_SHA256)
-        except InvalidSignature:
-            return "signature"
+    """Why ``parent`` did not issue ``child`` ("name" or "signature"), or None
+    (:func:`attestcall.pki.issued_by`: names, algorithms and the issuer key's type are
+    "name"; a signature that does not verify, or cannot be verified, is "signature")."""
+    failure = pki.issued_by(child.x509, parent.x509)
+    if failure is None:
         return None
-    try:
-        child.x509.verify_directly_issued_by(parent.x509)
-    except ValueError:
-        return "name"
-    except (InvalidSignature, TypeError, UnsupportedAlgorithm):
-        return "signature"
-    return None
+    return "name" if failure.fault is pki.Fault.WRONG_ISSUER else "signature"
 
 
 def _link_problem(child: Cert, parent: Cert, name: str, what: str) -> str | None:
     """Why ``parent`` did not issue ``child`` (names, then signature), or None; memoised."""
-    failure = _signatures.get((child.der, parent.der), lambda: _issued(child, parent))
+    failure = _signatures.get_or_create((child.der, parent.der), lambda: _issued(child, parent))
     if failure == "name":
         return f"{name} was not issued by the next certificate of the {what}"
     if failure == "signature":
@@ -190,63 +170,50 @@ def _link_problem(child: Cert, parent: Cert, name: str, what: str) -> str | None
 
 @dataclass(frozen=True)
 class _CrlParts:
-    """A CRL's issuer name (exact DER) and, if it is strictly SEQUENCE { tbsCertList,
-    ecdsa-with-SHA256, BIT STRING with no unused bits }, the signed bytes and signature."""
+    """A CRL's issuer name (exact DER, as sliced by :mod:`attestcall.der`) and whether it
+    is strictly SEQUENCE { tbsCertList, ecdsa-with-SHA256, BIT STRING with no unused bits }
+    (only such a CRL is Intel's; cryptography would also take other algorithms and a
+    non-zero unused-bits count)."""
 
     issuer: bytes
-    tbs: bytes | None
-    signature: bytes
+    strict: bool
 
 
 def _crl_parts(crl_der: bytes) -> _CrlParts:
     def parse() -> _CrlParts:
-        end = len(crl_der)
         try:
-            tag, start, outer_end = tlv(crl_der, 0, end)
-            if outer_end != end:
-                raise der.DerError("trailing bytes")
-            parts = elements(crl_der, start, end) if tag == der.SEQUENCE else []
+            tag, start, end = der.header(crl_der)
+            if tag != der.SEQUENCE or end != len(crl_der):
+                return _CrlParts(b"", False)
+            parts = der.spans(crl_der, start, end)
         except der.DerError:
-            return _CrlParts(b"", None, b"")
-        if tag != der.SEQUENCE:
-            return _CrlParts(b"", None, b"")
+            return _CrlParts(b"", False)
         if not parts:
             raise IndexError("list index out of range")  # as der.decode(...).children()[0]
         issuer = b""
         try:
             if parts[0][0] != der.SEQUENCE:
                 raise der.DerError("tbsCertList is not a SEQUENCE")
-            fields = elements(crl_der, parts[0][2], parts[0][3])
+            fields = der.spans(crl_der, parts[0][2], parts[0][3])
         except der.DerError:
             pass
         else:
             first = 1 if fields and fields[0][0] == der.INTEGER else 0  # version
             if len(fields) >= first + 2:
                 issuer = crl_der[fields[first + 1][1] : fields[first + 1][3]]
-        if len(parts) != 3 or crl_der[parts[1][1] : parts[1][3]] != ECDSA_WITH_SHA256:
-            return _CrlParts(issuer, None, b"")
+        if len(parts) != 3 or crl_der[parts[1][1] : parts[1][3]] != _ECDSA_WITH_SHA256:
+            return _CrlParts(issuer, False)
         bits = parts[2]
-        if bits[0] != 0x03 or bits[2] == bits[3] or crl_der[bits[2]]:
-            return _CrlParts(issuer, None, b"")
-        return _CrlParts(issuer, crl_der[parts[0][1] : parts[0][3]], crl_der[bits[2] + 1 : bits[3]])
+        strict = bits[0] == 0x03 and bits[2] < bits[3] and not crl_der[bits[2]]
+        return _CrlParts(issuer, strict)
 
-    return _crls.get(crl_der, parse)
+    return _crls.get_or_create(crl_der, parse)
 
 
-def _crl_signed_by(crl_der: bytes, signer: Cert) -> bool:
-    """The CRL's signature over its exact tbsCertList bytes (sliced from the DER: cheaper
-    than cryptography's re-encoding of a long list), ECDSA P-256 with SHA-256."""
-    key = signer.key
-    if key is None:
-        return False
-    parts = _crl_parts(crl_der)
-    if parts.tbs is None:
-        return False
-    try:
-        key.verify(parts.signature, parts.tbs, _ECDSA_SHA256)
-    except InvalidSignature:
-        return False
-    return True
+def _crl_signed_by(crl: x509.CertificateRevocationList, crl_der: bytes, signer: Cert) -> bool:
+    """The CRL is strictly Intel's shape and its signature verifies with the signer's key
+    (:func:`attestcall.pki.crl_signed_by`; the names were compared by the caller)."""
+    return _crl_parts(crl_der).strict and pki.crl_signed_by(crl, signer.x509) is None
 
 
 def _text_signed_by(data: bytes, raw_signature: bytes, signer: Cert) -> bool:
@@ -261,7 +228,7 @@ def _attestation_key(raw: bytes) -> ec.EllipticCurvePublicKey | None:
         except ValueError:
             return None
 
-    return _keys.get(raw, make)
+    return _keys.get_or_create(raw, make)
 
 
 # ------------------------------------------------------------------------ time windows
@@ -269,26 +236,32 @@ def _attestation_key(raw: bytes) -> ec.EllipticCurvePublicKey | None:
 
 @dataclass(frozen=True)
 class _Window:
-    """Something valid from ``start`` to ``end``; ``kind`` picks the wording."""
+    """Something valid in ``window`` (:class:`attestcall.pki.Window`); a certificate's
+    window (end inclusive) and a dated document's or CRL's (end exclusive) are worded
+    differently."""
 
     what: str
-    start: datetime
-    end: datetime
-    kind: str  # "cert" (end inclusive) or "dated" (issue/next update, end exclusive)
+    window: pki.Window
 
     def problem(self, at: datetime) -> str | None:
-        if self.start <= at < self.end or (at == self.end and self.kind == "cert"):
+        timing = self.window.timing(at)
+        if timing is pki.Timing.VALID:
             return None
-        when, start, end = _stamp(at), _stamp(self.start), _stamp(self.end)
-        if at < self.start:
-            if self.kind == "cert":
+        window = self.window
+        when, start, end = _stamp(at), _stamp(window.start), _stamp(window.end)
+        if timing is pki.Timing.EARLY:
+            if window.end_inclusive:
                 return f"{self.what} is not yet valid at {when} (valid from {start})"
             return f"{self.what} issued in the future ({start}, verifying at {when})"
         return f"{self.what} expired at {end}"
 
 
 def _cert_window(cert: Cert, what: str) -> _Window:
-    return _Window(what, cert.not_before, cert.not_after, "cert")
+    return _Window(what, pki.Window(cert.not_before, cert.not_after, True))
+
+
+def _dated_window(start: datetime, end: datetime, what: str) -> _Window:
+    return _Window(what, pki.Window(start, end, False))
 
 
 # ------------------------------------------------------------------------ chains
@@ -344,17 +317,11 @@ def _canonical_pem(certs: Sequence[Cert], data: bytes) -> bool:
 
 def _revoked(crl: x509.CertificateRevocationList, cert: Cert) -> bool:
     """Listed in the CRL (a negative serial number, which no CA issues, counts as listed)."""
-    try:
-        return crl.get_revoked_certificate_by_serial_number(cert.serial) is not None
-    except ValueError:
-        return True
+    return pki.revoked(crl, cert.serial)
 
 
 def _crl_window(crl: x509.CertificateRevocationList, what: str) -> _Window:
-    end = crl.next_update_utc
-    if end is None:
-        end = datetime.max.replace(tzinfo=UTC)
-    return _Window(what, crl.last_update_utc, end, "dated")
+    return _Window(what, pki.crl_window(crl))
 
 
 # ------------------------------------------------------------------------ the PCK chain
@@ -483,14 +450,14 @@ def _signed(collateral: Collateral, roots: tuple[bytes, ...]) -> _Signed:
     if qe_chain[-1] != tcb_chain[-1]:
         problems.append("QE identity and TCB info are signed under different roots")
     info, identity = collateral.tcb_info, collateral.qe_identity
-    windows.append(_Window("TCB info", info.issue_date, info.next_update, "dated"))
-    windows.append(_Window("QE identity", identity.issue_date, identity.next_update, "dated"))
+    windows.append(_dated_window(info.issue_date, info.next_update, "TCB info"))
+    windows.append(_dated_window(identity.issue_date, identity.next_update, "QE identity"))
 
     # Root CA CRL: issued and signed by the root.
     root = signing.root
     if _crl_parts(collateral.root_ca_crl_der).issuer != root.subject:
         problems.append("root CA CRL is not issued by the collateral's root")
-    elif not _crl_signed_by(collateral.root_ca_crl_der, root):
+    elif not _crl_signed_by(root_crl, collateral.root_ca_crl_der, root):
         problems.append("root CA CRL signature does not verify with the root key")
     windows.append(_crl_window(root_crl, "root CA CRL"))
 
@@ -511,7 +478,7 @@ def _signed(collateral: Collateral, roots: tuple[bytes, ...]) -> _Signed:
     pck_crl_issuer = _crl_parts(collateral.pck_crl_der).issuer
     if pck_crl_issuer != crl_issuer.subject:
         problems.append("PCK CRL is not issued by the PCK CRL issuer certificate")
-    elif not _crl_signed_by(collateral.pck_crl_der, crl_issuer):
+    elif not _crl_signed_by(collateral.pck_crl, collateral.pck_crl_der, crl_issuer):
         problems.append("PCK CRL signature does not verify with its issuer's key")
     windows.append(_crl_window(collateral.pck_crl, "PCK CRL"))
     return _Signed(
@@ -536,8 +503,8 @@ class _Platform:
 def _platform(
     chain_bytes: bytes, collateral: Collateral, roots: tuple[bytes, ...], tdx: bool
 ) -> _Platform:
-    pck = _chains.get((chain_bytes, roots), lambda: _pck_chain(chain_bytes, roots))
-    signed = _collaterals.get((collateral.key, roots), lambda: _signed(collateral, roots))
+    pck = _chains.get_or_create((chain_bytes, roots), lambda: _pck_chain(chain_bytes, roots))
+    signed = _collaterals.get_or_create((collateral.key, roots), lambda: _signed(collateral, roots))
     problems = list(pck.problems) + list(signed.problems)
     windows = pck.windows + signed.windows
     chain, extension = pck.chain, pck.extension
@@ -550,7 +517,9 @@ def _platform(
         # The PCK CRL must be the PCK CA's: same issuer name, signed by the PCK's issuer.
         if pck.pck_issuer != signed.pck_crl_issuer:
             problems.append("PCK CRL is not issued by the PCK certificate's issuer")
-        elif certs[1] != signed.crl_issuer and not _crl_signed_by(collateral.pck_crl_der, certs[1]):
+        elif certs[1] != signed.crl_issuer and not _crl_signed_by(
+            collateral.pck_crl, collateral.pck_crl_der, certs[1]
+        ):
             problems.append("PCK CRL signature does not verify with the PCK CA's key")
         if _revoked(collateral.pck_crl, certs[0]):
             problems.append(
@@ -693,7 +662,7 @@ def _appraise(
 
     roots_key = _roots_key(roots)
     chain_bytes = qe.certification_data.data
-    platform = _platforms.get(
+    platform = _platforms.get_or_create(
         (collateral.key, chain_bytes, roots_key, tdx),
         lambda: _platform(chain_bytes, collateral, roots_key, tdx),
     )

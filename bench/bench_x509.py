@@ -1,0 +1,118 @@
+"""Time the X.509 checks of a cold Intel verification two ways, in the same run.
+
+Run as ``python bench/bench_x509.py``. On the SGX v3 vector's collateral and PCK chain:
+
+- pki: :mod:`attestcall.pki` (``verify_directly_issued_by`` for the three certificate
+  links, issuer name + ``is_signature_valid`` for the two CRLs), on certificates and CRLs
+  already loaded;
+- sliced: the hand-sliced DER path attestcall used before (the tbsCertificate /
+  tbsCertList and signature cut out of the exact DER once, issuer names compared as DER
+  slices, then one ``EllipticCurvePublicKey.verify`` per signature with a cached key).
+
+Both do the same ECDSA verifications; the difference is what surrounds them. The ratio
+pki / sliced must stay at or below TARGET for the hand-sliced path to stay out of
+``src/`` (MISSED is printed otherwise).
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from attestcall import der, pki
+from attestcall.intel.collateral import Collateral
+from attestcall.intel.quote import Quote
+
+DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "intel"
+TARGET = 1.25  # pki / sliced, for a cold verification's X.509 work
+ROUNDS = 21
+PER_ROUND = 100
+_ECDSA = ec.ECDSA(hashes.SHA256())
+
+
+def _slices(data: bytes) -> tuple[bytes, bytes, bytes]:
+    """(tbs, signature, issuer name) of a certificate or CRL, cut from its DER."""
+    _, start, end = der.header(data)
+    tbs, _algorithm, bits = der.spans(data, start, end)
+    fields = der.spans(data, tbs[2], tbs[3])
+    if fields[0][0] == 0xA0:  # a certificate: [0] version, serial, algorithm, issuer
+        issuer = fields[3]
+    else:  # a CRL: (version,) algorithm, issuer
+        issuer = fields[2] if fields[0][0] == der.INTEGER else fields[1]
+    return data[tbs[1] : tbs[3]], data[bits[2] + 1 : bits[3]], data[issuer[1] : issuer[3]]
+
+
+def _subject(data: bytes) -> bytes:
+    _, start, end = der.header(data)
+    tbs = der.spans(data, start, end)[0]
+    fields = der.spans(data, tbs[2], tbs[3])
+    subject = fields[5]  # [0] version, serial, algorithm, issuer, validity, subject
+    return data[subject[1] : subject[3]]
+
+
+def workload() -> tuple[Callable[[], None], Callable[[], None]]:
+    collateral = Collateral.load(DATA / "sgx_quote_v3.collateral.json")
+    quote = Quote.parse((DATA / "sgx_quote_v3.bin").read_bytes())
+    pem = quote.signature_data.qe.certification_data.data.rstrip(b"\x00")
+    pck, pck_ca, root = x509.load_pem_x509_certificates(pem)
+    signing = collateral.tcb_info_issuer_chain[0]
+    links = [(pck, pck_ca), (pck_ca, root), (signing, root)]
+    pck_crl_issuer = collateral.pck_crl_issuer_chain[0]
+    crls = [(collateral.root_ca_crl, root), (collateral.pck_crl, pck_crl_issuer)]
+
+    def with_pki() -> None:
+        for child, parent in links:
+            assert pki.issued_by(child, parent) is None
+        for crl, issuer in crls:
+            assert pki.crl_issued_by(crl, issuer) is None
+
+    def key(cert: x509.Certificate) -> ec.EllipticCurvePublicKey:
+        public = cert.public_key()
+        assert isinstance(public, ec.EllipticCurvePublicKey)
+        return public
+
+    prepared = []  # what a parse cache would hold: slices, the issuer's subject and key
+    for signed, issuer_cert in [*links, *crls]:
+        tbs, signature, issuer = _slices(signed.public_bytes(Encoding.DER))
+        subject = _subject(issuer_cert.public_bytes(Encoding.DER))
+        prepared.append((tbs, signature, issuer, subject, key(issuer_cert)))
+
+    def sliced() -> None:
+        for tbs, signature, issuer, subject, public in prepared:
+            assert issuer == subject
+            public.verify(signature, tbs, _ECDSA)
+
+    return with_pki, sliced
+
+
+def main() -> int:
+    with_pki, sliced = workload()
+    with_pki()
+    sliced()
+    pki_times, sliced_times = [], []
+    for _ in range(ROUNDS):  # interleaved, so both see the same machine
+        for function, times in ((with_pki, pki_times), (sliced, sliced_times)):
+            start = time.perf_counter()
+            for _ in range(PER_ROUND):
+                function()
+            times.append((time.perf_counter() - start) / PER_ROUND)
+    p, s = statistics.median(pki_times), statistics.median(sliced_times)
+    ratio = p / s
+    flag = "" if ratio <= TARGET else "  MISSED"
+    print("3 certificate links + 2 CRLs (SGX v3 collateral), median of", ROUNDS, "rounds")
+    print(f"pki     {p * 1e6:8.1f} us")
+    print(f"sliced  {s * 1e6:8.1f} us")
+    print(f"ratio   {ratio:8.2f}x pki / sliced (target <= {TARGET}){flag}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
