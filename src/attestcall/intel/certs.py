@@ -11,9 +11,9 @@ certificate is loaded once however often it appears.
 Fields are computed from ``cryptography``'s own encoding of the certificate
 (``public_bytes(DER)``), which is what ``x509.Certificate`` equality compares; ``exact``
 says whether it is also byte for byte the input (always, for anything that parses as DER
-without surprises). The issuer and subject names are sliced from that encoding with
-:mod:`attestcall.der`, so names compare as bytes; signatures are checked by
-:mod:`attestcall.pki`.
+without surprises), which is when :mod:`attestcall.intel.verify` may check a signature
+over the sliced tbs bytes instead of through :mod:`attestcall.pki` (see there why). The
+slices are cut with :mod:`attestcall.der`.
 """
 
 from __future__ import annotations
@@ -60,8 +60,8 @@ class Cert:
     """One parsed certificate. Equality is ``x509.Certificate`` equality (same encoding)."""
 
     __slots__ = (
-        "x509", "der", "exact", "issuer", "subject", "strict", "key", "not_before", "not_after",
-        "serial", "_pem", "memo",
+        "x509", "der", "exact", "issuer", "subject", "strict", "tbs", "inner_algorithm",
+        "algorithm", "signature", "key", "not_before", "not_after", "serial", "_pem", "memo",
     )  # fmt: skip
 
     def __init__(self, cert: x509.Certificate, original: bytes | None) -> None:
@@ -70,6 +70,7 @@ class Cert:
         self.x509 = cert
         self.der = original if self.exact and original is not None else encoded
         self.issuer, self.subject, self.strict = b"", b"", False
+        self.tbs, self.inner_algorithm, self.algorithm, self.signature = b"", b"", b"", b""
         self._parts()
         self.key = _ec_key(cert)
         self.not_before: datetime = cert.not_valid_before_utc
@@ -79,9 +80,10 @@ class Cert:
         self.memo: dict[str, Any] = {}  # derived parses (the PCK's SGX extension)
 
     def _parts(self) -> None:
-        """Issuer and subject as their exact DER, and whether the certificate is strictly
-        Certificate ::= SEQUENCE { tbs, algorithm, BIT STRING with no unused bits }
-        (cryptography tolerates a non-zero unused-bits count)."""
+        """Issuer and subject as their exact DER, the tbs/signature slices, the signature
+        algorithm inside the tbs and outside it, and whether it is strictly Certificate ::=
+        SEQUENCE { tbs, algorithm, BIT STRING with no unused bits } (cryptography tolerates a
+        non-zero unused-bits count)."""
         data = self.der
         try:
             tag, start, end = der.header(data)
@@ -97,12 +99,17 @@ class Cert:
         first = 1 if fields and fields[0][0] == 0xA0 else 0  # [0] version
         if len(fields) < first + 5:
             return
-        issuer, subject = fields[first + 2], fields[first + 4]
+        inner, issuer, subject = fields[first + 1], fields[first + 2], fields[first + 4]
+        self.inner_algorithm = data[inner[1] : inner[3]]
         self.issuer = data[issuer[1] : issuer[3]]
         self.subject = data[subject[1] : subject[3]]
         self.strict = (
             bits is not None and bits[0] == 0x03 and bits[2] < bits[3] and not data[bits[2]]
         )
+        if bits is not None and self.strict:
+            self.tbs = data[parts[0][1] : parts[0][3]]
+            self.algorithm = data[parts[1][1] : parts[1][3]]
+            self.signature = data[bits[2] + 1 : bits[3]]
 
     @property
     def pem(self) -> bytes:
