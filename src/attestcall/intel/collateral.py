@@ -22,7 +22,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from operator import itemgetter
+from operator import methodcaller
 from pathlib import Path
 from typing import Any
 
@@ -187,20 +187,6 @@ class _Obj:
     def obj(self, key: str) -> _Obj:
         return _Obj(self.get(key), f"{self.where}.{key}")
 
-    def status(self, allowed: frozenset[str]) -> str:
-        status = self.str("tcbStatus")
-        if status not in allowed:
-            raise CollateralError(f"{self.where}: unknown tcbStatus {status!r}")
-        return status
-
-    def advisories(self) -> tuple[str, ...]:
-        if "advisoryIDs" not in self.value:
-            return ()
-        ids = self.list("advisoryIDs")
-        if not all(isinstance(i, str) for i in ids):
-            raise CollateralError(f"{self.where}: advisoryIDs must be strings")
-        return tuple(ids)
-
 
 def _date(text: str, where: str) -> datetime:
     if not text.endswith("Z"):
@@ -212,111 +198,76 @@ def _date(text: str, where: str) -> datetime:
     return value
 
 
-def _svns(items: Any, where: str) -> tuple[int, ...]:
-    if not isinstance(items, list) or len(items) != 16:
-        raise CollateralError(f"{where} must list 16 components")
-    out = []
-    for item in items:
-        svn = item.get("svn") if type(item) is dict else None
-        if type(svn) is not int or not 0 <= svn <= 255:
-            raise CollateralError(f"{where}: each component needs an svn in 0..255")
-        out.append(svn)
-    return tuple(out)
+# The level readers below are the one acceptance rule for a TCB info's or QE identity's
+# levels (dozens per TCB info: most of its parsing). Each decides with a few type checks on
+# the plain JSON values and builds the typed level; only a rejection spends time on naming
+# the problem.
+
+_DICT, _INT = {dict}, {int}
+_SVN = methodcaller("get", "svn")
 
 
-# The quick readers below accept exactly what the checked ones accept and build the same
-# values; on anything unusual they return None and the checked reader (which names the
-# problem) runs instead. A TCB info holds dozens of levels: this is most of its parsing.
-
-
-_DICT, _INT, _SVN = {dict}, {int}, itemgetter("svn")
-
-
-def _quick_svns(items: Any) -> tuple[int, ...] | None:
-    if type(items) is not list or len(items) != 16 or set(map(type, items)) != _DICT:
-        return None
+def _member(obj: dict[str, Any], key: str, where: str) -> Any:
     try:
-        svns = tuple(map(_SVN, items))
+        return obj[key]
     except KeyError:
-        return None
-    if set(map(type, svns)) != _INT or min(svns) < 0 or max(svns) > 255:
-        return None
-    return svns
+        raise CollateralError(f"{where}: missing {key!r}") from None
 
 
-def _quick_date(text: Any) -> datetime | None:
-    if type(text) is not str or not text.endswith("Z"):
-        return None
-    try:
-        return datetime.fromisoformat(text[:-1] + "+00:00")
-    except ValueError:
-        return None
+def _svns(tcb: dict[str, Any], key: str, where: str) -> tuple[int, ...]:
+    """The 16 ``{"svn": n}`` components of ``tcb[key]`` as SVNs in 0..255."""
+    items = _member(tcb, key, where)
+    if type(items) is list and len(items) == 16 and set(map(type, items)) == _DICT:
+        svns = tuple(map(_SVN, items))
+        if set(map(type, svns)) == _INT and min(svns) >= 0 and max(svns) <= 255:
+            return svns
+    if not isinstance(items, list) or len(items) != 16:
+        raise CollateralError(f"{where}.{key} must list 16 components")
+    raise CollateralError(f"{where}.{key}: each component needs an svn in 0..255")
 
 
-def _quick_common(
-    entry: Any, allowed: frozenset[str]
-) -> tuple[dict[str, Any], datetime, str, tuple[str, ...]] | None:
-    """The level's tcb object, date, status and advisories, or None."""
+def _uint(obj: dict[str, Any], key: str, bits: int, where: str) -> int:
+    value = _member(obj, key, where)
+    if type(value) is not int or not 0 <= value < 1 << bits:
+        raise CollateralError(f"{where}: {key!r} must be an integer below 2**{bits}")
+    return value
+
+
+def _level_common(
+    entry: Any, where: str, allowed: frozenset[str]
+) -> tuple[dict[str, Any], datetime, str, tuple[str, ...]]:
+    """A level's ``tcb`` object, ``tcbDate``, ``tcbStatus`` and ``advisoryIDs``."""
     if type(entry) is not dict:
-        return None
-    tcb = entry.get("tcb")
-    date = _quick_date(entry.get("tcbDate"))
-    status = entry.get("tcbStatus")
-    if type(tcb) is not dict or date is None or type(status) is not str or status not in allowed:
-        return None
+        raise CollateralError(f"{where} must be a JSON object")
+    tcb = _member(entry, "tcb", where)
+    if type(tcb) is not dict:
+        raise CollateralError(f"{where}.tcb must be a JSON object")
+    text = _member(entry, "tcbDate", where)
+    if type(text) is not str:
+        raise CollateralError(f"{where}: 'tcbDate' must be a string")
+    date = _date(text, f"{where}: 'tcbDate'")
+    status = _member(entry, "tcbStatus", where)
+    if type(status) is not str:
+        raise CollateralError(f"{where}: 'tcbStatus' must be a string")
+    if status not in allowed:
+        raise CollateralError(f"{where}: unknown tcbStatus {status!r}")
     advisories: tuple[str, ...] = ()
     if "advisoryIDs" in entry:
         ids = entry["advisoryIDs"]
-        if type(ids) is not list or not all(isinstance(i, str) for i in ids):
-            return None
+        if type(ids) is not list:
+            raise CollateralError(f"{where}: 'advisoryIDs' must be a list")
+        if not all(type(i) is str for i in ids):
+            raise CollateralError(f"{where}: advisoryIDs must be strings")
         advisories = tuple(ids)
     return tcb, date, status, advisories
 
 
-def _quick_int(value: Any, bits: int) -> bool:
-    return type(value) is int and 0 <= value < 1 << bits
-
-
-def _quick_tcb_level(entry: Any, is_tdx: bool) -> TcbLevel | None:
-    common = _quick_common(entry, TCB_STATUSES)
-    if common is None:
-        return None
-    tcb, date, status, advisories = common
-    tdx = None
-    if is_tdx:
-        tdx = _quick_svns(tcb.get("tdxtcbcomponents"))
-        if tdx is None:
-            return None
-    sgx = _quick_svns(tcb.get("sgxtcbcomponents"))
-    pce_svn = tcb.get("pcesvn")
-    if sgx is None or not _quick_int(pce_svn, 16):
-        return None
-    return TcbLevel(sgx, pce_svn, tdx, date, status, advisories)
-
-
-def _tcb_level(item: Any, i: int, is_tdx: bool) -> TcbLevel:
-    entry = _Obj(item, f"tcb_info.tcbLevels[{i}]")
-    tcb = entry.obj("tcb")
-    tdx = _svns(tcb.get("tdxtcbcomponents"), f"{tcb.where}.tdxtcbcomponents") if is_tdx else None
-    return TcbLevel(
-        _svns(tcb.get("sgxtcbcomponents"), f"{tcb.where}.sgxtcbcomponents"),
-        tcb.int("pcesvn", 16),
-        tdx,
-        entry.date("tcbDate"),
-        entry.status(TCB_STATUSES),
-        entry.advisories(),
-    )
-
-
-def _quick_module_level(entry: Any, allowed: frozenset[str]) -> ModuleTcbLevel | None:
-    common = _quick_common(entry, allowed)
-    if common is None:
-        return None
-    tcb, date, status, advisories = common
-    isv_svn = tcb.get("isvsvn")
-    if not _quick_int(isv_svn, 16):
-        return None
-    return ModuleTcbLevel(isv_svn, date, status, advisories)
+def _tcb_level(entry: Any, i: int, is_tdx: bool) -> TcbLevel:
+    where = f"tcb_info.tcbLevels[{i}]"
+    tcb, date, status, advisories = _level_common(entry, where, TCB_STATUSES)
+    tdx = _svns(tcb, "tdxtcbcomponents", f"{where}.tcb") if is_tdx else None
+    sgx = _svns(tcb, "sgxtcbcomponents", f"{where}.tcb")
+    return TcbLevel(sgx, _uint(tcb, "pcesvn", 16, f"{where}.tcb"), tdx, date, status, advisories)
 
 
 def _module_levels(
@@ -324,18 +275,10 @@ def _module_levels(
 ) -> tuple[ModuleTcbLevel, ...]:
     levels = []
     for i, item in enumerate(items):
-        quick = _quick_module_level(item, allowed)
-        if quick is not None:
-            levels.append(quick)
-            continue
-        entry = _Obj(item, f"{where}[{i}]")
+        place = f"{where}[{i}]"
+        tcb, date, status, advisories = _level_common(item, place, allowed)
         levels.append(
-            ModuleTcbLevel(
-                entry.obj("tcb").int("isvsvn", 16),
-                entry.date("tcbDate"),
-                entry.status(allowed),
-                entry.advisories(),
-            )
+            ModuleTcbLevel(_uint(tcb, "isvsvn", 16, f"{place}.tcb"), date, status, advisories)
         )
     if not levels:
         raise CollateralError(f"{where} is empty")
@@ -355,10 +298,7 @@ def parse_tcb_info(text: str) -> TcbInfo:
     if version != 3:
         raise CollateralError(f"tcb_info: version {version} is not supported (only 3)")
     is_tdx = tcb_id == TCB_INFO_TDX
-    levels = [
-        _quick_tcb_level(item, is_tdx) or _tcb_level(item, i, is_tdx)
-        for i, item in enumerate(root.list("tcbLevels"))
-    ]
+    levels = [_tcb_level(item, i, is_tdx) for i, item in enumerate(root.list("tcbLevels"))]
     if not levels:
         raise CollateralError("tcb_info: tcbLevels is empty")
     module = None
