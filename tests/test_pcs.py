@@ -456,3 +456,47 @@ def test_cli_verify_with_pccs(server: CollateralServer, tmp_path: Path) -> None:
         verdict = json.loads(done.stdout)
         assert verdict["accepted"] and verdict["tcb_status"] == "UpToDate"
     assert len(server.requests) == 4  # the second run is served from the cache
+
+
+# ------------------------------------------------------------------ PcsSource (per question)
+
+
+def test_pcs_source_answers_the_verifier_and_caches_each_answer(
+    sgx_server: CollateralServer, cache: Cache
+) -> None:
+    from attestcall.intel.pcs import PcsSource
+    from attestcall.intel.roots import intel_root
+    from attestcall.intel.verify import appraise_sgx
+
+    at = dt.datetime(2025, 7, 19, 10, 1, 17, tzinfo=dt.UTC)
+    source = PcsSource(sgx_server.url, cache=cache)
+    result = appraise_sgx(SGX_QUOTE, collateral=source, at=at, roots=[intel_root()])
+    assert result.problems == []
+    assert sgx_server.requests == SGX_PATHS
+    assert len(list(cache.directory.iterdir())) == 4  # one entry per question
+    sgx_server.requests.clear()
+    again = PcsSource(sgx_server.url, cache=cache)
+    assert again.tcb_info("sgx", "00A067110000").text == SGX_COLLATERAL["tcb_info"]
+    assert again.pck_crl("processor").crl == SGX_COLLATERAL["pck_crl"]
+    assert again.root_ca_crl() == SGX_COLLATERAL["root_ca_crl"]
+    assert again.qe_identity("sgx").signature == SGX_COLLATERAL["qe_identity_signature"]
+    assert sgx_server.requests == []
+
+
+def test_pcs_source_refetches_a_corrupt_entry(sgx_server: CollateralServer, cache: Cache) -> None:
+    from attestcall.intel.pcs import PcsSource
+
+    PcsSource(sgx_server.url, cache=cache).qe_identity("sgx")
+    (entry,) = cache.directory.iterdir()
+    entry.write_bytes(b"not what was stored")
+    sgx_server.requests.clear()
+    answer = PcsSource(sgx_server.url, cache=cache).qe_identity("sgx")
+    assert answer.text == SGX_COLLATERAL["qe_identity"]
+    assert sgx_server.requests == [f"{API}/qe/identity"]
+
+
+def test_pcs_source_reports_a_missing_answer(server: CollateralServer, cache: Cache) -> None:
+    from attestcall.intel.pcs import PcsSource
+
+    with pytest.raises(CollateralError, match="404"):
+        PcsSource(server.url, cache=cache).tcb_info("sgx", "00A067110000")

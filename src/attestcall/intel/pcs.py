@@ -57,6 +57,7 @@ from attestcall.intel.quote import (
     QuoteHeader,
     Reader,
 )
+from attestcall.intel.source import IssuedCrl, SignedText
 from attestcall.intel.structs import SgxFormatError
 
 INTEL_PCS_HOST = "api.trustedservices.intel.com"
@@ -183,6 +184,105 @@ def endpoints(base_url: str, tee: str, fmspc: str, ca: str) -> dict[str, str]:
 # ------------------------------------------------------------------------------ fetching
 
 
+class PcsSource:
+    """A :class:`attestcall.intel.source.CollateralSource` asking the PCS/PCCS at
+    ``base_url``; each answer is kept in ``cache`` (default: :class:`Cache` in the user's
+    cache directory) until its own nextUpdate."""
+
+    def __init__(
+        self, base_url: str, *, cache: Cache | None = None, timeout: float = fetch.DEFAULT_TIMEOUT
+    ) -> None:
+        self.base_url = service_root(base_url)
+        self.cache = cache
+        self.timeout = timeout
+
+    def _url(self, name: str, tee: str = "sgx", fmspc: str = "", ca: str = "processor") -> str:
+        return endpoints(self.base_url, tee, fmspc, ca)[name]
+
+    # Uncached fetches: the answer and when it stops being current.
+
+    def fetch_pck_crl(self, ca: str) -> tuple[IssuedCrl, dt.datetime | None]:
+        url = self._url("pck_crl", ca=ca)
+        answer = fetch.get(url, timeout=self.timeout)
+        der, expiry = _crl(answer.body, url, "PCK CRL")
+        return IssuedCrl(der.hex(), _issuer_chain(answer, PCK_CRL_CHAIN_HEADERS)), expiry
+
+    def fetch_root_ca_crl(self) -> tuple[str, dt.datetime | None]:
+        url = self._url("root_ca_crl")
+        der, expiry = _crl(fetch.get(url, timeout=self.timeout).body, url, "root CA CRL")
+        return der.hex(), expiry
+
+    def fetch_tcb_info(self, tee: str, fmspc: str) -> tuple[SignedText, dt.datetime]:
+        url = self._url("tcb_info", tee, fmspc)
+        answer = fetch.get(url, timeout=self.timeout, accept="application/json")
+        text, signature = _signed_json(answer, "tcbInfo")
+        signed = SignedText(text, signature, _issuer_chain(answer, TCB_INFO_CHAIN_HEADERS))
+        return signed, _next_update(text, url)
+
+    def fetch_qe_identity(self, tee: str) -> tuple[SignedText, dt.datetime]:
+        url = self._url("qe_identity", tee)
+        answer = fetch.get(url, timeout=self.timeout, accept="application/json")
+        text, signature = _signed_json(answer, "enclaveIdentity")
+        chain = _issuer_chain(answer, QE_IDENTITY_CHAIN_HEADERS)
+        return SignedText(text, signature, chain), _next_update(text, url)
+
+    # The source's questions, through the disk cache.
+
+    def _cached(self, key: str, make: Any, rebuild: Any) -> Any:
+        cache = self.cache if self.cache is not None else Cache()
+        data = cache.get(key)
+        if data is not None:
+            try:
+                return rebuild(json.loads(data))
+            except (ValueError, TypeError, KeyError):
+                pass  # a corrupt entry: fetch again
+        value, expiry = make()
+        if expiry is not None:
+            cache.put(key, json.dumps(_plain(value)).encode(), expiry)
+        return value
+
+    def pck_crl(self, ca: str) -> IssuedCrl:
+        return self._cached(  # type: ignore[no-any-return]
+            self._url("pck_crl", ca=ca), lambda: self.fetch_pck_crl(ca),
+            lambda v: IssuedCrl(_text(v["crl"]), _text(v["issuer_chain"])),
+        )  # fmt: skip
+
+    def root_ca_crl(self) -> str:
+        return self._cached(  # type: ignore[no-any-return]
+            self._url("root_ca_crl"), self.fetch_root_ca_crl, _text
+        )
+
+    def tcb_info(self, tee: str, fmspc: str) -> SignedText:
+        return self._cached(  # type: ignore[no-any-return]
+            self._url("tcb_info", tee, fmspc), lambda: self.fetch_tcb_info(tee, fmspc), _signed
+        )
+
+    def qe_identity(self, tee: str) -> SignedText:
+        return self._cached(  # type: ignore[no-any-return]
+            self._url("qe_identity", tee), lambda: self.fetch_qe_identity(tee), _signed
+        )
+
+
+def _plain(value: IssuedCrl | SignedText | str) -> Any:
+    if isinstance(value, IssuedCrl):
+        return {"crl": value.crl, "issuer_chain": value.issuer_chain}
+    if isinstance(value, SignedText):
+        return {"text": value.text, "signature": value.signature,
+                "issuer_chain": value.issuer_chain}  # fmt: skip
+    return value
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError("not a string")
+    return value
+
+
+def _signed(value: Any) -> SignedText:
+    return SignedText(_text(value["text"]), _text(value["signature"]),
+                      _text(value["issuer_chain"]))  # fmt: skip
+
+
 def fetch_collateral(
     base_url: str,
     quote: bytes,
@@ -193,8 +293,8 @@ def fetch_collateral(
     """The collateral of an SGX (v3) or TDX (v4/v5) ``quote`` from the PCS/PCCS at
     ``base_url``, in the QuoteCollateralV3 field names; CollateralError if it cannot be had.
 
-    Served from ``cache`` (default: :class:`Cache` in the user's cache directory) while
-    every part of it is before its nextUpdate."""
+    Served from ``cache`` (default: :class:`Cache` in the user's cache directory) as one
+    entry while every part of it is before its nextUpdate."""
     tee, fmspc, ca = quote_platform(quote)
     urls = endpoints(base_url, tee, fmspc, ca)
     cache = cache if cache is not None else Cache()
@@ -203,34 +303,24 @@ def fetch_collateral(
     if cached is not None:
         return cached
 
-    pck_crl_answer = fetch.get(urls["pck_crl"], timeout=timeout)
-    pck_crl = _crl(pck_crl_answer.body, urls["pck_crl"], "PCK CRL")
-    pck_crl_chain = _issuer_chain(pck_crl_answer, PCK_CRL_CHAIN_HEADERS)
-    root_crl_url = urls["root_ca_crl"]
-    root_crl = _crl(fetch.get(root_crl_url, timeout=timeout).body, root_crl_url, "root CA CRL")
-    tcb_answer = fetch.get(urls["tcb_info"], timeout=timeout, accept="application/json")
-    tcb_info, tcb_signature = _signed_json(tcb_answer, "tcbInfo")
-    tcb_chain = _issuer_chain(tcb_answer, TCB_INFO_CHAIN_HEADERS)
-    qe_answer = fetch.get(urls["qe_identity"], timeout=timeout, accept="application/json")
-    qe_identity, qe_signature = _signed_json(qe_answer, "enclaveIdentity")
-    qe_chain = _issuer_chain(qe_answer, QE_IDENTITY_CHAIN_HEADERS)
-
+    source = PcsSource(base_url, cache=cache, timeout=timeout)
+    pck_crl, pck_crl_expiry = source.fetch_pck_crl(ca)
+    root_crl, root_crl_expiry = source.fetch_root_ca_crl()
+    tcb_info, tcb_expiry = source.fetch_tcb_info(tee, fmspc)
+    qe_identity, qe_expiry = source.fetch_qe_identity(tee)
     collateral = {
-        "pck_crl_issuer_chain": pck_crl_chain,
-        "root_ca_crl": root_crl[0].hex(),
-        "pck_crl": pck_crl[0].hex(),
-        "tcb_info_issuer_chain": tcb_chain,
-        "tcb_info": tcb_info,
-        "tcb_info_signature": tcb_signature,
-        "qe_identity_issuer_chain": qe_chain,
-        "qe_identity": qe_identity,
-        "qe_identity_signature": qe_signature,
+        "pck_crl_issuer_chain": pck_crl.issuer_chain,
+        "root_ca_crl": root_crl,
+        "pck_crl": pck_crl.crl,
+        "tcb_info_issuer_chain": tcb_info.issuer_chain,
+        "tcb_info": tcb_info.text,
+        "tcb_info_signature": tcb_info.signature,
+        "qe_identity_issuer_chain": qe_identity.issuer_chain,
+        "qe_identity": qe_identity.text,
+        "qe_identity_signature": qe_identity.signature,
     }
-    expiries = [
-        _next_update(tcb_info, urls["tcb_info"]),
-        _next_update(qe_identity, urls["qe_identity"]),
-        *(crl[1] for crl in (pck_crl, root_crl) if crl[1] is not None),
-    ]
+    expiries = [tcb_expiry, qe_expiry,
+                *(e for e in (pck_crl_expiry, root_crl_expiry) if e is not None)]  # fmt: skip
     cache.put(key, json.dumps(collateral).encode(), min(expiries))
     return collateral
 

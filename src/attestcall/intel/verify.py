@@ -72,6 +72,13 @@ from attestcall.intel.quote import (
     QuoteHeader,
     signature_to_der,
 )
+from attestcall.intel.source import (
+    Bundle,
+    CollateralSource,
+    Platform,
+    clear_assembled,
+    gather,
+)
 from attestcall.intel.structs import ReportBody
 from attestcall.intel.tcb import (
     PlatformTcb,
@@ -115,6 +122,7 @@ def clear_cache(*, parsed: bool = False) -> None:
     _collaterals.clear()
     _keys.clear()
     if parsed:
+        clear_assembled()
         _crls.clear()
         _root_ders.clear()
         clear_parsed()
@@ -671,11 +679,28 @@ def _platform_claims(extension: PlatformTcb | None) -> dict[str, Any]:
 # ------------------------------------------------------------------------ appraisal
 
 
+def _collateral(
+    source: CollateralSource | Collateral, quote: bytes
+) -> Collateral:
+    """The collateral ``source`` gives for this quote (a loaded Collateral is its own)."""
+    if isinstance(source, Collateral | Bundle):
+        return gather(source, Platform("", "", ""))
+    if not isinstance(source, CollateralSource):
+        raise TypeError("collateral must be a collateral source or a Collateral "
+                        "(see attestcall.intel.source.collateral_source)")  # fmt: skip
+    from attestcall.intel.pcs import quote_platform  # the quote's TEE, FMSPC and PCK CA
+
+    return gather(source, Platform(*quote_platform(quote)))
+
+
 def _appraise(
-    parsed: _Parsed, collateral: Collateral, at: datetime, roots: Sequence[x509.Certificate]
+    parsed: _Parsed,
+    source: CollateralSource | Collateral,
+    at: datetime,
+    roots: Sequence[x509.Certificate],
+    quote: bytes,
 ) -> Appraisal:
-    if not isinstance(collateral, Collateral):
-        raise TypeError("collateral must be a Collateral (see Collateral.load)")
+    collateral = _collateral(source, quote)
     at = _utc(at)
     body = parsed.body
     tdx = isinstance(body, TdReportBody)
@@ -751,20 +776,30 @@ def _appraise(
 
 
 def appraise_sgx(
-    quote: bytes, *, collateral: Collateral, at: datetime, roots: Sequence[x509.Certificate]
+    quote: bytes,
+    *,
+    collateral: CollateralSource | Collateral,
+    at: datetime,
+    roots: Sequence[x509.Certificate],
 ) -> Appraisal:
-    """Appraise an SGX quote (v3, or v4/v5 with TEE type SGX)."""
+    """Appraise an SGX quote (v3, or v4/v5 with TEE type SGX). ``collateral`` is a
+    :class:`~attestcall.intel.source.CollateralSource` (see
+    :func:`~attestcall.intel.source.collateral_source`) or a loaded :class:`Collateral`."""
     parsed = _parse(quote)
     if parsed.header.tee_type != TEE_TYPE_SGX or not isinstance(parsed.body, ReportBody):
         raise EvidenceError(
             f"not an SGX quote: TEE type {parsed.header.tee_type:#x}, version "
             f"{parsed.header.version}"
         )
-    return _appraise(parsed, collateral, at, roots)
+    return _appraise(parsed, collateral, at, roots, quote)
 
 
 def appraise_tdx(
-    quote: bytes, *, collateral: Collateral, at: datetime, roots: Sequence[x509.Certificate]
+    quote: bytes,
+    *,
+    collateral: CollateralSource | Collateral,
+    at: datetime,
+    roots: Sequence[x509.Certificate],
 ) -> Appraisal:
     """Appraise a TDX quote (v4 or v5, TD report 1.0 or 1.5)."""
     parsed = _parse(quote)
@@ -773,12 +808,16 @@ def appraise_tdx(
             f"not a TDX quote: TEE type {parsed.header.tee_type:#x}, version "
             f"{parsed.header.version}"
         )
-    return _appraise(parsed, collateral, at, roots)
+    return _appraise(parsed, collateral, at, roots, quote)
 
 
 def appraise_intel(
-    quote: bytes, *, collateral: Collateral, at: datetime, roots: Sequence[x509.Certificate]
+    quote: bytes,
+    *,
+    collateral: CollateralSource | Collateral,
+    at: datetime,
+    roots: Sequence[x509.Certificate],
 ) -> Appraisal:
     """Appraise an SGX or TDX quote, chosen by its header."""
     parsed = _parse(quote)
-    return _appraise(parsed, collateral, at, roots)
+    return _appraise(parsed, collateral, at, roots, quote)
