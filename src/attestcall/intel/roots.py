@@ -14,5 +14,7 @@ INTEL_ROOT_SHA256 = "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab
 @cache
 def intel_root() -> x509.Certificate:
     """The Intel SGX Root CA certificate, loaded once."""
-    pem = resources.files("attestcall.verifier").joinpath("roots", INTEL_ROOT_FILE).read_bytes()
+    # Package data, read without importing attestcall.verifier (where the file still sits).
+    data = resources.files("attestcall").joinpath("verifier", "roots", INTEL_ROOT_FILE)
+    pem = data.read_bytes()
     return x509.load_pem_x509_certificate(pem)
