@@ -31,7 +31,6 @@ __all__ = [
     "collateral_source", "gather",
 ]  # fmt: skip
 
-TEES = ("sgx", "tdx")
 PCK_CAS = ("processor", "platform")
 
 
