@@ -22,7 +22,7 @@ from pathlib import Path
 import wasmtime
 
 from attestcall.frontends.wasm import WasmKeep
-from attestcall.frontends.wasm_import import IMPORT_TYPE, define_unchecked
+from attestcall.frontends.wasm_import import define_unchecked
 from attestcall.keep.shim import NoneSource
 
 NONCE, BUFFER, TECHNOLOGY = 0x100, 0x200, 0x300
@@ -81,8 +81,9 @@ class BenchKeep(WasmKeep):
 
     def define_imports(self, linker: wasmtime.Linker) -> None:
         super().define_imports(linker)
-        define_unchecked(linker, "bench", "empty", IMPORT_TYPE, EmptyImport())
-        linker.define_func("bench", "empty_py", IMPORT_TYPE, _empty_wasmtime_py)
+        functype = self.executor.import_type
+        define_unchecked(linker, "bench", "empty", functype, EmptyImport())
+        linker.define_func("bench", "empty_py", functype, _empty_wasmtime_py)
 
 
 def per_call_us(keep: WasmKeep, name: str, n: int, repeats: int = 5) -> float:

@@ -17,85 +17,76 @@ evidence byte lands in memory.
 WASI gives the module its argv (argv[0] is the module path as given), an environment and
 the standard streams of this process. Exit statuses follow the wasmtime CLI: ``proc_exit(n)``
 is n, returning from ``_start`` is 0, a trap is 134 (as if the program had aborted).
+
+This is ``attestcall run``'s adapter over the one executor,
+:mod:`attestcall.frontends.wasm_exec` (``keep serve`` uses the same one): it reads the
+module from a file, gives it this process's world and reports failures on stderr.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import wasmtime
 
 from attestcall import abi
 from attestcall.errors import PayloadError
-from attestcall.frontends.wasm_import import (
-    IMPORT_TYPE,
-    MEMORY_EXPORT,
-    AttestationImport,
-    define_unchecked,
+from attestcall.frontends.wasm_exec import (
+    ENTRY_POINT,
+    TRAP_EXIT_STATUS,
+    WASM_MAGIC,
+    InvalidModule,
+    LinkFailed,
+    NoEntryPoint,
+    Wasi,
+    WasmExecutor,
+    WasmInstance,
+    first_line,
+    last_line,
 )
 
-IMPORT_MODULE = "attestation"
-IMPORT_NAME = "get_attestation"
-ENTRY_POINT = "_start"
-TRAP_EXIT_STATUS = 134  # 128 + SIGABRT, what the wasmtime CLI returns on a trap
-ERROR_EXIT_STATUS = 1  # a runtime error that is neither an exit nor a trap
+__all__ = [
+    "TRAP_EXIT_STATUS",
+    "WasmKeep",
+    "default_executor",
+    "load_module",
+    "run_wasm",
+]
 
 
 @functools.cache
-def default_engine() -> wasmtime.Engine:
-    """One engine for the process; compiled modules and stores hang off it."""
-    return wasmtime.Engine()
+def default_executor() -> WasmExecutor:
+    """One executor (no limits) for the process; compiled modules and stores hang off it."""
+    return WasmExecutor()
 
 
-def _first_line(error: Exception) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
-
-
-def _cause(error: Exception) -> str:
-    """The most specific line of a wasmtime error: the last 'Caused by' entry."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[-1] if lines else type(error).__name__
-
-
-def load_module(path: str | Path, engine: wasmtime.Engine | None = None) -> wasmtime.Module:
+def load_module(path: str | Path, executor: WasmExecutor | None = None) -> wasmtime.Module:
     """Compile a ``.wasm`` (binary) or ``.wat`` (text) file. Raises PayloadError."""
-    engine = engine or default_engine()
+    executor = executor or default_executor()
     try:
         data = Path(path).read_bytes()
     except OSError as e:
         raise PayloadError(f"cannot read {path}: {e.strerror or e}") from e
-    is_binary = data.startswith(b"\0asm")
+    is_binary = data.startswith(WASM_MAGIC)
     if Path(path).suffix == ".wasm" and not is_binary:
         raise PayloadError(f"{path}: not a WebAssembly binary (bad magic number)")
     try:
         wasm = data if is_binary else wasmtime.wat2wasm(data)
     except wasmtime.WasmtimeError as e:
-        raise PayloadError(f"{path}: invalid WebAssembly text: {_first_line(e)}") from e
+        raise PayloadError(f"{path}: invalid WebAssembly text: {first_line(e)}") from e
     try:
-        return wasmtime.Module(engine, wasm)
-    except wasmtime.WasmtimeError as e:
-        raise PayloadError(f"{path}: invalid WebAssembly module: {_first_line(e)}") from e
+        return executor.compile(wasm)
+    except InvalidModule as e:
+        raise PayloadError(f"{path}: invalid WebAssembly module: {e}") from e
 
 
-def _wasi_config(argv: Sequence[str], env: Mapping[str, str]) -> wasmtime.WasiConfig:
-    config = wasmtime.WasiConfig()
-    config.argv = list(argv)
-    config.env = list(env.items())
-    config.inherit_stdin()
-    config.inherit_stdout()
-    config.inherit_stderr()
-    return config
-
-
-class WasmKeep:
-    """One WASI module instance with the get_attestation import, ready to run.
+class WasmKeep(WasmInstance):
+    """A module file instantiated with WASI (this process's streams) and the
+    get_attestation import, ready to run.
 
     ``run()`` calls ``_start`` and returns the exit status. Tests and benchmarks may also
     call other exports with :meth:`call` and inspect :attr:`memory`; a subclass may add
@@ -109,76 +100,30 @@ class WasmKeep:
         *,
         args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
-        engine: wasmtime.Engine | None = None,
+        executor: WasmExecutor | None = None,
     ):
         self.path = str(path)
-        engine = engine or default_engine()
-        module = load_module(path, engine)
-        self.store = wasmtime.Store(engine)
-        self.store.set_wasi(_wasi_config([self.path, *args], os.environ if env is None else env))
-        self.attestation = AttestationImport(source)
-        linker = wasmtime.Linker(engine)
-        self.define_imports(linker)
+        executor = executor or default_executor()
+        module = load_module(path, executor)
+        wasi = Wasi([self.path, *args], os.environ if env is None else env)
         try:
-            with self._host_errors():
-                self.instance = linker.instantiate(self.store, module)
-        except wasmtime.Trap:
-            raise  # the start function trapped: a runtime failure, not a bad module
-        except wasmtime.WasmtimeError as e:
-            raise PayloadError(f"{self.path}: cannot instantiate: {_cause(e)}") from e
-        self.exports = self.instance.exports(self.store)
-        entry = self.exports.get(ENTRY_POINT)
-        if not isinstance(entry, wasmtime.Func):
-            raise PayloadError(f"{self.path}: module does not export a {ENTRY_POINT} function")
-        self._entry = entry
-
-    def define_imports(self, linker: wasmtime.Linker) -> None:
-        """WASI preview 1 and ``attestation.get_attestation``."""
-        linker.define_wasi()
-        define_unchecked(linker, IMPORT_MODULE, IMPORT_NAME, IMPORT_TYPE, self.attestation)
-
-    @contextlib.contextmanager
-    def _host_errors(self) -> Iterator[None]:
-        """Re-raise a Python exception the import turned into a trap (a bug, not the
-        module's fault)."""
-        self.attestation.error = None
-        try:
-            yield
-        except (wasmtime.Trap, wasmtime.WasmtimeError):
-            error, self.attestation.error = self.attestation.error, None
-            if error is not None:
-                raise error from None
-            raise
-
-    @property
-    def memory(self) -> wasmtime.Memory | None:
-        memory = self.exports.get(MEMORY_EXPORT)
-        return memory if isinstance(memory, wasmtime.Memory) else None
-
-    def call(self, name: str, *params: Any) -> Any:
-        """Call an exported function directly (traps and exits raise wasmtime's errors)."""
-        func = self.exports[name]
-        if not isinstance(func, wasmtime.Func):
-            raise TypeError(f"export {name!r} is not a function")
-        with self._host_errors():
-            return func(self.store, *params)
+            super().__init__(executor, module, source, wasi)
+        except wasmtime.ExitTrap as e:
+            raise PayloadError(f"{self.path}: cannot instantiate: {last_line(e)}") from e
+        except LinkFailed as e:
+            raise PayloadError(f"{self.path}: cannot instantiate: {e}") from e
+        except NoEntryPoint as e:
+            raise PayloadError(f"{self.path}: module does not export a {ENTRY_POINT} "
+                               "function") from e
 
     def run(self) -> int:
         """Run ``_start`` and return the exit status, as the wasmtime CLI would."""
         sys.stdout.flush()
         sys.stderr.flush()
-        try:
-            with self._host_errors():
-                self._entry(self.store)
-        except wasmtime.ExitTrap as e:
-            return e.code
-        except wasmtime.Trap as e:
-            _report(self.path, _cause(e))
-            return TRAP_EXIT_STATUS
-        except wasmtime.WasmtimeError as e:
-            _report(self.path, _cause(e))
-            return ERROR_EXIT_STATUS
-        return 0
+        result = self.execute()
+        if result.failure is not None:
+            _report(self.path, result.failure)
+        return result.status
 
 
 def _report(path: str, message: str) -> None:
@@ -200,6 +145,6 @@ def run_wasm(
     try:
         keep = WasmKeep(path, source, args=args, env=env)
     except wasmtime.Trap as e:
-        _report(str(path), _cause(e))
+        _report(str(path), last_line(e))
         return TRAP_EXIT_STATUS
     return keep.run()

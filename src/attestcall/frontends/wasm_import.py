@@ -30,9 +30,6 @@ _U32 = 0xFFFFFFFF
 _TECHNOLOGY_SIZE = 4
 MEMORY_EXPORT = "memory"
 
-IMPORT_TYPE = wasmtime.FuncType([wasmtime.ValType.i32()] * 5, [wasmtime.ValType.i32()])
-
-
 def _c_function(name: str, restype: object, *argtypes: object) -> ctypes._CFuncPtr:
     function = ffi.dll[name]  # indexing makes a fresh function object, ours to configure
     function.restype = restype
