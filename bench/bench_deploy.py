@@ -111,7 +111,7 @@ def measure_sev(n: int) -> dict[str, Any]:
     session, measurement, LAUNCH_SECRET with a P-384 key), then deploys over TLS pinned to
     that key. "attestation" is the provisioning; there is no evidence to verify after."""
     from attestcall.amd.sev_sim import SimulatedSevFirmware, load_state
-    from attestcall.keep.sev import expected_digest
+    from attestcall.keep.sev import SevProvisioner, expected_digest
     from attestcall.verifier.policy import Policy
 
     workload = WORKLOAD.read_bytes()
@@ -119,7 +119,7 @@ def measure_sev(n: int) -> dict[str, Any]:
     firmware = SimulatedSevFirmware(load_state())
     rows, baseline, cert_bytes = [], [], 0
     for _ in range(n):
-        server = KeepServer(None, None, sev_firmware=firmware)
+        server = KeepServer(None, None, provisioner=SevProvisioner(firmware, b""))
         address = server.bind(("127.0.0.1", 0))
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()

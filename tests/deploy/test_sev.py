@@ -20,13 +20,13 @@ from cryptography.hazmat.primitives import serialization
 
 from attestcall.amd.sev_sim import SimulatedSevFirmware, load_state
 from attestcall.deploy import protocol
-from attestcall.deploy import provision as pv
+from attestcall.deploy import provisioning as pv
 from attestcall.deploy import tenant as tenant_module
 from attestcall.deploy.keys import spki_der, tls_supports
 from attestcall.deploy.protocol import FrameType
 from attestcall.deploy.server import KeepServer, ServerSettings
 from attestcall.deploy.tenant import DeployRefused, deploy
-from attestcall.keep.sev import expected_digest
+from attestcall.keep.sev import SevProvisioner, expected_digest
 from tests.deploy.conftest import raw_tls, running_keep, settled
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,8 +69,8 @@ EVIDENCE_WAT = b"""
 @contextlib.contextmanager
 def sev_keep(settings: ServerSettings | None = None) -> Iterator[KeepServer]:
     """An unprovisioned sev-sim keep serving in a thread on 127.0.0.1."""
-    server = KeepServer(None, None, settings, log=io.StringIO(),
-                        sev_firmware=SimulatedSevFirmware(load_state()))
+    provisioner = SevProvisioner(SimulatedSevFirmware(load_state()), b"")
+    server = KeepServer(None, None, settings, log=io.StringIO(), provisioner=provisioner)
     server.bind(("127.0.0.1", 0))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -6,8 +6,14 @@ sends a Wasm workload that runs in the keep (docs/design.md section 9).
 - :mod:`.identity`: the keep's key, evidence and certificate; reading them back;
 - :mod:`.tls`: TLS 1.3 contexts;
 - :mod:`.protocol`: the wire protocol after the handshake (sans I/O);
-- :mod:`.runner`: running a delivered module with streamed output;
-- :mod:`.server`: ``attestcall keep serve``;
+- :mod:`.provisioning`: SEV provisioning before TLS, both sides (sans I/O);
+- :mod:`.runner`: running a delivered module with streamed output (the Wasm executor);
+- :mod:`.server`: ``attestcall keep serve``: the accept loop;
+- :mod:`.settings`: the server's settings and statistics;
+- :mod:`.connection`: the keep's socket reads and writes under timeouts;
+- :mod:`.session`: one tenant's session over TLS, in the keep;
+- :mod:`.provision_keep`: SEV provisioning, the keep's transport;
+- :mod:`.provision_tenant`: SEV provisioning, the tenant's transport;
 - :mod:`.tenant`: ``attestcall deploy``.
 """
 

@@ -19,7 +19,7 @@ SEV (pre-attestation) has no evidence in the certificate: pass ``expected_public
 (the DER SubjectPublicKeyInfo of the key delivered at launch) and the certificate's key
 must be exactly that one. Without it, and when the policy lists ``[sev] launch_digest``
 values, :func:`deploy` first opens a short plain connection with the provisioning magic
-(:mod:`attestcall.deploy.provision`): an unprovisioned SEV keep is provisioned there (a
+(:mod:`attestcall.deploy.provision_tenant`): an unprovisioned SEV keep is provisioned there (a
 fresh key of ``key_type``, default P-384, delivered only after the launch measurement
 matched a ``[sev] launch_digest`` of the policy; the tenant keeps only the public key), and
 the TLS connection then pins that key. Other keeps answer "not a pre-attestation keep" and
@@ -42,8 +42,7 @@ import wasmtime
 from cryptography import x509
 
 from attestcall.abi import Technology
-from attestcall.deploy import protocol
-from attestcall.deploy import provision as pv
+from attestcall.deploy import protocol, provision_tenant
 from attestcall.deploy.identity import (
     VERIFIER_NAMES,
     IdentityError,
@@ -115,6 +114,18 @@ def simulated_collateral(technology: str, evidence: bytes = b"") -> str | None:
 
         return tdx_collateral_json(load_tdx_state())
     return None
+
+
+def trusted_sev_arks(trust_simulated: bool) -> list[bytes]:
+    """The SEV (legacy) ARKs a tenant accepts: AMD's pinned ones (the package pins none in
+    AMD's SEV format today: ``attestcall.amd.roots`` holds the SNP X.509 roots) and the
+    simulator's only with ``trust_simulated``."""
+    arks: list[bytes] = []
+    if trust_simulated:
+        from attestcall.amd.sev_sim import simulated_ark
+
+        arks.append(simulated_ark())
+    return arks
 
 
 def pccs_collateral(base_url: str) -> CollateralProvider:
@@ -244,25 +255,25 @@ def provision_sev(
     SubjectPublicKeyInfo of the key delivered (the TLS key to pin), or None for any other
     keep. Raises DeployRefused (no key sent) or KeepUnreachable."""
     try:
-        status, connection = pv.probe(keep, timeout)
+        status, link = provision_tenant.probe(keep, timeout)
     except OSError as exc:
         raise KeepUnreachable(f"cannot connect to the keep at {keep[0]}:{keep[1]}: "
                               f"{exc.strerror or exc}") from None
-    if connection is None:
+    if link is None:
         return None
-    with connection.sock:
+    with link.sock:
         digests = [bytes.fromhex(d) for d in policy.get("sev", "launch_digest", ()) or ()]
         if not digests:
             raise DeployRefused(["the keep is an unprovisioned SEV keep and the policy lists "
                                  "no [sev] launch_digest: the tenant will not deliver a key "
                                  "to a launch it cannot check"])
-        arks = pv.trusted_sev_arks(trust_simulated)
+        arks = trusted_sev_arks(trust_simulated)
         if not arks:
             raise DeployRefused(["no trusted AMD SEV root (ARK): attestcall pins no SEV "
                                  "(legacy) ARK; the simulator's is trusted only with "
                                  "trust_simulated (--trust-simulated)"])
-        key = generate_key(key_type or pv.DEFAULT_SEV_KEY_TYPE)
-        reasons = pv.provision(connection, key, digests, arks)
+        key = generate_key(key_type or provision_tenant.DEFAULT_SEV_KEY_TYPE)
+        reasons = provision_tenant.provision(link, key, digests, arks)
         if reasons:
             raise DeployRefused(reasons)
         public = spki_der(key.public_key())  # type: ignore[arg-type]
@@ -274,11 +285,11 @@ def _explain_unprovisioned(keep: tuple[str, int], timeout: float) -> None:
     """After a failed handshake without a [sev] policy: say so if the keep is an
     unprovisioned SEV keep (which closes TLS connections until provisioned)."""
     try:
-        status, connection = pv.probe(keep, timeout)
+        status, link = provision_tenant.probe(keep, timeout)
     except OSError:
         return
-    if connection is not None:
-        connection.sock.close()
+    if link is not None:
+        link.sock.close()
         raise DeployRefused(["the keep is an unprovisioned SEV keep and the policy lists no "
                              "[sev] launch_digest: the tenant will not deliver a key to a "
                              "launch it cannot check"])

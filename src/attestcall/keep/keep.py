@@ -1,5 +1,6 @@
 """A running keep: the shim's evidence source and, where the platform needs one, the
-untrusted host process behind it."""
+untrusted host process behind it; for a TEE whose owner provisions the keep (SEV
+pre-attestation), what launches a fresh keep for a remote owner."""
 
 from __future__ import annotations
 
@@ -14,12 +15,20 @@ from attestcall.keep.shim import DEFAULT_TIMEOUT, Channel
 
 @dataclass
 class Keep:
-    """A running keep: the shim's EvidenceSource and the host process behind it."""
+    """A running keep: the shim's EvidenceSource and the host process behind it.
+
+    ``provisioner`` is set by the openers of TEEs whose keeps get their secret from their
+    owner at launch (pre-attestation): an object following
+    ``attestcall.deploy.provisioning.Provisioner`` (``technology``, ``owner_choices``,
+    ``describe()``, ``launch()`` giving a fresh launch driven by a remote owner). The keep
+    itself was provisioned by a local owner (the opener); a server that serves remote
+    owners uses the provisioner instead (``attestcall keep serve``)."""
 
     tee: str
     source: EvidenceSource
     host: HostProcess | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    provisioner: object | None = None
 
     def close(self) -> None:
         if self.host is not None:

@@ -205,6 +205,29 @@ class SevLaunch:
         return Keep("sev-sim", shim, None, info)
 
 
+class SevProvisioner:
+    """Launches of this keep for a remote owner (``attestcall.deploy.provisioning.
+    Provisioner``): a fresh :class:`SevLaunch` of ``payload`` per tenant, on one firmware.
+    ``owner_choices`` names the options the local caller fixed (a key, a policy) that a
+    remote owner chooses instead."""
+
+    technology = Technology.SEV
+
+    def __init__(self, firmware: SimulatedSevFirmware, payload: bytes,
+                 owner_choices: tuple[str, ...] = ()):
+        self.firmware = firmware
+        self.payload = bytes(payload)
+        self.owner_choices = owner_choices
+
+    def describe(self) -> str:
+        what = f"{len(self.payload)}-byte payload" if self.payload else "empty payload"
+        return (f"SEV launch digest of this keep (shim image, {what}): "
+                f"{expected_digest(self.payload).hex()}")
+
+    def launch(self) -> SevLaunch:
+        return SevLaunch(self.payload, firmware=self.firmware)
+
+
 # ------------------------------------------------------------------------------ opening
 
 _KNOWN = {"key", "policy", "timeout"}
@@ -240,7 +263,8 @@ def open_sev_sim(payload: bytes, options: Mapping[str, Any]) -> Keep:
     (the guest policy, default NODBG|NOKS), ``timeout`` (accepted, unused: the SEV shim
     never waits for the host). The local tenant trusts the simulated ARK explicitly.
     ``Keep.details`` holds the public key (PEM), the launch digest and the policy.
-    A remote tenant uses :class:`SevLaunch` and ``sev_launch.Tenant`` instead."""
+    ``Keep.provisioner`` launches this payload afresh for a remote tenant
+    (:class:`SevProvisioner`; ``sev_launch.Tenant`` is the other side)."""
     _check_unknown(options)
     key = _private_key(options.get("key"))
     policy = options.get("policy")
@@ -250,4 +274,7 @@ def open_sev_sim(payload: bytes, options: Mapping[str, Any]) -> Keep:
     tenant.provision(launch, launch.expected_digest, key)
     public = key.public_key().public_bytes(serialization.Encoding.PEM,
                                            serialization.PublicFormat.SubjectPublicKeyInfo)
-    return launch.finish({"public_key": public.decode()})
+    keep = launch.finish({"public_key": public.decode()})
+    fixed = tuple(name for name in ("key", "policy") if options.get(name) is not None)
+    keep.provisioner = SevProvisioner(launch.firmware, payload, fixed)
+    return keep
