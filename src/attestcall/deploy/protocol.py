@@ -75,7 +75,7 @@ class FrameType(IntEnum):
     OUTPUT = 0x81
     EXIT = 0x82
     ERROR = 0x83
-    # SEV provisioning (plain TCP, before TLS): see attestcall.deploy.provision
+    # SEV provisioning (plain TCP, before TLS): see attestcall.deploy.provisioning
     PV_GET_CHAIN = 0x21
     PV_START = 0x22
     PV_MEASURE = 0x23
