@@ -69,16 +69,20 @@ class ProvisioningTransport:
                     self._send(raw, machine.status(pv.UNAVAILABLE))
                     return
                 self._send(raw, machine.status(pv.UNPROVISIONED))
-                self._exchange(raw, peer, machine, self.provisioner, deadline)
+                refusal = self._exchange(raw, peer, machine, self.provisioner, deadline)
             finally:
-                self._busy.release()
+                self._busy.release()  # before the last word: the next tenant may start
+            if refusal is not None:
+                self._refuse(raw, peer, machine, refusal)
         except ProtocolError as exc:
             self._refuse(raw, peer, machine, str(exc))
         except TenantGone as exc:
             self.say(peer, f"provisioning connection lost: {exc}")
 
     def _exchange(self, raw: socket.socket, peer: Any, machine: pv.KeepProvisioning,
-                  provisioner: pv.Provisioner, deadline: float) -> None:
+                  provisioner: pv.Provisioner, deadline: float) -> str | None:
+        """Drive a fresh launch with the tenant's requests; the launch's refusal, if any
+        (ProtocolError for the tenant's own mistakes)."""
         launch = provisioner.launch()  # a fresh launch per tenant
         while True:
             request = machine.next_request()
@@ -87,7 +91,7 @@ class ProvisioningTransport:
                 if not data:
                     machine.end()
                     self.say(peer, "left before provisioning the keep")
-                    return
+                    return None
                 machine.receive_data(data)
                 continue
             try:
@@ -103,12 +107,11 @@ class ProvisioningTransport:
                     self.on_provisioned(launch.finish({"provisioned_by": str(peer)}))
                     self._send(raw, machine.reply(pv.Provisioned()))
                     self.say(peer, "provisioned this keep; serving TLS with its key")
-                    return
+                    return None
             except ProtocolError:
                 raise
             except AttestcallError as exc:  # firmware refusals, an unusable secret
-                self._refuse(raw, peer, machine, f"{type(exc).__name__}: {exc}")
-                return
+                return f"{type(exc).__name__}: {exc}"
             self._send(raw, reply)
 
     def _receive(self, raw: socket.socket, deadline: float) -> bytes:

@@ -24,7 +24,6 @@ from attestcall.frontends.wasm_exec import (
     ENTRY_POINT,
     ERROR_EXIT_STATUS,
     STDERR,
-    STDOUT,
     TRAP_EXIT_STATUS,
     WASM_MAGIC,
     InvalidModule,
@@ -38,7 +37,7 @@ from attestcall.frontends.wasm_exec import (
     last_line,
 )
 
-__all__ = ["STDERR", "STDOUT", "OutputSink", "WasmSandbox", "WorkloadRejected"]
+__all__ = ["OutputSink", "WasmSandbox", "WorkloadRejected"]
 
 ARGV0 = "workload.wasm"
 DEFAULT_RUN_TIMEOUT = 300.0
