@@ -1,11 +1,11 @@
 """A small, strict DER encoder and decoder.
 
-Only what attestcall needs (the Intel SGX PCK certificate extension, the outer shape of
-certificates and CRLs): BOOLEAN, INTEGER, OCTET STRING, OBJECT IDENTIFIER, ENUMERATED and
-SEQUENCE, single-byte tags, definite lengths. :func:`header` and :func:`spans` locate
-elements in place, without copying, for callers that only slice. Decoding is strict:
-truncated input, trailing bytes, non-minimal lengths or integers, indefinite lengths and
-high tag numbers all raise :class:`DerError`.
+Only what attestcall needs (the Intel SGX PCK certificate extension, AMD's VCEK/VLEK
+extensions, the outer shape of certificates and CRLs): BOOLEAN, INTEGER, OCTET STRING,
+OBJECT IDENTIFIER, ENUMERATED, IA5String and SEQUENCE, single-byte tags, definite lengths.
+:func:`header` and :func:`spans` locate elements in place, without copying, for callers
+that only slice. Decoding is strict: truncated input, trailing bytes, non-minimal lengths
+or integers, indefinite lengths and high tag numbers all raise :class:`DerError`.
 
 Certificates and CRLs themselves are parsed and verified by ``cryptography``.
 """
@@ -21,6 +21,7 @@ INTEGER = 0x02
 OCTET_STRING = 0x04
 OBJECT_IDENTIFIER = 0x06
 ENUMERATED = 0x0A
+IA5_STRING = 0x16
 SEQUENCE = 0x30
 
 _TAG_NAMES = {
@@ -29,6 +30,7 @@ _TAG_NAMES = {
     OCTET_STRING: "OCTET STRING",
     OBJECT_IDENTIFIER: "OBJECT IDENTIFIER",
     ENUMERATED: "ENUMERATED",
+    IA5_STRING: "IA5String",
     SEQUENCE: "SEQUENCE",
 }
 
@@ -81,6 +83,15 @@ def encode_boolean(value: bool) -> bytes:
 
 def encode_octet_string(value: bytes) -> bytes:
     return encode_tlv(OCTET_STRING, bytes(value))
+
+
+def encode_ia5_string(text: str) -> bytes:
+    """An IA5String: ASCII only (:class:`DerError` otherwise)."""
+    try:
+        body = text.encode("ascii")
+    except UnicodeEncodeError as exc:
+        raise DerError(f"IA5String must be ASCII: {text!r}") from exc
+    return encode_tlv(IA5_STRING, body)
 
 
 def _encode_base128(arc: int) -> bytes:
@@ -146,6 +157,12 @@ class Tlv:
     def as_octet_string(self) -> bytes:
         self._expect(OCTET_STRING)
         return self.value
+
+    def as_ia5_string(self) -> str:
+        self._expect(IA5_STRING)
+        if any(byte > 0x7F for byte in self.value):
+            raise DerError("IA5String is not ASCII")
+        return self.value.decode("ascii")
 
     def as_oid(self) -> str:
         self._expect(OBJECT_IDENTIFIER)

@@ -53,7 +53,7 @@ def _ext(oid: str, value: bytes) -> x509.UnrecognizedExtension:
 
 
 def _ia5(text: str) -> bytes:
-    return der.encode_tlv(0x16, text.encode("ascii"))
+    return der.encode_ia5_string(text)
 
 
 @dataclass(frozen=True)

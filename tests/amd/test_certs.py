@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import SignatureAlgorithmOID
 
+from attestcall import der
 from attestcall.amd import certs as amdcerts
 from attestcall.amd import report as snp
 from attestcall.amd.roots import amd_arks, amd_asks
@@ -279,3 +280,31 @@ def test_pinned_roots_are_the_vectors(product):
 
 def test_roots_are_loaded_once():
     assert amd_arks()[0] is amd_arks()[0]
+
+
+def test_ia5_strings_through_the_shared_der_codec():
+    encoded = der.encode_ia5_string("Milan-B0")
+    assert encoded == b"\x16\x08Milan-B0"
+    assert der.decode(encoded).as_ia5_string() == "Milan-B0"
+    long_name = "x" * 200  # long-form length, which the old simulator encoder refused
+    assert der.decode(der.encode_ia5_string(long_name)).as_ia5_string() == long_name
+    with pytest.raises(der.DerError):
+        der.encode_ia5_string("Mil\u00e1n")
+    with pytest.raises(der.DerError, match="ASCII"):
+        der.decode(b"\x16\x02\xc3\xa9").as_ia5_string()
+    with pytest.raises(der.DerError, match="IA5String"):
+        der.decode(b"\x0c\x05Milan").as_ia5_string()
+
+
+def test_simulated_vek_extensions_decode_with_the_verifier():
+    from attestcall.amd.snp_sim import certs as simcerts
+    from attestcall.amd.snp_sim.products import PRODUCTS, Tcb
+
+    for product in PRODUCTS.values():
+        tcb = Tcb(bootloader=3, tee=0, snp=255, microcode=0x73, fmc=1)
+        extensions = simcerts.vek_extensions(product, tcb, hwid=bytes(64))
+        values = {ext.oid.dotted_string: ext.value for ext in extensions}
+        decoded = amdcerts.decode_vek_extensions(values)
+        assert (decoded.bootloader, decoded.snp, decoded.microcode) == (3, 255, 0x73)
+        assert decoded.product_name == product.product_name
+        assert values[amdcerts.OID_SNP] == b"\x02\x02\x00\xff"

@@ -53,7 +53,6 @@ OID_FMC = OID_PREFIX + ".3.9"
 OID_HWID = OID_PREFIX + ".4"
 OID_CSP_ID = OID_PREFIX + ".5"
 
-_IA5STRING = 0x16
 
 
 class CertTableError(EvidenceError):
@@ -223,11 +222,12 @@ def _decode_ia5(value: bytes, oid: str) -> str:
         tlv = der.decode(value)
     except der.DerError as exc:
         raise CollateralError(f"AMD extension {oid} is not DER: {exc}") from exc
-    if tlv.tag != _IA5STRING:
+    if tlv.tag != der.IA5_STRING:
         raise CollateralError(f"AMD extension {oid} is not an IA5String")
-    if any(byte > 0x7F for byte in tlv.value):
-        raise CollateralError(f"AMD extension {oid} is not ASCII")
-    return tlv.value.decode("ascii")
+    try:
+        return tlv.as_ia5_string()
+    except der.DerError as exc:
+        raise CollateralError(f"AMD extension {oid} is not ASCII") from exc
 
 
 def _decode_hwid(value: bytes) -> bytes:

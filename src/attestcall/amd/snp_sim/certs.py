@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
+from attestcall import der as asn1  # the module has its own der(cert)
 from attestcall.amd import certs as amdcerts
 from attestcall.amd.snp_sim.products import Product, Tcb
 
@@ -111,44 +112,32 @@ def issue_signing_ca(product: Product, key: rsa.RSAPrivateKey, ark: x509.Certifi
     )
 
 
-def _der_integer(value: int) -> bytes:
-    body = value.to_bytes(max(1, (value.bit_length() + 8) // 8), "big")
-    return bytes([0x02, len(body)]) + body
-
-
-def _der_ia5(text: str) -> bytes:
-    body = text.encode("ascii")
-    if len(body) > 127:
-        raise ValueError("IA5String too long for a short-form length")
-    return bytes([0x16, len(body)]) + body
-
-
 def vek_extensions(product: Product, tcb: Tcb, *, hwid: bytes | None = None,
                    csp_id: str | None = None) -> list[x509.UnrecognizedExtension]:
     """AMD's VCEK (``hwid``) or VLEK (``csp_id``) extensions, in the order AMD writes them."""
     if (hwid is None) == (csp_id is None):
         raise ValueError("a VCEK has a hwid, a VLEK a CSP id: give exactly one")
     values: list[tuple[str, bytes]] = [
-        (amdcerts.OID_STRUCT_VERSION, _der_integer(product.struct_version)),
-        (amdcerts.OID_PRODUCT_NAME, _der_ia5(product.product_name)),
+        (amdcerts.OID_STRUCT_VERSION, asn1.encode_integer(product.struct_version)),
+        (amdcerts.OID_PRODUCT_NAME, asn1.encode_ia5_string(product.product_name)),
     ]
     spl = amdcerts.OID_PREFIX + ".3."
     if product.name == "Turin":
-        values.append((amdcerts.OID_FMC, _der_integer(tcb.fmc or 0)))
-        values += [(amdcerts.OID_BOOTLOADER, _der_integer(tcb.bootloader)),
-                   (amdcerts.OID_TEE, _der_integer(tcb.tee)),
-                   (amdcerts.OID_SNP, _der_integer(tcb.snp))]
-        values += [(spl + str(i), _der_integer(0)) for i in (5, 6, 7)]
+        values.append((amdcerts.OID_FMC, asn1.encode_integer(tcb.fmc or 0)))
+        values += [(amdcerts.OID_BOOTLOADER, asn1.encode_integer(tcb.bootloader)),
+                   (amdcerts.OID_TEE, asn1.encode_integer(tcb.tee)),
+                   (amdcerts.OID_SNP, asn1.encode_integer(tcb.snp))]
+        values += [(spl + str(i), asn1.encode_integer(0)) for i in (5, 6, 7)]
     else:
-        values += [(amdcerts.OID_BOOTLOADER, _der_integer(tcb.bootloader)),
-                   (amdcerts.OID_TEE, _der_integer(tcb.tee))]
-        values += [(spl + str(i), _der_integer(0)) for i in (4, 5, 6, 7)]
-        values.append((amdcerts.OID_SNP, _der_integer(tcb.snp)))
-    values.append((amdcerts.OID_MICROCODE, _der_integer(tcb.microcode)))
+        values += [(amdcerts.OID_BOOTLOADER, asn1.encode_integer(tcb.bootloader)),
+                   (amdcerts.OID_TEE, asn1.encode_integer(tcb.tee))]
+        values += [(spl + str(i), asn1.encode_integer(0)) for i in (4, 5, 6, 7)]
+        values.append((amdcerts.OID_SNP, asn1.encode_integer(tcb.snp)))
+    values.append((amdcerts.OID_MICROCODE, asn1.encode_integer(tcb.microcode)))
     if hwid is not None:
         values.append((amdcerts.OID_HWID, bytes(hwid)))  # raw bytes, as AMD's
     else:
-        values.append((amdcerts.OID_CSP_ID, _der_ia5(csp_id or "")))
+        values.append((amdcerts.OID_CSP_ID, asn1.encode_ia5_string(csp_id or "")))
     return [x509.UnrecognizedExtension(ObjectIdentifier(oid), value) for oid, value in values]
 
 
