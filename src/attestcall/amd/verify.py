@@ -5,14 +5,14 @@ Checks that fail become one-line entries in ``Appraisal.problems``; only unusabl
 raises (:class:`EvidenceError` for the evidence, :class:`CollateralError` for ``certs``).
 
 Chain links (child DER, issuer DER) and per-certificate facts (parsed certificate, AMD
-extensions, validity window) are cached by their exact DER bytes; validity is evaluated at
+extensions, validity window) are cached by their exact DER bytes (bounded, thread-safe LRU
+caches, :mod:`attestcall.lru`); validity is evaluated at
 ``at`` on every call, so a warm appraisal costs one ECDSA P-384 verification plus parsing.
 Nothing is keyed on serial numbers (AMD's are all 0).
 """
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +31,7 @@ from attestcall.amd import report as snp
 from attestcall.amd.roots import amd_asks
 from attestcall.appraisal import Appraisal
 from attestcall.errors import CollateralError, EvidenceError
+from attestcall.lru import Lru
 
 AMD_RSA_BITS = 4096
 SIMULATED_MARK = "SIMULATED"
@@ -38,18 +39,6 @@ _CACHE_LIMIT = 512
 
 
 # ---------------------------------------------------------------------------- caches
-
-
-class _Cache(dict):  # type: ignore[type-arg]
-    """A dict that forgets its oldest entry past a size limit (reads need no lock)."""
-
-    _lock = threading.Lock()
-
-    def put(self, key: Any, value: Any) -> None:
-        with self._lock:
-            while len(self) >= _CACHE_LIMIT:
-                del self[next(iter(self))]
-            self[key] = value
 
 
 @dataclass
@@ -71,11 +60,11 @@ class _CertInfo:
         return SIMULATED_MARK in self.names.upper()
 
 
-_UNKNOWN = object()
-_INFO: _Cache = _Cache()
-_BY_OBJECT: _Cache = _Cache()  # id(certificate) -> (certificate, info); holds the object
-_LINKS: _Cache = _Cache()
-_CERTSETS: _Cache = _Cache()
+_INFO: Lru[bytes, _CertInfo] = Lru(_CACHE_LIMIT)
+# id(certificate) -> (certificate, info); holds the object, so its id is not reused
+_BY_OBJECT: Lru[int, tuple[x509.Certificate, _CertInfo]] = Lru(_CACHE_LIMIT)
+_LINKS: Lru[tuple[bytes, bytes], str | None] = Lru(_CACHE_LIMIT)
+_CERTSETS: Lru[bytes, amdcerts.CertSet] = Lru(_CACHE_LIMIT)
 
 
 def clear_caches() -> None:
@@ -139,22 +128,12 @@ def _table_infos(entries: Sequence[amdcerts.TableEntry]) -> dict[uuid.UUID, list
 
 
 def _certs_input(data: bytes) -> amdcerts.CertSet:
-    found = _CERTSETS.get(data)
-    if found is None:
-        found = amdcerts.load_certs(data)
-        _CERTSETS.put(data, found)
-    return found
+    return _CERTSETS.get_or_create(data, lambda: amdcerts.load_certs(data))
 
 
 def _check_link(child: _CertInfo, issuer: _CertInfo) -> str | None:
     """Why ``issuer`` did not sign ``child`` with AMD's algorithm, or None if it did."""
-    key = (child.der, issuer.der)
-    cached = _LINKS.get(key, _UNKNOWN)
-    if cached is not _UNKNOWN:
-        return cached  # type: ignore[no-any-return]
-    problem = _verify_link(child, issuer)
-    _LINKS.put(key, problem)
-    return problem
+    return _LINKS.get_or_create((child.der, issuer.der), lambda: _verify_link(child, issuer))
 
 
 def _verify_link(child: _CertInfo, issuer: _CertInfo) -> str | None:
