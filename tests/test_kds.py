@@ -1,4 +1,4 @@
-"""attestcall.amd.kds.fetch_vcek against a local AMD KDS (127.0.0.1 only)."""
+"""attestcall.amd.kds (fetch_vcek, KdsSource) against a local AMD KDS (127.0.0.1 only)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.utils import CryptographyDeprecationWarning
 
-from attestcall.amd.kds import fetch_vcek, vcek_paths
+from attestcall.amd.kds import KdsSource, fetch_vcek, vcek_paths
+from attestcall.amd.roots import amd_arks
+from attestcall.amd.verify import appraise_snp
 from attestcall.diskcache import Cache
 from attestcall.errors import CollateralError
 from tests.collateral_server import CollateralServer, Route
@@ -142,6 +144,46 @@ def test_turin_path_has_an_8_byte_hwid_and_fmc_spl(kds: CollateralServer, cache:
     assert bundle == expected_bundle(
         (DATA / "turin_vcek.der").read_bytes(), (DATA / "ask_ark_turin.pem").read_bytes()
     )
+
+
+# ----------------------------------------------------------------------------- KdsSource
+
+
+def test_the_verifier_asks_the_kds_as_it_goes(kds: CollateralServer, cache: Cache) -> None:
+    source = KdsSource(kds.url, cache=cache)
+    appraisal = appraise_snp(REPORT, certs=source, at=NOW, arks=amd_arks())
+    assert appraisal.problems == []
+    assert kds.requests == [VCEK_PATH, CHAIN_PATH]
+    again = appraise_snp(REPORT, certs=source, at=NOW, arks=amd_arks())
+    assert again.problems == [] and kds.requests == [VCEK_PATH, CHAIN_PATH]  # disk cache
+
+
+def test_kds_source_chain_follows_the_vceks_product_line(kds: CollateralServer,
+                                                         cache: Cache) -> None:
+    genoa_path = VCEK_PATH.replace("/Milan/", "/Genoa/")
+    kds.routes[genoa_path] = kds.routes.pop(VCEK_PATH)
+    source = KdsSource(kds.url + "/vcek/v1", cache=cache)
+    assert appraise_snp(REPORT, certs=source, at=NOW, arks=amd_arks()).problems == []
+    # Milan then Genoa for the VCEK; the chain of the VCEK's own product line (Milan)
+    assert kds.requests == [VCEK_PATH, genoa_path, CHAIN_PATH]
+    assert source.signing_cas(None) == [] and source.arks("Rome") == []
+
+
+def test_kds_source_errors_reach_the_caller(kds: CollateralServer, cache: Cache) -> None:
+    del kds.routes[VCEK_PATH]
+    source = KdsSource(kds.url, cache=cache)
+    with pytest.raises(CollateralError, match=r"HTTP 404 \(no such VCEK\)$"):
+        appraise_snp(REPORT, certs=source, at=NOW, arks=amd_arks())
+    vlek = bytearray(REPORT)
+    vlek[0x48] = (vlek[0x48] & ~0x1C) | (1 << 2)  # SIGNING_KEY = 1, the VLEK
+    kds.requests.clear()
+    with pytest.raises(CollateralError, match="not signed by a VCEK"):
+        appraise_snp(bytes(vlek), certs=source, at=NOW, arks=amd_arks())
+    masked = bytearray(REPORT)
+    masked[0x1A0:0x1E0] = bytes(64)
+    with pytest.raises(CollateralError, match="cannot tell which VCEK to fetch"):
+        appraise_snp(bytes(masked), certs=source, at=NOW, arks=amd_arks())
+    assert kds.requests == []
 
 
 # ----------------------------------------------------------------------------- caching

@@ -19,7 +19,8 @@ PRODUCT_FILES = ("milan", "genoa", "turin")
 
 
 def _load(kind: str) -> tuple[x509.Certificate, ...]:
-    folder = resources.files("attestcall.verifier").joinpath("roots")
+    # Package data of attestcall itself: found without importing attestcall.verifier.
+    folder = resources.files("attestcall").joinpath("verifier", "roots")
     out: list[x509.Certificate] = []
     for product in PRODUCT_FILES:
         data = folder.joinpath(f"amd_{kind}_{product}.pem").read_bytes()

@@ -1,22 +1,25 @@
 """Appraise SEV-SNP evidence: the report's signature, the VCEK/VLEK chain to a pinned ARK,
 the TCB and chip binding. Policy (measurement, debug, TCB minimums, nonce) is the caller's.
 
+Certificates come from an injected source (:mod:`attestcall.amd.source`: a ``--certs``
+file, a KDS, certificates in memory), then from the certificate table after the report.
+
 Checks that fail become one-line entries in ``Appraisal.problems``; only unusable input
 raises (:class:`EvidenceError` for the evidence, :class:`CollateralError` for ``certs``).
 
 Chain links (child DER, issuer DER) and per-certificate facts (parsed certificate, AMD
-extensions, validity window) are cached by their exact DER bytes (bounded, thread-safe LRU
-caches, :mod:`attestcall.lru`); validity is evaluated at
-``at`` on every call, so a warm appraisal costs one ECDSA P-384 verification plus parsing.
-Nothing is keyed on serial numbers (AMD's are all 0).
+extensions, validity window) are cached by their exact DER bytes in bounded, thread-safe
+LRU caches (:mod:`attestcall.lru`); validity is evaluated at ``at`` on every call, so a
+warm appraisal costs one ECDSA P-384 verification plus parsing. Nothing is keyed on serial
+numbers (AMD's are all 0).
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -27,8 +30,10 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 
 from attestcall.amd import certs as amdcerts
+from attestcall.amd import kds, source
 from attestcall.amd import report as snp
 from attestcall.amd.roots import amd_asks
+from attestcall.amd.source import CertSource, TableSource, VcekRequest, certs_source, guess_product
 from attestcall.appraisal import Appraisal
 from attestcall.errors import CollateralError, EvidenceError
 from attestcall.lru import Lru
@@ -64,7 +69,6 @@ _INFO: Lru[bytes, _CertInfo] = Lru(_CACHE_LIMIT)
 # id(certificate) -> (certificate, info); holds the object, so its id is not reused
 _BY_OBJECT: Lru[int, tuple[x509.Certificate, _CertInfo]] = Lru(_CACHE_LIMIT)
 _LINKS: Lru[tuple[bytes, bytes], str | None] = Lru(_CACHE_LIMIT)
-_CERTSETS: Lru[bytes, amdcerts.CertSet] = Lru(_CACHE_LIMIT)
 
 
 def clear_caches() -> None:
@@ -72,7 +76,7 @@ def clear_caches() -> None:
     _INFO.clear()
     _BY_OBJECT.clear()
     _LINKS.clear()
-    _CERTSETS.clear()
+    source.clear_caches()
 
 
 def _common_name(name: x509.Name) -> str:
@@ -111,24 +115,6 @@ def _info(cert: x509.Certificate) -> _CertInfo:
     info = _info_from_der(cert.public_bytes(Encoding.DER))
     _BY_OBJECT.put(id(cert), (cert, info))
     return info
-
-
-def _table_infos(entries: Sequence[amdcerts.TableEntry]) -> dict[uuid.UUID, list[_CertInfo]]:
-    """The table's certificates by GUID (unknown GUIDs ignored), cached by DER."""
-    out: dict[uuid.UUID, list[_CertInfo]] = {}
-    for entry in entries:
-        if entry.guid not in amdcerts.GUID_NAMES:
-            continue
-        try:
-            out.setdefault(entry.guid, []).append(_info_from_der(entry.data))
-        except CollateralError as exc:
-            raise amdcerts.CertTableError(f"SNP certificate table: the {entry.name} entry is "
-                                          f"not a usable certificate ({exc})") from exc
-    return out
-
-
-def _certs_input(data: bytes) -> amdcerts.CertSet:
-    return _CERTSETS.get_or_create(data, lambda: amdcerts.load_certs(data))
 
 
 def _check_link(child: _CertInfo, issuer: _CertInfo) -> str | None:
@@ -188,40 +174,11 @@ def _unique(infos: Sequence[_CertInfo]) -> list[_CertInfo]:
     return out
 
 
-def _turin_like_chip_id(chip_id: bytes) -> bool:
-    return any(chip_id[:8]) and not any(chip_id[8:])
-
-
-def guess_product(report: snp.Report) -> str | None:
-    """The product line the report alone reveals: its CPUID fields (version 3 on), or a
-    Turin-style CHIP_ID (8 bytes, the rest zero). Milan and Genoa cannot be told apart in
-    a version 2 report."""
-    product = report.cpuid_product()
-    if product is None and not report.mask_chip_key and _turin_like_chip_id(report.chip_id):
-        product = snp.TURIN
-    return product
-
-
 def kds_vcek_path(report: snp.Report | bytes, product: str | None = None) -> str:
-    """The AMD KDS path of the report's VCEK:
-    ``/vcek/v1/{product}/{hwid}?blSPL=..&teeSPL=..&snpSPL=..&ucodeSPL=..`` (plus
-    ``&fmcSPL=..`` and an 8-byte hwid on Turin). ``product`` defaults to what the report
-    reveals; :class:`EvidenceError` if it cannot tell, or if CHIP_ID is masked."""
+    """The AMD KDS path of the report's VCEK (see :func:`attestcall.amd.kds.vcek_path`)."""
     if not isinstance(report, snp.Report):
         report = snp.parse(report)
-    product = product or guess_product(report)
-    if product not in snp.PRODUCTS:
-        raise EvidenceError("cannot tell the product line (Milan or Genoa) from this report; "
-                            "name it")
-    if report.mask_chip_key or not any(report.chip_id):
-        raise EvidenceError("the report's CHIP_ID is masked: KDS cannot serve its VCEK")
-    tcb = report.tcb("reported_tcb", product)
-    hwid = report.chip_id[:8] if product == snp.TURIN else report.chip_id
-    path = (f"/vcek/v1/{product}/{hwid.hex()}?blSPL={tcb.bootloader:02d}"
-            f"&teeSPL={tcb.tee:02d}&snpSPL={tcb.snp:02d}&ucodeSPL={tcb.microcode:02d}")
-    if tcb.fmc is not None:
-        path += f"&fmcSPL={tcb.fmc:02d}"
-    return path
+    return kds.vcek_path(VcekRequest.from_report(report), product)
 
 
 def _product_in(label: str) -> str | None:
@@ -344,25 +301,31 @@ def _verifies(report: snp.Report, signed: bytes, vek: _CertInfo) -> bool:
     return True
 
 
-def _split(evidence: bytes) -> tuple[snp.Report, list[amdcerts.TableEntry]]:
+def _split(evidence: bytes) -> tuple[snp.Report, TableSource]:
     if len(evidence) < snp.REPORT_SIZE:
         raise EvidenceError(f"SNP evidence is {len(evidence)} bytes; an ATTESTATION_REPORT "
                             f"alone is {snp.REPORT_SIZE}")
     report = snp.parse(evidence[:snp.REPORT_SIZE])
-    return report, amdcerts.parse_table(evidence[snp.REPORT_SIZE:])
+    return report, TableSource(amdcerts.parse_table(evidence[snp.REPORT_SIZE:]))
 
 
-def appraise_snp(evidence: bytes, *, certs: bytes | None = None, at: datetime,
-                 arks: Sequence[x509.Certificate]) -> Appraisal:
+def _infos(*groups: Sequence[x509.Certificate]) -> list[_CertInfo]:
+    return _unique([_info(cert) for group in groups for cert in group])
+
+
+def appraise_snp(evidence: bytes, *,
+                 certs: CertSource | bytes | bytearray | str | Path | None = None,
+                 at: datetime, arks: Sequence[x509.Certificate]) -> Appraisal:
     """Appraise SNP evidence (a report, optionally followed by its certificate table).
 
-    ``certs`` is the raw content of a ``--certs`` file (DER, PEM or a certificate table);
-    its certificates are preferred to the table's. ``arks`` are the trusted roots."""
+    ``certs`` is where AMD certificates come from: a
+    :class:`~attestcall.amd.source.CertSource` (e.g. a KDS), or the content or path of a
+    ``--certs`` file (DER, PEM or a certificate table); its certificates are preferred to
+    the table's, which is always consulted. ``arks`` are the trusted roots."""
     evidence = bytes(evidence)
     at = _utc(at)
-    report, entries = _split(evidence)
-    table = _table_infos(entries)
-    given = _certs_input(bytes(certs)) if certs is not None else amdcerts.CertSet()
+    report, table = _split(evidence)
+    given = certs_source(certs)
     problems: list[str] = []
 
     if not 2 <= report.version <= 5:
@@ -370,16 +333,13 @@ def appraise_snp(evidence: bytes, *, certs: bytes | None = None, at: datetime,
     kind = {snp.SIGNING_KEY_VCEK: "VCEK", snp.SIGNING_KEY_VLEK: "VLEK"}.get(report.signing_key)
 
     if kind == "VCEK":
-        veks = _unique([_info(c) for c in given.vceks] + table.get(amdcerts.VCEK_GUID, []))
+        request = VcekRequest.from_report(report)
+        veks = _infos(given.vceks(request), table.vceks(request))
     elif kind == "VLEK":
-        veks = _unique([_info(c) for c in given.vleks] + table.get(amdcerts.VLEK_GUID, []))
+        veks = _infos(given.vleks(), table.vleks())
     else:
         veks = []
-    intermediates = _unique([_info(c) for c in given.intermediates]
-                            + table.get(amdcerts.ASK_GUID, [])
-                            + [_info(c) for c in amd_asks()])
-    roots = _unique([_info(c) for c in given.roots] + table.get(amdcerts.ARK_GUID, []))
-    trusted = _unique([_info(c) for c in arks])
+    trusted = _infos(arks)
 
     product = guess_product(report)
     vek: _CertInfo | None = None
@@ -409,6 +369,10 @@ def appraise_snp(evidence: bytes, *, certs: bytes | None = None, at: datetime,
             if vek is None:
                 vek = veks[0]
                 problems.append(f"the report's signature does not verify with the {kind}")
+        line = vek.vek.product if vek.vek is not None else None
+        line = line if line in snp.PRODUCTS else product
+        intermediates = _infos(given.signing_cas(line), table.signing_cas(line), amd_asks())
+        roots = _infos(given.arks(line), table.arks(line))
         chain = _build_chain(vek, kind, intermediates, roots, trusted, problems)
         for info, role in ((vek, kind), (chain.intermediate, "ASK"), (chain.root, "ARK")):
             if info is not None:
