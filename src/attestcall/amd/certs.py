@@ -30,7 +30,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.utils import CryptographyDeprecationWarning
 
-from attestcall import der
+from attestcall import der, pki
 from attestcall.errors import CollateralError, EvidenceError
 
 VCEK_GUID = uuid.UUID("63da758d-e664-4564-adc5-f4b93be8accd")
@@ -147,10 +147,7 @@ def _checked(cert: x509.Certificate) -> x509.Certificate:
 def load_certificate(data: bytes) -> x509.Certificate:
     """Load one DER certificate. AMD's serial number 0 is accepted deliberately."""
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning,
-                                    message=".*serial number.*")
-            return _checked(x509.load_der_x509_certificate(bytes(data)))
+        return _checked(pki.load_der_certificate(data))
     except _PARSE_ERRORS as exc:
         raise CollateralError(f"not a usable DER X.509 certificate: {exc}") from exc
 

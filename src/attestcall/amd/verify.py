@@ -23,12 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 
+from attestcall import pki
 from attestcall.amd import certs as amdcerts
 from attestcall.amd import kds, source
 from attestcall.amd import report as snp
@@ -52,6 +53,7 @@ class _CertInfo:
     der: bytes
     not_before: datetime
     not_after: datetime
+    window: pki.Window  # notBefore..notAfter, both inclusive
     subject: bytes  # DER of the subject and issuer names, compared when chaining
     issuer: bytes
     label: str  # subject CN, for messages
@@ -90,7 +92,8 @@ def _info_from_der(der: bytes) -> _CertInfo:
         cert = amdcerts.load_certificate(der)
         info = _CertInfo(
             cert=cert, der=der, not_before=cert.not_valid_before_utc,
-            not_after=cert.not_valid_after_utc, subject=cert.subject.public_bytes(),
+            not_after=cert.not_valid_after_utc, window=pki.cert_window(cert),
+            subject=cert.subject.public_bytes(),
             issuer=cert.issuer.public_bytes(), label=_common_name(cert.subject),
             issuer_label=_common_name(cert.issuer),
             names=cert.subject.rfc4514_string() + " " + cert.issuer.rfc4514_string(),
@@ -139,15 +142,14 @@ def _verify_link(child: _CertInfo, issuer: _CertInfo) -> str | None:
         return f"{issuer.label} has malformed extensions ({exc})"
     if constraints is not None and not constraints.value.ca:
         return f"{issuer.label} is not a CA certificate"
-    try:
-        # cryptography checks the names and verifies RSASSA-PSS with the hash, MGF1 hash
-        # and salt length the certificate's signature parameters state.
-        cert.verify_directly_issued_by(issuer.cert)
-    except InvalidSignature:
+    # pki checks the names and verifies RSASSA-PSS with the hash, MGF1 hash and salt
+    # length the certificate's signature parameters state.
+    failure = pki.issued_by(cert, issuer.cert)
+    if failure is None:
+        return None
+    if failure.fault is pki.Fault.BAD_SIGNATURE:
         return f"{child.label}'s signature does not verify with {issuer.label}'s key"
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        return f"{child.label} cannot be verified with {issuer.label} ({exc})"
-    return None
+    return f"{child.label} cannot be verified with {issuer.label} ({failure.detail})"
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -158,7 +160,7 @@ def _utc(at: datetime) -> datetime:
 
 
 def _validity_problem(info: _CertInfo, role: str, at: datetime) -> str | None:
-    if info.not_before <= at <= info.not_after:
+    if info.window.timing(at) is pki.Timing.VALID:
         return None
     return (f"the {role} ({info.label}) is not valid at {at.isoformat()} (valid "
             f"{info.not_before.isoformat()} to {info.not_after.isoformat()})")
