@@ -417,3 +417,32 @@ def test_unusable_certificate_in_certs_table(milan_report, milan_vcek):
     table = amdcerts.pack_table([(amdcerts.VCEK_GUID, milan_vcek[:-1])])
     with pytest.raises(CollateralError):
         appraise_snp(milan_report, certs=table, at=AT, arks=amd_arks())
+
+
+def test_concurrent_appraisals_share_the_caches(milan_report, milan_vcek):
+    import threading
+
+    from attestcall.amd.verify import clear_caches
+
+    forms = list(certs_forms(milan_vcek).values())
+    results: list[list[str]] = []
+    errors: list[BaseException] = []
+
+    def work(seed: int) -> None:
+        try:
+            for round_ in range(12):
+                if (seed + round_) % 5 == 0:
+                    clear_caches()
+                certs = forms[(seed + round_) % len(forms)]
+                results.append(appraise_snp(milan_report, certs=certs, at=AT,
+                                            arks=amd_arks()).problems)
+        except BaseException as exc:  # noqa: BLE001 - reported to the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert results == [[]] * 48

@@ -86,27 +86,28 @@ def _common_name(name: x509.Name) -> str:
     return str(values[0].value) if values else name.rfc4514_string()
 
 
-def _info_from_der(der: bytes) -> _CertInfo:
-    info = _INFO.get(der)
-    if info is None:
-        cert = amdcerts.load_certificate(der)
-        info = _CertInfo(
-            cert=cert, der=der, not_before=cert.not_valid_before_utc,
-            not_after=cert.not_valid_after_utc, window=pki.cert_window(cert),
-            subject=cert.subject.public_bytes(),
-            issuer=cert.issuer.public_bytes(), label=_common_name(cert.subject),
-            issuer_label=_common_name(cert.issuer),
-            names=cert.subject.rfc4514_string() + " " + cert.issuer.rfc4514_string(),
-        )
-        if isinstance(cert.public_key(), ec.EllipticCurvePublicKey):
-            try:
-                info.vek = amdcerts.vek_extensions(cert)
-            except CollateralError as exc:
-                info.vek_error = str(exc)
-        else:
-            info.vek_error = "its key is not an ECDSA key"
-        _INFO.put(der, info)
+def _make_info(der: bytes) -> _CertInfo:
+    cert = amdcerts.load_certificate(der)
+    info = _CertInfo(
+        cert=cert, der=der, not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc, window=pki.cert_window(cert),
+        subject=cert.subject.public_bytes(),
+        issuer=cert.issuer.public_bytes(), label=_common_name(cert.subject),
+        issuer_label=_common_name(cert.issuer),
+        names=cert.subject.rfc4514_string() + " " + cert.issuer.rfc4514_string(),
+    )
+    if isinstance(cert.public_key(), ec.EllipticCurvePublicKey):
+        try:
+            info.vek = amdcerts.vek_extensions(cert)
+        except CollateralError as exc:
+            info.vek_error = str(exc)
+    else:
+        info.vek_error = "its key is not an ECDSA key"
     return info
+
+
+def _info_from_der(der: bytes) -> _CertInfo:
+    return _INFO.get_or_create(der, lambda: _make_info(der))
 
 
 def _info(cert: x509.Certificate) -> _CertInfo:
