@@ -47,7 +47,7 @@ def main(argv: list[str]) -> int:
         os.environ["ATTESTCALL_HOME"] = tempfile.mkdtemp(prefix="attestcall-bench-")
     from attestcall.abi import BufferMemory, get_attestation
     from attestcall.intel import tdx_sim
-    from attestcall.keep.block import Op
+    from attestcall.intel.tdx_sim.keep import Op
     from attestcall.keep.platforms import open_keep
 
     state = tdx_sim.load_state()

@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from attestcall import simstate
 from attestcall.errors import SimStateError
-from attestcall.intel import sgx_sim
 from attestcall.intel.sgx_sim import SgxState, load_state, read_state
+from attestcall.tees import registry
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +162,7 @@ def test_reset_makes_new_keys(tmp_path: Path) -> None:
     assert root_fingerprint(after) != root_fingerprint(before)
     assert after.attestation_key.public_key() != before.attestation_key.public_key()
     assert after.cpu_secret != before.cpu_secret
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(simstate.PLATFORMS)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(simstate.platforms())
 
 
 def test_reset_repairs_a_corrupt_state(copied_home: Path) -> None:
@@ -256,4 +256,4 @@ def test_describe(session_home: Path) -> None:
 
 
 def test_platforms_are_registered_by_one_line() -> None:
-    assert simstate.PLATFORMS["sgx"] == sgx_sim.__name__
+    assert simstate.platforms()["sgx"] is registry().get("sgx").sim_state

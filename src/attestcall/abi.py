@@ -38,6 +38,10 @@ class PlatformFailure(Exception):
     """The platform (or the host relaying to it) did not produce usable evidence."""
 
 
+class HostFailure(PlatformFailure):
+    """The untrusted host did not answer, or answered something the shim refuses."""
+
+
 class Memory(Protocol):
     """Access to the payload's memory. Both methods raise MemoryFault on any fault."""
 

@@ -15,6 +15,15 @@ class UsageError(AttestcallError):
     """A bad command-line invocation or option value."""
 
 
+class HostError(AttestcallError):
+    """The untrusted host could not serve a request; the reply's status carries ``code``
+    (an errno)."""
+
+    def __init__(self, message: str, code: int = 5):  # 5 = EIO
+        super().__init__(message)
+        self.code = code
+
+
 class SimStateError(AttestcallError):
     """The simulated platform state directory is missing, unreadable or corrupt."""
 
@@ -30,3 +39,7 @@ class CollateralError(AttestcallError):
 
 class PolicyError(AttestcallError):
     """The policy file is unreadable, not TOML, or has an unknown key or a bad value."""
+
+
+class BackendUnavailable(AttestcallError):
+    """A real TEE interface was asked for but this machine does not offer it."""

@@ -22,7 +22,6 @@ via :func:`write_manifest`) and ``describe_state(folder: Path) -> str``.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import shutil
@@ -31,22 +30,17 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from attestcall.errors import SimStateError
+from attestcall.tees import SimState, registry
 
 MANIFEST = "state.json"
 FORMAT = 1
 RESET_HINT = "run `attestcall sim reset` to recreate it"
 
-# Platform name -> module providing create_state(folder) and describe_state(folder).
-PLATFORMS: dict[str, str] = {
-    "sev": "attestcall.amd.sev_sim",
-    "sgx": "attestcall.intel.sgx_sim",
-    "snp": "attestcall.amd.snp_sim",
-    "tdx": "attestcall.intel.tdx_sim",
-}
 
 
 def sim_home() -> Path:
@@ -200,16 +194,30 @@ def corrupt(folder: Path, why: str) -> SimStateError:
 # ------------------------------------------------------------------- whole-home actions
 
 
-def _module(name: str):
-    return importlib.import_module(PLATFORMS[name])
+def platforms() -> dict[str, SimState]:
+    """Folder name -> the simulator's state hooks, for every registered TEE that has one."""
+    return {t.sim_state.folder: t.sim_state for t in registry().tees if t.sim_state}
+
+
+def read_certificates(folder: str, pattern: str) -> list[x509.Certificate]:
+    """The PEM certificates matching ``pattern`` in a platform's folder, if it exists (never
+    created here): how a verifier asked to trust the simulators finds their roots."""
+    found = []
+    for path in sorted((sim_home() / folder).glob(pattern)):
+        try:
+            found.append(x509.load_pem_x509_certificate(path.read_bytes()))
+        except (OSError, ValueError):
+            continue
+    return found
 
 
 def reset(home: Path | str | None = None) -> None:
     """Delete every platform's state (and leftovers), then create fresh state with new keys."""
     root = ensure_home(home)
+    known = platforms()
     for entry in list(root.iterdir()):
-        managed = entry.name in PLATFORMS or any(
-            entry.name.startswith(f".{name}.") for name in PLATFORMS
+        managed = entry.name in known or any(
+            entry.name.startswith(f".{name}.") for name in known
         )
         if not managed or not entry.is_dir():
             continue
@@ -217,16 +225,15 @@ def reset(home: Path | str | None = None) -> None:
         doomed = Path(tempfile.mkdtemp(prefix=f".{entry.name.lstrip('.')}.old-", dir=root))
         os.rename(entry, doomed / "x")
         shutil.rmtree(doomed, ignore_errors=True)
-    for name in PLATFORMS:
-        platform_dir(name, _module(name).create_state, root)
+    for name, state in known.items():
+        platform_dir(name, state.create, root)
 
 
 def describe(home: Path | str | None = None) -> str:
     """Human-readable account of the state (creating it on first use)."""
     root = ensure_home(home)
     parts = [f"simulated platform state: {root}"]
-    for name in PLATFORMS:
-        module = _module(name)
-        folder = platform_dir(name, module.create_state, root)
-        parts.append(module.describe_state(folder))
+    for name, state in platforms().items():
+        folder = platform_dir(name, state.create, root)
+        parts.append(state.describe(folder))
     return "\n\n".join(parts)

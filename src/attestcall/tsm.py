@@ -32,20 +32,29 @@ import errno
 import itertools
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from attestcall.abi import NONCE_SIZE, PlatformFailure, Technology
+from attestcall.abi import NONCE_SIZE, PlatformFailure
+from attestcall.errors import BackendUnavailable
 from attestcall.kernelfs import Files, OsFiles, describe_os_error
+from attestcall.tees import Backend, OpenedKeep, Probe, TsmProvider, registry
 
 DEFAULT_ROOT = "/sys/kernel/config/tsm/report"
 INBLOB_SIZE = NONCE_SIZE
-SNP_REPORT_SIZE = 1184
 PRIVLEVEL_MAX = 3
 DEFAULT_ATTEMPTS = 3
 
-SEV_GUEST = "sev_guest"
-TDX_GUEST = "tdx_guest"
-PROVIDERS = {SEV_GUEST: Technology.SNP, TDX_GUEST: Technology.TDX}
+
+def provider(name: str) -> tuple[int, TsmProvider] | None:
+    """The technology id and the provider record a registered TEE gives ``name``."""
+    tee = registry().by_tsm_provider(name)
+    return None if tee is None or tee.tsm is None else (tee.technology, tee.tsm)
+
+
+def provider_names() -> list[str]:
+    return [t.tsm.name for t in registry().tees if t.tsm is not None]
 
 _counter = itertools.count()
 
@@ -72,14 +81,14 @@ class TsmReport:
 
     @property
     def technology(self) -> int:
-        return int(PROVIDERS[self.provider])
+        found = provider(self.provider)
+        assert found is not None  # the client accepts only registered providers
+        return found[0]
 
     @property
     def evidence(self) -> bytes:
-        """What get_attestation returns: outblob, then auxblob for sev_guest."""
-        if self.provider == SEV_GUEST:
-            return self.outblob + self.auxblob
-        return self.outblob
+        """What get_attestation returns: outblob, then auxblob when the provider has one."""
+        return self.outblob + self.auxblob
 
 
 _HINTS = {
@@ -135,7 +144,7 @@ class TsmClient:
         """The registered provider's name, read from a short-lived report instance."""
         path = self._make_instance()
         try:
-            return self._read_provider(path)
+            return self._read_provider(path)[0]
         finally:
             self._remove(path, failing=None)
 
@@ -171,18 +180,18 @@ class TsmClient:
         path = self._make_instance()
         failing: BaseException | None = None
         try:
-            provider = self._read_provider(path)
+            name, spec = self._read_provider(path)
             before = self._read_generation(path)
             writes = 0
             if self.privlevel is not None:
-                if provider != SEV_GUEST:
-                    raise TsmError(f"configfs-tsm: provider {provider} has no privlevel")
+                if not spec.privlevel:
+                    raise TsmError(f"configfs-tsm: provider {name} has no privlevel")
                 self._write(path, "privlevel", f"{self.privlevel}\n".encode())
                 writes += 1
             self._write(path, "inblob", inblob)
             writes += 1
             outblob = self._read(path, "outblob")
-            auxblob = self._read(path, "auxblob") if provider == SEV_GUEST else b""
+            auxblob = self._read(path, "auxblob") if spec.auxblob else b""
             after = self._read_generation(path)
         except BaseException as exc:
             failing = exc
@@ -195,11 +204,11 @@ class TsmClient:
             raise TsmError(f"configfs-tsm: generation went from {before} to {after} over "
                            f"{writes} write(s): a write was not accepted")
         if not outblob:
-            raise TsmError(f"configfs-tsm: {provider} returned an empty outblob")
-        if provider == SEV_GUEST and len(outblob) != SNP_REPORT_SIZE:
-            raise TsmError(f"configfs-tsm: sev_guest outblob is {len(outblob)} bytes, "
-                           f"not {SNP_REPORT_SIZE}")
-        return TsmReport(provider, outblob, auxblob)
+            raise TsmError(f"configfs-tsm: {name} returned an empty outblob")
+        if spec.outblob_size is not None and len(outblob) != spec.outblob_size:
+            raise TsmError(f"configfs-tsm: {name} outblob is {len(outblob)} bytes, "
+                           f"not {spec.outblob_size}")
+        return TsmReport(name, outblob, auxblob)
 
     def _make_instance(self) -> str:
         name = f"attestcall-{os.getpid()}-{next(_counter)}-{secrets.token_hex(4)}"
@@ -237,16 +246,89 @@ class TsmClient:
             raise TsmError(f"configfs-tsm: short write to {path}: {written} of {len(data)} "
                            "bytes")
 
-    def _read_provider(self, path: str) -> str:
+    def _read_provider(self, path: str) -> tuple[str, TsmProvider]:
         raw = self._read(path, "provider")
         name = raw.decode("ascii", "replace").strip()
-        if name not in PROVIDERS:
+        found = provider(name)
+        if found is None:
             raise TsmError(f"configfs-tsm: unsupported provider {name!r} (attestcall knows "
-                           f"{', '.join(PROVIDERS)})")
-        return name
+                           f"{', '.join(provider_names())})")
+        return name, found[1]
 
     def _read_generation(self, path: str) -> int:
         raw = self._read(path, "generation").strip()
         if not raw.isdigit():
             raise TsmError(f"configfs-tsm: generation {raw[:32]!r} is not a number")
         return int(raw)
+
+
+# ------------------------------------------------------------------ the tsm keep
+
+
+class TsmSource:
+    """configfs-tsm as an EvidenceSource: the technology of the provider, fixed when
+    opened. configfs-tsm has no size query: see :meth:`TsmClient.evidence_size`."""
+
+    def __init__(self, client: TsmClient, provider_name: str | None = None):
+        self.client = client
+        self.provider = provider_name if provider_name is not None else client.provider()
+        found = provider(self.provider)
+        if found is None:
+            raise TsmError(f"configfs-tsm: unsupported provider {self.provider!r}")
+        self.technology = found[0]
+
+    def evidence_size(self) -> int:
+        return self.client.evidence_size(self.provider)
+
+    def evidence(self, nonce: bytes) -> bytes:
+        report = self.client.report(nonce)
+        if report.provider != self.provider:
+            raise TsmError(f"configfs-tsm: the provider changed from {self.provider} to "
+                           f"{report.provider}")
+        return report.evidence
+
+
+def probe_tsm(root: str = DEFAULT_ROOT, files: Files | None = None) -> Probe:
+    """configfs-tsm: the report directory exists, is writable, and has a provider we know
+    (learned by making and removing one report instance)."""
+    files = files if files is not None else OsFiles()
+    if not files.exists(root):
+        return Probe(NAME, root, False, "not present (configfs not mounted, or a kernel "
+                     "without CONFIG_TSM_REPORTS)")
+    if not files.writable(root):
+        return Probe(NAME, root, False, "not writable (needs root)")
+    try:
+        name = TsmClient(root, files=files).provider()
+    except TsmError as exc:
+        return Probe(NAME, root, False, str(exc))
+    technology = provider(name)[0]  # type: ignore[index]
+    label = registry().label(technology)
+    return Probe(NAME, root, True, f"provider {name} ({label}, technology {technology})",
+                 technology)
+
+
+def _probe(options: Mapping[str, Any]) -> Probe:
+    return probe_tsm(options.get("tsm_root") or DEFAULT_ROOT, options.get("files"))
+
+
+def open_tsm(payload: bytes, options: Mapping[str, Any], services: object) -> OpenedKeep:
+    """The configfs-tsm keep. Options: ``tsm_root``, ``files``, ``privlevel``. The payload
+    is not measured: the evidence covers what the platform measured at launch."""
+    del payload, services
+    root = options.get("tsm_root") or DEFAULT_ROOT
+    result = probe_tsm(root, options.get("files"))
+    if not result.usable:
+        raise BackendUnavailable(f"--tee {NAME}: {result.path}: {result.detail}")
+    privlevel = options.get("privlevel")
+    client = TsmClient(root, files=options.get("files"),
+                       privlevel=None if privlevel is None else int(privlevel))
+    try:
+        source = TsmSource(client)
+    except PlatformFailure as exc:
+        raise BackendUnavailable(f"--tee {NAME}: {exc}") from exc
+    return OpenedKeep(source, {"path": root, "provider": source.provider,
+                               "technology": source.technology})
+
+
+NAME = "tsm"
+BACKEND = Backend(NAME, open_tsm, simulated=False, probe=_probe, order=10)

@@ -6,10 +6,10 @@ import os
 import time
 
 from attestcall.intel import sgx_sim
-from attestcall.keep.block import HEADER, HEADER_SIZE, Op
+from attestcall.intel.sgx_sim.keep import Op, SgxHost, SgxShim
+from attestcall.keep.block import HEADER, HEADER_SIZE
 from attestcall.keep.host import Host
 from attestcall.keep.keep import Keep, start_host
-from attestcall.keep.sgx import SgxHost, SgxShim
 
 
 class TooLong(SgxHost):
@@ -52,7 +52,7 @@ class HugeSize(SgxHost):
         return super().handle(op, data, limit)
 
 
-class OtherRequest(SgxHost):
+class OtherRequest(SgxHost, Host):
     """Replies correctly, but labelled with another request's sequence number."""
 
     def process(self, block):
@@ -63,7 +63,7 @@ class OtherRequest(SgxHost):
             HEADER.pack_into(block.buffer, 0, *fields)
 
 
-class Garbage(SgxHost):
+class Garbage(SgxHost, Host):
     """Overwrites the reply with random bytes."""
 
     def process(self, block):

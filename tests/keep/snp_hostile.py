@@ -10,9 +10,8 @@ from abc import ABC, abstractmethod
 
 from attestcall.amd import guest_message as gm
 from attestcall.amd import snp_sim
-from attestcall.keep.block import Op
+from attestcall.amd.snp_sim.keep import Op, SecretsPage, SnpHost, SnpShim
 from attestcall.keep.keep import Keep, start_host
-from attestcall.keep.snp import SecretsPage, SnpHost, SnpShim
 
 
 class Striking(SnpHost, ABC):

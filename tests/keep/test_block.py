@@ -4,6 +4,8 @@ import time
 
 import pytest
 
+from attestcall.abi import HostFailure
+from attestcall.errors import HostError
 from attestcall.keep.block import (
     HEADER,
     HEADER_SIZE,
@@ -12,9 +14,8 @@ from attestcall.keep.block import (
     BlockError,
     RequestBlock,
 )
-from attestcall.keep.host import Host, HostError
+from attestcall.keep.host import Host
 from attestcall.keep.keep import start_host
-from attestcall.keep.shim import HostFailure
 
 
 class Echo(Host):

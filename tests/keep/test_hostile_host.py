@@ -6,9 +6,10 @@ import pytest
 
 from attestcall.abi import BufferMemory, Outcome, get_attestation
 from attestcall.intel.quote import Quote
-from attestcall.keep.block import HEADER_SIZE, REPLY_BIT, Op
+from attestcall.intel.sgx_sim.keep import Op, SgxHost
+from attestcall.keep.block import HEADER_SIZE, REPLY_BIT
+from attestcall.keep.host import Host
 from attestcall.keep.platforms import open_keep
-from attestcall.keep.sgx import SgxHost
 from tests.keep.hostile import HOSTILE, hostile_keep
 
 NONCE = bytes(range(100, 164))
@@ -51,7 +52,7 @@ def test_hostile_host_gives_eio_and_leaves_memory_alone(name):
 def test_the_shim_recovers_once_the_host_behaves_again():
     """A failure is per request: a host that garbled one reply can serve the next call."""
 
-    class GarblesOnce(SgxHost):
+    class GarblesOnce(SgxHost, Host):
         garbled = 0
 
         def process(self, block):
@@ -77,7 +78,7 @@ def test_the_shim_recovers_once_the_host_behaves_again():
 def test_targetinfo_is_asked_once_and_again_after_a_failed_quote():
     """Enclaves ask the QE's TARGETINFO once; the shim asks again only after a failure."""
 
-    class GarblesFirstQuote(SgxHost):
+    class GarblesFirstQuote(SgxHost, Host):
         done = False
 
         def process(self, block):

@@ -1,4 +1,5 @@
-"""The real backends as EvidenceSources (attestcall.keep.real): the get_attestation contract
+"""The real backends as EvidenceSources (attestcall.keep.real and each device client): the
+get_attestation contract
 through the core with each one over its fake, probing, detection, opening by name, and one
 native payload end to end over the configfs-tsm fake."""
 
@@ -13,19 +14,14 @@ import pytest
 
 from attestcall.abi import BufferMemory, Technology, get_attestation
 from attestcall.amd import report as snp
-from attestcall.amd.sev_guest import SevGuestDevice
+from attestcall.amd.sev_guest import SevGuestDevice, SevGuestSource
+from attestcall.errors import BackendUnavailable, UsageError
 from attestcall.frontends.native import run_native
-from attestcall.intel.gramine import GramineClient
+from attestcall.intel.gramine import GramineClient, GramineSource, probe_gramine
 from attestcall.keep import real
-from attestcall.keep.real import (
-    BackendUnavailable,
-    GramineSource,
-    Paths,
-    ProbeResult,
-    SevGuestSource,
-    TsmSource,
-)
-from attestcall.tsm import TsmClient
+from attestcall.keep.platforms import open_keep
+from attestcall.tees import Probe as ProbeResult
+from attestcall.tsm import TsmClient, TsmSource, probe_tsm
 from tests.fakes import blobs
 from tests.fakes.configfs_tsm import FakeTsm
 from tests.fakes.gramine import FakeGramine
@@ -165,9 +161,12 @@ def test_size_change_between_query_and_call_is_eio():
 # ---------------------------------------------------------------------------- probing
 
 
-def paths(tmp_path: Path, tsm: FakeTsm, gramine_root: str, sev: str | None = None) -> Paths:
-    return Paths(tsm_root=tsm.root, sev_guest=sev or str(tmp_path / "no-sev-guest"),
-                 gramine_root=gramine_root)
+def paths(tmp_path: Path, tsm: FakeTsm, gramine_root: str, sev: str | None = None,
+          files=None) -> dict:
+    """The real backends' options pointing at the fakes (efi_secret: absent)."""
+    return {"tsm_root": tsm.root, "sev_guest_path": sev or str(tmp_path / "no-sev-guest"),
+            "gramine_root": gramine_root, "efi_secret_root": str(tmp_path / "no-efi-secret"),
+            "files": files}
 
 
 class Both:
@@ -201,32 +200,32 @@ class Both:
 
 def test_probe_everything_present(tmp_path, device_path):
     tsm, gramine = FakeTsm(provider="tdx_guest"), FakeGramine()
-    results = real.probe(paths(tmp_path, tsm, gramine.root, device_path), Both(tsm, gramine))
+    results = real.probe(paths(tmp_path, tsm, gramine.root, device_path, files=Both(tsm, gramine)))
     assert [r.name for r in results] == ["tsm", "sev-guest", "gramine", "efi-secret"]
     assert all(r.usable for r in results[:3])
     assert [r.technology for r in results[:3]] == [4, 3, 2]
     assert "provider tdx_guest" in results[0].detail
     assert tsm.instances == {} and len(tsm.made) == 1
-    assert real.detect(paths(tmp_path, tsm, gramine.root, device_path),
-                       Both(tsm, gramine)) == "tsm"
+    both = Both(tsm, gramine)
+    assert real.detect(paths(tmp_path, tsm, gramine.root, device_path, files=both)) == "tsm"
 
 
 def test_probe_everything_absent(tmp_path):
     tsm, gramine = FakeTsm(present=False), FakeGramine(present=False)
-    results = real.probe(paths(tmp_path, tsm, gramine.root), Both(tsm, gramine))
+    results = real.probe(paths(tmp_path, tsm, gramine.root, files=Both(tsm, gramine)))
     assert not any(r.usable for r in results)
     assert "CONFIG_TSM_REPORTS" in results[0].detail
     assert "not present" in results[1].detail
     assert "not inside Gramine" in results[2].detail
-    assert real.detect(paths(tmp_path, tsm, gramine.root), Both(tsm, gramine)) is None
+    assert real.detect(paths(tmp_path, tsm, gramine.root, files=Both(tsm, gramine))) is None
 
 
 def test_probe_broken(tmp_path):
     broken_device = tmp_path / "sev-guest-dir"
     broken_device.mkdir()  # opening a directory read-write is EISDIR
     tsm, gramine = FakeTsm(provider=None), FakeGramine(attestation_type="epid")
-    results = real.probe(paths(tmp_path, tsm, gramine.root, str(broken_device)),
-                         Both(tsm, gramine))
+    results = real.probe(paths(tmp_path, tsm, gramine.root, str(broken_device),
+                               files=Both(tsm, gramine)))
     assert not any(r.usable for r in results)
     assert "no TSM provider" in results[0].detail
     assert "EISDIR" in results[1].detail
@@ -241,7 +240,7 @@ def test_probe_broken(tmp_path):
     ],
 )
 def test_probe_tsm_unusable(fake, expected):
-    result = real.probe_tsm(fake.root, fake)
+    result = probe_tsm(fake.root, fake)
     assert not result.usable and expected in result.detail
 
 
@@ -254,15 +253,15 @@ def test_probe_tsm_unusable(fake, expected):
     ],
 )
 def test_probe_gramine_unusable(fake, expected):
-    result = real.probe_gramine(fake.root, fake)
+    result = probe_gramine(fake.root, fake)
     assert not result.usable and expected in result.detail
 
 
 def test_detect_skips_unusable_backends(tmp_path, device_path):
     tsm, gramine = FakeTsm(provider=None), FakeGramine()
-    assert real.detect(paths(tmp_path, tsm, gramine.root, device_path),
-                       Both(tsm, gramine)) == "sev-guest"
-    assert real.detect(paths(tmp_path, tsm, gramine.root), Both(tsm, gramine)) == "gramine"
+    both = Both(tsm, gramine)
+    assert real.detect(paths(tmp_path, tsm, gramine.root, device_path, files=both)) == "sev-guest"
+    assert real.detect(paths(tmp_path, tsm, gramine.root, files=Both(tsm, gramine))) == "gramine"
 
 
 def test_describe_probes():
@@ -287,7 +286,7 @@ def test_describe_probes():
 
 def test_open_real_tsm():
     fake = FakeTsm(provider="sev_guest")
-    keep = real.open_real("tsm", b"", {"tsm_root": fake.root, "files": fake, "privlevel": 1})
+    keep = open_keep("tsm", b"", **{"tsm_root": fake.root, "files": fake, "privlevel": 1})
     with keep:
         assert keep.tee == "tsm" and keep.host is None
         assert keep.details["provider"] == "sev_guest" and keep.source.technology == 3
@@ -296,7 +295,7 @@ def test_open_real_tsm():
 
 def test_open_real_sev_guest(device_path):
     fake = FakeSevGuest()
-    keep = real.open_real("sev-guest", b"", {"sev_guest_path": device_path,
+    keep = open_keep("sev-guest", b"", **{"sev_guest_path": device_path,
                                              "ioctl": fake.ioctl})
     assert keep.source.technology == 3
     assert snp.parse(keep.source.evidence(NONCE)[:1184]).report_data == NONCE
@@ -304,7 +303,7 @@ def test_open_real_sev_guest(device_path):
 
 def test_open_real_gramine():
     fake = FakeGramine()
-    keep = real.open_real("gramine", b"", {"gramine_root": fake.root, "files": fake})
+    keep = open_keep("gramine", b"", **{"gramine_root": fake.root, "files": fake})
     assert keep.source.technology == 2 and keep.source.evidence_size() == fake.quote_size
 
 
@@ -319,12 +318,12 @@ def test_open_real_gramine():
 )
 def test_open_real_unavailable(name, options, message):
     with pytest.raises(BackendUnavailable, match=message):
-        real.open_real(name, b"", options)
+        open_keep(name, b"", **options)
 
 
 def test_open_real_unknown_name():
-    with pytest.raises(ValueError, match="unknown real backend"):
-        real.open_real("sgx", b"", {})
+    with pytest.raises(UsageError, match="unknown TEE 'sgx'"):
+        open_keep("sgx", b"")
 
 
 # ---------------------------------------------------------------------------- end to end
@@ -360,15 +359,15 @@ def test_native_payload_over_configfs_tsm(contract, capfd):
 
 
 def test_efi_secret_backend_reads_the_tenant_key_under_attestcalls_guid():
-    from attestcall.amd.efi_secret import ATTESTCALL_KEY_GUID
-    from attestcall.keep.real import EFI_SECRET, open_real, probe_efi_secret
+    from attestcall.amd.efi_secret import ATTESTCALL_KEY_GUID, probe_efi_secret
+    from attestcall.amd.efi_secret import NAME as EFI_SECRET
     from tests.fakes.efi_secret import FakeEfiSecret, table
 
     key = b"0\x82 pkcs8 der bytes of the tenant's key"
     fake = FakeEfiSecret(table([(ATTESTCALL_KEY_GUID, key)]))
     result = probe_efi_secret(fake.root, fake)
     assert result.usable and result.technology == 1
-    keep = open_real(EFI_SECRET, b"", {"efi_secret_root": fake.root, "files": fake})
+    keep = open_keep(EFI_SECRET, b"", **{"efi_secret_root": fake.root, "files": fake})
     memory = BufferMemory(bytearray(64 + 4096))
     size = get_attestation(0, 0, 0, 0, memory=memory, source=keep.source)
     assert (size.ret, size.technology) == (len(key), 1)
@@ -380,7 +379,8 @@ def test_efi_secret_backend_reads_the_tenant_key_under_attestcalls_guid():
 def test_efi_secret_without_our_secret_is_unusable_with_a_reason():
     import uuid
 
-    from attestcall.keep.real import EFI_SECRET, BackendUnavailable, open_real, probe_efi_secret
+    from attestcall.amd.efi_secret import NAME as EFI_SECRET
+    from attestcall.amd.efi_secret import probe_efi_secret
     from tests.fakes.efi_secret import FakeEfiSecret, table
 
     other = FakeEfiSecret(table([(uuid.uuid4(), b"someone else's secret")]))
@@ -388,4 +388,4 @@ def test_efi_secret_without_our_secret_is_unusable_with_a_reason():
     absent = FakeEfiSecret(b"not a secret area")
     assert "not present" in probe_efi_secret(absent.root, absent).detail
     with pytest.raises(BackendUnavailable, match="--tee efi-secret"):
-        open_real(EFI_SECRET, b"", {"efi_secret_root": absent.root, "files": absent})
+        open_keep(EFI_SECRET, b"", **{"efi_secret_root": absent.root, "files": absent})

@@ -12,10 +12,9 @@ from attestcall.abi import BufferMemory, Outcome, get_attestation
 from attestcall.amd import certs as amdcerts
 from attestcall.amd import report as snp
 from attestcall.amd import snp_sim
+from attestcall.amd.snp_sim.keep import CERTS_LIMIT, SEQNO_LIMIT, Op, SnpHost
 from attestcall.errors import UsageError
-from attestcall.keep.block import Op
 from attestcall.keep.platforms import open_keep
-from attestcall.keep.snp import CERTS_LIMIT, SEQNO_LIMIT, SnpHost
 from tests.keep.snp_hostile import HOSTILE, hostile_snp_keep
 
 NONCE = bytes(range(100, 164))

@@ -25,10 +25,11 @@ from attestcall.include_dir import include_dir
 from attestcall.intel import tdx_sim
 from attestcall.intel.tdx_quote import DcapQuote, TdReportBody
 from attestcall.intel.tdx_sim.collateral import collateral
-from attestcall.keep.block import HEADER, Op
+from attestcall.intel.tdx_sim.keep import Op, TdxHost, TdxShim
+from attestcall.keep.block import HEADER
+from attestcall.keep.host import Host
 from attestcall.keep.keep import Keep, start_host
-from attestcall.keep.platforms import TEE_NAMES, open_keep
-from attestcall.keep.tdx import TdxHost, TdxShim
+from attestcall.keep.platforms import open_keep, tee_names
 
 TESTS = Path(__file__).resolve().parents[1]
 NONCE = bytes(range(100, 164))
@@ -73,7 +74,7 @@ def keep(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_registered() -> None:
-    assert "tdx-sim" in TEE_NAMES
+    assert "tdx-sim" in tee_names()
 
 
 @pytest.mark.parametrize("version", [4, 5])
@@ -233,7 +234,7 @@ class SizeReplyTooLong(TdxHost):
         return reply + b"\0" if op == Op.TDX_QUOTE_SIZE else reply
 
 
-class OtherSequence(TdxHost):
+class OtherSequence(TdxHost, Host):
     """Replies correctly, labelled with another request's sequence number."""
 
     def process(self, block):

@@ -136,8 +136,9 @@ def test_signed_byte_change_in_report_is_rejected(tmp_path):
     [
         (["/nonexistent"], b"cannot read"),
         ([os.devnull], b"--tech"),
-        ([AMD / "milan_report_v2.bin", "--collateral", "x.json"], b"Intel evidence"),
-        ([INTEL / "sgx_quote_v3.bin", "--certs", "x.der"], b"SEV-SNP evidence"),
+        ([AMD / "milan_report_v2.bin", "--collateral", "x.json"],
+         b"--collateral is not for SEV-SNP"),
+        ([INTEL / "sgx_quote_v3.bin", "--certs", "x.der"], b"--certs is not for SGX"),
         ([AMD / "milan_report_v2.bin", "--at", "soon"], b"not an instant"),
         ([AMD / "milan_report_v2.bin", "--nonce", "00"], b"128 hex digits"),
         ([AMD / "milan_report_v2.bin", "--certs", "/nonexistent"], b"cannot read"),

@@ -12,9 +12,9 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 def test_vectors_are_recognised():
-    assert detect((DATA / "intel" / "sgx_quote_v3.bin").read_bytes()) == "sgx"
-    assert detect((DATA / "intel" / "tdx_quote_v4.bin").read_bytes()) == "tdx"
-    assert detect((DATA / "amd" / "milan_report_v2.bin").read_bytes()) == "snp"
+    assert detect((DATA / "intel" / "sgx_quote_v3.bin").read_bytes()).name == "sgx"
+    assert detect((DATA / "intel" / "tdx_quote_v4.bin").read_bytes()).name == "tdx"
+    assert detect((DATA / "amd" / "milan_report_v2.bin").read_bytes()).name == "snp"
 
 
 @pytest.mark.parametrize("data", [b"", b"\0" * 2000, b"\xff" * 48, b"garbage" * 300])

@@ -4,7 +4,8 @@ import pytest
 
 from attestcall.appraisal import Appraisal
 from attestcall.errors import PolicyError
-from attestcall.verifier.policy import INTEL_TCB_STATUSES, Policy
+from attestcall.intel.validate import INTEL_TCB_STATUSES
+from attestcall.verifier.policy import Policy
 
 MRENCLAVE = "33" * 32
 

@@ -35,7 +35,9 @@ import uuid
 from collections.abc import Mapping
 
 from attestcall.abi import PlatformFailure, Technology
+from attestcall.errors import BackendUnavailable
 from attestcall.kernelfs import Files, OsFiles, describe_os_error
+from attestcall.tees import Backend, OpenedKeep, Probe
 
 TABLE_GUID = uuid.UUID("1e74f542-71dd-4d66-963e-ef4287ff173b")
 NULL_GUID = uuid.UUID(int=0)
@@ -137,3 +139,40 @@ class EfiSecretSource:
     def evidence(self, nonce: bytes) -> bytes:
         del nonce  # SEV pre-attestation: the nonce is ignored (docs/design.md section 1)
         return self._read()
+
+
+# ------------------------------------------------------------- the efi-secret keep
+
+NAME = "efi-secret"
+
+
+def probe_efi_secret(root: str = DEFAULT_ROOT, files: Files | None = None) -> Probe:
+    """efi_secret (SEV pre-attestation): the tenant's key was injected under attestcall's
+    GUID."""
+    source = EfiSecretSource(root, files=files)
+    if not (files if files is not None else OsFiles()).exists(root):
+        return Probe(NAME, root, False, "not present (not a SEV guest with a launch secret, "
+                     "or the efi_secret driver is not loaded)")
+    if not source.available():
+        return Probe(NAME, root, False, f"no attestcall secret ({source.guid}) was injected")
+    return Probe(NAME, root, True, "the tenant's key is there (SEV, technology 1)",
+                 int(Technology.SEV))
+
+
+def _probe(options) -> Probe:
+    return probe_efi_secret(options.get("efi_secret_root") or DEFAULT_ROOT,
+                            options.get("files"))
+
+
+def open_efi_secret(payload: bytes, options, services: object) -> OpenedKeep:
+    """The efi_secret keep. Options: ``efi_secret_root``, ``files``."""
+    del payload, services
+    root = options.get("efi_secret_root") or DEFAULT_ROOT
+    result = probe_efi_secret(root, options.get("files"))
+    if not result.usable:
+        raise BackendUnavailable(f"--tee {NAME}: {result.path}: {result.detail}")
+    return OpenedKeep(EfiSecretSource(root, files=options.get("files")),
+                      {"path": root, "technology": int(Technology.SEV)})
+
+
+BACKEND = Backend(NAME, open_efi_secret, simulated=False, probe=_probe, order=40)

@@ -54,7 +54,9 @@ from collections.abc import Callable
 from typing import Any
 
 from attestcall.abi import NONCE_SIZE, PlatformFailure
+from attestcall.errors import BackendUnavailable
 from attestcall.kernelfs import describe_os_error
+from attestcall.tees import Backend, OpenedKeep, Probe
 
 DEVICE = "/dev/sev-guest"
 REPORT_SIZE = 1184
@@ -335,3 +337,67 @@ class _IoctlFailed(Exception):
 
     def error(self) -> SevGuestError:
         return SevGuestError(self.describe(), self.exc.errno, self.fw_error, self.vmm_error)
+
+
+# -------------------------------------------------------------- the sev-guest keep
+
+NAME = "sev-guest"
+SNP_TECHNOLOGY = 3
+
+
+class SevGuestSource:
+    """/dev/sev-guest as an EvidenceSource: technology 3. Neither configfs-tsm nor the
+    device has a size query: the size is learned from one real report (zero nonce) and
+    cached; every report refreshes it."""
+
+    technology = SNP_TECHNOLOGY
+
+    def __init__(self, device: SevGuestDevice):
+        self.device = device
+        self._size: int | None = None
+
+    def evidence_size(self) -> int:
+        if self._size is None:
+            self.evidence(bytes(NONCE_SIZE))
+        assert self._size is not None
+        return self._size
+
+    def evidence(self, nonce: bytes) -> bytes:
+        evidence = self.device.evidence(nonce)
+        self._size = len(evidence)
+        return evidence
+
+
+def probe_sev_guest(path: str = DEVICE) -> Probe:
+    """/dev/sev-guest: exists and opens read-write (no request is sent)."""
+    if not os.path.exists(path):
+        return Probe(NAME, path, False, "not present (not an SEV-SNP guest, or the "
+                     "sev-guest driver is not loaded)")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except OSError as exc:
+        return Probe(NAME, path, False, f"cannot open: {describe_os_error(exc)}")
+    os.close(fd)
+    return Probe(NAME, path, True, "opens (SNP, technology 3)", SNP_TECHNOLOGY)
+
+
+def _probe(options) -> Probe:
+    return probe_sev_guest(options.get("sev_guest_path") or DEVICE)
+
+
+def open_sev_guest(payload: bytes, options, services: object) -> OpenedKeep:
+    """The /dev/sev-guest keep. Options: ``sev_guest_path``, ``ioctl`` (tests),
+    ``privlevel`` (the VMPL). The payload is not measured."""
+    del payload, services
+    path = options.get("sev_guest_path") or DEVICE
+    result = probe_sev_guest(path)
+    if not result.usable:
+        raise BackendUnavailable(f"--tee {NAME}: {result.path}: {result.detail}")
+    kwargs: dict[str, Any] = {"vmpl": int(options.get("privlevel") or 0)}
+    if options.get("ioctl") is not None:
+        kwargs["ioctl"] = options["ioctl"]
+    return OpenedKeep(SevGuestSource(SevGuestDevice(path, **kwargs)),
+                      {"path": path, "technology": SNP_TECHNOLOGY})
+
+
+BACKEND = Backend(NAME, open_sev_guest, simulated=False, probe=_probe, order=20)

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 from cryptography.x509.oid import NameOID
 
-from attestcall import abi, der
+from attestcall import abi
 from attestcall.abi import Technology
 from attestcall.deploy.cmw import (
     CMW_EXTENSION_OID,
@@ -47,30 +47,12 @@ from attestcall.deploy.cmw import (
 )
 from attestcall.deploy.keys import binding_nonce, generate_key, key_type_of, signature_hash
 from attestcall.errors import AttestcallError
+from attestcall.tees import Tee, registry
 
-# Our media types (vendor tree, not registered with IANA; no registered type exists for
-# these evidence formats). The value is the get_attestation buffer, byte for byte.
-MEDIA_TYPES: dict[int, str] = {
-    Technology.NONE: "application/vnd.attestcall.evidence.none",
-    Technology.SGX: "application/vnd.attestcall.evidence.sgx-dcap-quote",
-    Technology.SNP: "application/vnd.attestcall.evidence.snp-report",
-    Technology.TDX: "application/vnd.attestcall.evidence.tdx-dcap-quote",
-}
-ENARX_OIDS: dict[int, str] = {
-    Technology.NONE: "1.3.6.1.4.1.58270.1.1",
-    Technology.SGX: "1.3.6.1.4.1.58270.1.2",
-    Technology.SNP: "1.3.6.1.4.1.58270.1.3",
-}
-DEFAULT_KEY_TYPES: dict[int, str] = {
-    Technology.NONE: "p256",
-    Technology.SGX: "p256",  # the PCK's curve
-    Technology.SNP: "p384",  # the VCEK's curve
-    Technology.TDX: "p256",
-}
-VERIFIER_NAMES: dict[int, str] = {Technology.SGX: "sgx", Technology.SNP: "snp",
-                                  Technology.TDX: "tdx"}
+# The media types (our vendor tree, not registered with IANA: no registered type exists
+# for these evidence formats) and Enarx's OIDs come from each TEE's plugin record; the
+# value is the get_attestation buffer, byte for byte.
 CERTIFICATE_VALIDITY = dt.timedelta(days=30)
-SNP_REPORT_SIZE = 0x4A0
 
 
 class IdentityError(AttestcallError):
@@ -136,28 +118,11 @@ def attest(source: abi.EvidenceSource, nonce: bytes) -> tuple[int, bytes]:
     return outcome.technology, memory.read(buf_ptr, size) if size else b""
 
 
-def _snp_enarx_value(evidence: bytes) -> bytes | None:
-    """Enarx's SNP extension value, or None without a VCEK/VLEK in the certificate table."""
-    from attestcall.amd import certs as amdcerts
-
-    try:
-        entries = amdcerts.parse_table(evidence[SNP_REPORT_SIZE:])
-    except AttestcallError:
-        return None
-    veks = [e.data for e in entries if e.guid in (amdcerts.VCEK_GUID, amdcerts.VLEK_GUID)]
-    if not veks:
-        return None
-    return der.encode_sequence(veks[0], der.encode_octet_string(evidence[:SNP_REPORT_SIZE]))
-
-
-def _enarx_value(technology: int, evidence: bytes) -> bytes | None:
-    if technology == Technology.NONE:
-        return b""
-    if technology == Technology.SGX:
-        return evidence
-    if technology == Technology.SNP:
-        return _snp_enarx_value(evidence)
-    return None
+def _tee(technology: int) -> Tee:
+    tee = registry().by_id(technology)
+    if tee is None:
+        raise IdentityError(f"technology {technology} is not registered")
+    return tee
 
 
 def build_certificate(
@@ -184,16 +149,17 @@ def build_certificate(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
     )
     if technology is not None:
-        if technology not in MEDIA_TYPES:
+        tee = registry().by_id(technology)
+        if tee is None or tee.media_type is None:
             raise IdentityError(f"technology {technology} has no evidence to put in a "
                                 "certificate")
-        record = CmwRecord(MEDIA_TYPES[technology], evidence, EVIDENCE_INDICATOR)
+        record = CmwRecord(tee.media_type, evidence, EVIDENCE_INDICATOR)
         cmw = x509.UnrecognizedExtension(x509.ObjectIdentifier(CMW_EXTENSION_OID),
                                          extension_value(record))
         builder = builder.add_extension(cmw, critical=False)
-        enarx = _enarx_value(technology, evidence)
-        if enarx is not None:
-            oid = x509.ObjectIdentifier(ENARX_OIDS[technology])
+        enarx = tee.enarx_value(evidence) if tee.enarx_value is not None else None
+        if tee.enarx_oid is not None and enarx is not None:
+            oid = x509.ObjectIdentifier(tee.enarx_oid)
             builder = builder.add_extension(x509.UnrecognizedExtension(oid, enarx),
                                             critical=False)
     return builder.sign(private_key, signature_hash(key_type_of(public_key)))
@@ -215,11 +181,12 @@ def make_identity(
     ``key_type`` (default per technology, ``DEFAULT_KEY_TYPES``) and evidence bound to it;
     for SEV the key delivered at launch, without evidence."""
     technology = int(source.technology)
-    if technology == Technology.SEV:
+    tee = registry().by_id(technology)
+    if tee is not None and tee.pre_attestation:
         _, secret = attest(source, bytes(abi.NONCE_SIZE))  # SEV ignores the nonce
         key = _pinned_key(secret)
         return KeepIdentity(key, build_certificate(key, None, b"", name=name), technology, b"")
-    key = generate_key(key_type or DEFAULT_KEY_TYPES.get(technology, "p256"))
+    key = generate_key(key_type or (tee.default_key_type if tee is not None else "p256"))
     technology, evidence = attest(source, binding_nonce(key.public_key()))
     certificate = build_certificate(key, technology, evidence, name=name)
     return KeepIdentity(key, certificate, technology, evidence)
@@ -244,24 +211,22 @@ def _extension_bytes(cert: x509.Certificate, oid: str) -> bytes | None:
 
 def _check_enarx(cert: x509.Certificate, technology: int, evidence: bytes) -> None:
     """Any Enarx extension present must say what the CMW says."""
-    for tech, oid in ENARX_OIDS.items():
-        value = _extension_bytes(cert, oid)
+    for tee in registry().tees:
+        if tee.enarx_oid is None:
+            continue
+        value = _extension_bytes(cert, tee.enarx_oid)
         if value is None:
             continue
-        if tech != technology:
-            raise CertificateEvidenceError(f"Enarx extension {oid} contradicts the CMW's "
-                                           "technology")
-        if tech == Technology.SNP:
-            try:
-                items = der.decode(value).children()
-                report = items[1].as_octet_string() if len(items) == 2 else None
-            except der.DerError:
-                report = None
-            consistent = report == evidence[:SNP_REPORT_SIZE]
+        if tee.technology != technology:
+            raise CertificateEvidenceError(f"Enarx extension {tee.enarx_oid} contradicts the "
+                                           "CMW's technology")
+        if tee.enarx_matches is not None:
+            consistent = tee.enarx_matches(value, evidence)
         else:
-            consistent = value == _enarx_value(tech, evidence)
+            consistent = tee.enarx_value is not None and value == tee.enarx_value(evidence)
         if not consistent:
-            raise CertificateEvidenceError(f"Enarx extension {oid} disagrees with the CMW")
+            raise CertificateEvidenceError(f"Enarx extension {tee.enarx_oid} disagrees with "
+                                           "the CMW")
 
 
 def evidence_from_certificate(cert: x509.Certificate) -> tuple[int, bytes]:
@@ -277,10 +242,10 @@ def evidence_from_certificate(cert: x509.Certificate) -> tuple[int, bytes]:
         record = parse_extension_value(value)
     except CmwError as exc:
         raise CertificateEvidenceError(f"the CMW extension is malformed: {exc}") from None
-    by_media_type = {media: tech for tech, media in MEDIA_TYPES.items()}
-    technology = by_media_type.get(record.media_type)
-    if technology is None:
+    tee = next((t for t in registry().tees if t.media_type == record.media_type), None)
+    if tee is None:
         raise CertificateEvidenceError(f"unknown evidence media type {record.media_type!r}")
+    technology = tee.technology
     if record.indicator is not None and not record.indicator & EVIDENCE_INDICATOR:
         raise CertificateEvidenceError("the CMW record is not marked as Evidence")
     if technology == Technology.NONE and record.value:
@@ -290,24 +255,15 @@ def evidence_from_certificate(cert: x509.Certificate) -> tuple[int, bytes]:
 
 
 def report_data(evidence: bytes, technology: int) -> bytes:
-    """The 64 report-data bytes of SGX, SNP or TDX evidence (strictly parsed)."""
-    from attestcall.amd import report as snp_report
-    from attestcall.intel.quote import Quote
-    from attestcall.intel.tdx_quote import DcapQuote
-
+    """The 64 report-data bytes of the evidence, as its TEE's own parser reads them."""
+    tee = _tee(technology)
+    if tee.report_data is None:
+        raise CertificateEvidenceError(f"technology {technology} evidence has no report data")
     try:
-        if technology == Technology.SGX:
-            if evidence[:2] == b"\x03\x00":
-                return Quote.parse(evidence).body.report_data
-            return DcapQuote.parse(evidence).body.report_data
-        if technology == Technology.TDX:
-            return DcapQuote.parse(evidence).body.report_data
-        if technology == Technology.SNP:
-            return snp_report.parse(evidence[:SNP_REPORT_SIZE]).report_data
+        return tee.report_data(evidence)
     except (AttestcallError, ValueError) as exc:
-        raise CertificateEvidenceError(f"the {VERIFIER_NAMES[technology].upper()} evidence "
-                                       f"cannot be parsed: {exc}") from None
-    raise CertificateEvidenceError(f"technology {technology} evidence has no report data")
+        raise CertificateEvidenceError(f"the {tee.label} evidence cannot be parsed: "
+                                       f"{exc}") from None
 
 
 def check_binding(cert: x509.Certificate, evidence: bytes, technology: int) -> None:

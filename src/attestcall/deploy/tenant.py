@@ -44,7 +44,6 @@ from cryptography import x509
 from attestcall.abi import Technology
 from attestcall.deploy import protocol, provision_tenant
 from attestcall.deploy.identity import (
-    VERIFIER_NAMES,
     IdentityError,
     check_binding,
     evidence_from_certificate,
@@ -59,6 +58,7 @@ from attestcall.deploy.keys import (
 from attestcall.deploy.protocol import FrameDecoder, FrameType, ProtocolError
 from attestcall.deploy.tls import client_context
 from attestcall.errors import AttestcallError, CollateralError, EvidenceError, PayloadError
+from attestcall.tees import registry
 from attestcall.verifier.api import verify
 from attestcall.verifier.policy import Policy
 from attestcall.verifier.verdict import Verdict
@@ -100,20 +100,12 @@ class DeployTimings:
     exit: float = 0.0
 
 
-def simulated_collateral(technology: str, evidence: bytes = b"") -> str | None:
-    """The simulated platforms' collateral for ``"sgx"`` or ``"tdx"`` evidence (None for
-    ``"snp"``, whose certificate table travels with the report)."""
-    if technology == "sgx":
-        from attestcall.intel.sgx_sim import load_state
-        from attestcall.intel.sgx_sim.collateral import collateral_json
-
-        return collateral_json(load_state())
-    if technology == "tdx":
-        from attestcall.intel.tdx_sim import load_state as load_tdx_state
-        from attestcall.intel.tdx_sim.collateral import collateral_json as tdx_collateral_json
-
-        return tdx_collateral_json(load_tdx_state())
-    return None
+def simulated_collateral(technology: str, evidence: bytes = b"") -> Any:
+    """The local simulator's collateral for evidence of ``technology`` (a TEE name), or None
+    when that TEE's simulator has none to give (SNP: the certificate table travels with
+    the report)."""
+    tee = registry().get(technology)
+    return tee.simulated_collateral(evidence) if tee.simulated_collateral else None
 
 
 def trusted_sev_arks(trust_simulated: bool) -> list[bytes]:
@@ -129,12 +121,15 @@ def trusted_sev_arks(trust_simulated: bool) -> list[bytes]:
 
 
 def pccs_collateral(base_url: str) -> CollateralProvider:
-    """A provider fetching Intel collateral for the quote from the PCS/PCCS at ``base_url``
-    (cached as ``attestcall verify --pccs`` caches it)."""
-    from attestcall.intel.pcs import fetch_collateral
+    """A provider fetching collateral for the evidence from the PCS/PCCS at ``base_url``
+    (cached as ``attestcall verify --pccs`` caches it), for the TEEs that take --pccs."""
 
     def provide(technology: str, evidence: bytes) -> Any:
-        return fetch_collateral(base_url, evidence) if technology in ("sgx", "tdx") else None
+        tee = registry().get(technology)
+        if tee.collateral_source is None or tee.collateral_options is None \
+                or tee.collateral_options[1] != "--pccs":
+            return None
+        return tee.collateral_source(evidence, None, base_url)
 
     return provide
 
@@ -185,19 +180,18 @@ def appraise_certificate(
             raise DeployRefused(["the keep runs outside any TEE (technology 0) and the "
                                  "policy does not allow a no-TEE keep"])
         return None
-    name = VERIFIER_NAMES[technology]
+    tee = registry().by_id(technology)
+    if tee is None or not tee.verifiable:
+        raise DeployRefused([f"technology {technology} evidence cannot be verified here"])
     collateral = None
-    if name in ("sgx", "tdx"):
-        provider = collateral_for or (simulated_collateral if trust_simulated else None)
-        if provider is None:
-            raise DeployRefused([f"{name.upper()} evidence needs Intel collateral and no "
-                                 "collateral source was given (--pccs)"])
+    provider = collateral_for or (simulated_collateral if trust_simulated else None)
+    if provider is not None:
         try:
-            collateral = provider(name, evidence)
+            collateral = provider(tee.name, evidence)
         except (AttestcallError, OSError) as exc:
-            raise DeployRefused([f"cannot get {name.upper()} collateral: {exc}"]) from None
+            raise DeployRefused([f"cannot get {tee.label} collateral: {exc}"]) from None
     try:
-        verdict = verify(evidence, technology=name, collateral=collateral,
+        verdict = verify(evidence, technology=tee.name, collateral=collateral,
                          nonce=binding_nonce(public_key),  # type: ignore[arg-type]
                          policy=policy, trust_simulated=trust_simulated)
     except (EvidenceError, CollateralError) as exc:

@@ -24,7 +24,9 @@ import os
 import struct
 
 from attestcall.abi import NONCE_SIZE, PlatformFailure, Technology
+from attestcall.errors import BackendUnavailable
 from attestcall.kernelfs import Files, OsFiles, describe_os_error
+from attestcall.tees import Backend, OpenedKeep, Probe
 
 DEFAULT_ROOT = "/dev/attestation"
 DCAP = "dcap"
@@ -118,3 +120,62 @@ class GramineClient:
         if hint:
             message += f": {hint}"
         return GramineError(message, exc.errno)
+
+
+# ---------------------------------------------------------------- the gramine keep
+
+NAME = "gramine"
+
+
+class GramineSource:
+    """Gramine's /dev/attestation as an EvidenceSource: technology 2 (a DCAP quote)."""
+
+    technology = int(Technology.SGX)
+
+    def __init__(self, client: GramineClient):
+        self.client = client
+
+    def evidence_size(self) -> int:
+        return self.client.quote_size()
+
+    def evidence(self, nonce: bytes) -> bytes:
+        return self.client.quote(nonce)
+
+
+def probe_gramine(root: str = DEFAULT_ROOT, files: Files | None = None) -> Probe:
+    """Gramine: /dev/attestation exists and its attestation type is dcap."""
+    files = files if files is not None else OsFiles()
+    if not files.exists(root):
+        return Probe(NAME, root, False, "not present (not inside Gramine with SGX)")
+    client = GramineClient(root, files=files)
+    try:
+        kind = client.attestation_type()
+    except GramineError as exc:
+        return Probe(NAME, root, False, str(exc))
+    if kind != DCAP:
+        why = ("EPID is not supported: technology 2 is a DCAP quote" if kind == "epid"
+               else "set sgx.remote_attestation = \"dcap\" in the manifest")
+        return Probe(NAME, root, False, f"attestation type {kind!r}: {why}")
+    if not files.exists(os.path.join(root, QUOTE)):
+        return Probe(NAME, root, False, "attestation type dcap but no quote file")
+    return Probe(NAME, root, True, "attestation type dcap (SGX, technology 2)",
+                 int(Technology.SGX))
+
+
+def _probe(options) -> Probe:
+    return probe_gramine(options.get("gramine_root") or DEFAULT_ROOT, options.get("files"))
+
+
+def open_gramine(payload: bytes, options, services: object) -> OpenedKeep:
+    """The Gramine keep. Options: ``gramine_root``, ``files``. The payload is not measured:
+    the quote covers the enclave Gramine launched."""
+    del payload, services
+    root = options.get("gramine_root") or DEFAULT_ROOT
+    result = probe_gramine(root, options.get("files"))
+    if not result.usable:
+        raise BackendUnavailable(f"--tee {NAME}: {result.path}: {result.detail}")
+    return OpenedKeep(GramineSource(GramineClient(root, files=options.get("files"))),
+                      {"path": root, "technology": int(Technology.SGX)})
+
+
+BACKEND = Backend(NAME, open_gramine, simulated=False, probe=_probe, order=30)

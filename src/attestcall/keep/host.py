@@ -16,20 +16,27 @@ import signal
 import time
 from typing import NoReturn
 
+from attestcall.errors import HostError
 from attestcall.keep.block import BlockError, RequestBlock
-
-
-class HostError(Exception):
-    """The host could not serve a request; the status in the reply carries an errno."""
-
-    def __init__(self, message: str, code: int = errno.EIO):
-        super().__init__(message)
-        self.code = code
 
 
 class Host:
     """Serves the request block. Subclasses implement ``handle``; tests subclass it to be
-    hostile (and may override ``process`` to corrupt the framing itself)."""
+    hostile (and may override ``process`` to corrupt the framing itself). A TEE plugin's
+    handler (:class:`attestcall.tees.HostHandler`, any object with ``handle``) is wrapped
+    in one by :meth:`for_handler`."""
+
+    @staticmethod
+    def for_handler(handler: object) -> Host:
+        """``handler`` itself when it is a Host, else a Host that asks it (and serves the
+        block with the handler's own ``process`` when it has one, as hostile tests do)."""
+        if isinstance(handler, Host):
+            return handler
+        host = Host()
+        host.handle = handler.handle  # type: ignore[attr-defined, method-assign]
+        if hasattr(handler, "process"):
+            host.process = handler.process  # type: ignore[attr-defined, method-assign]
+        return host
 
     def handle(self, op: int, data: bytes, limit: int) -> bytes:
         raise HostError(f"unsupported op {op}", errno.ENOSYS)

@@ -11,6 +11,7 @@ from attestcall.abi import EvidenceSource
 from attestcall.keep.block import RequestBlock
 from attestcall.keep.host import Host, HostProcess
 from attestcall.keep.shim import DEFAULT_TIMEOUT, Channel
+from attestcall.tees import HostHandler
 
 
 @dataclass
@@ -42,8 +43,31 @@ class Keep:
         self.close()
 
 
-def start_host(host: Host, timeout: float = DEFAULT_TIMEOUT) -> tuple[Channel, HostProcess]:
-    """Give ``host`` a request block and a process; return the shim's channel to it."""
+def start_host(
+    host: Host | HostHandler, timeout: float = DEFAULT_TIMEOUT
+) -> tuple[Channel, HostProcess]:
+    """Give ``host`` (a Host, or a plugin's handler) a request block and a process; return
+    the shim's channel to it."""
     block = RequestBlock()
-    process = HostProcess(host, block).start()
+    process = HostProcess(Host.for_handler(host), block).start()
     return Channel(block, process, timeout), process
+
+
+class KeepServices:
+    """What a TEE plugin's keep opener gets (:class:`attestcall.tees.KeepServices`): one
+    untrusted host process per keep, stopped with the keep."""
+
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT):
+        self.timeout = timeout
+        self.process: HostProcess | None = None
+
+    def start_host(self, handler: HostHandler) -> Channel:
+        if self.process is not None:
+            raise RuntimeError("a keep has one host process")
+        channel, self.process = start_host(handler, self.timeout)
+        return channel
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None

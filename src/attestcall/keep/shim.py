@@ -13,15 +13,13 @@ from __future__ import annotations
 import struct
 import threading
 
-from attestcall.abi import PlatformFailure, Technology
+from attestcall.abi import HostFailure, Technology
 from attestcall.keep.block import BlockError, RequestBlock
 from attestcall.keep.host import HostProcess
 
 DEFAULT_TIMEOUT = 10.0
 
 
-class HostFailure(PlatformFailure):
-    """The host did not answer, or answered something the shim refuses."""
 
 
 class Channel:
@@ -51,6 +49,17 @@ class Channel:
             except BlockError as exc:
                 raise HostFailure(str(exc)) from exc
 
+    def ask_size(self, op: int, minimum: int = 1) -> int:
+        """Ask the host (op) how many bytes the evidence will be: a u32, between ``minimum``
+        and what the request block carries, else HostFailure."""
+        reply = self.call(op, b"", 4)
+        if len(reply) != 4:
+            raise HostFailure(f"size reply of {len(reply)} bytes, expected 4")
+        (size,) = struct.unpack("<I", reply)
+        if not minimum <= size <= self.block.capacity:
+            raise HostFailure(f"size {size} outside {minimum}..{self.block.capacity}")
+        return size
+
 
 class NoneSource:
     """No TEE: technology 0, empty evidence. Nothing to ask the host."""
@@ -62,15 +71,3 @@ class NoneSource:
 
     def evidence(self, nonce: bytes) -> bytes:
         return b""
-
-
-def ask_size(channel: Channel, op: int, minimum: int = 1) -> int:
-    """Ask the host (op) how many bytes the evidence will be: a u32, between ``minimum`` and
-    what the request block carries, else HostFailure."""
-    reply = channel.call(op, b"", 4)
-    if len(reply) != 4:
-        raise HostFailure(f"size reply of {len(reply)} bytes, expected 4")
-    (size,) = struct.unpack("<I", reply)
-    if not minimum <= size <= channel.block.capacity:
-        raise HostFailure(f"size {size} outside {minimum}..{channel.block.capacity}")
-    return size

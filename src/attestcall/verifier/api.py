@@ -1,4 +1,7 @@
-"""``attestcall.verify()``: evidence in, a Verdict out — the same decision as the command."""
+"""``attestcall.verify()``: evidence in, a Verdict out — the same decision as the command.
+
+No technology is named here: the registered TEE that recognises the evidence (or the one
+named by ``technology``) appraises it (:mod:`attestcall.tees`), then the policy speaks."""
 
 from __future__ import annotations
 
@@ -7,15 +10,21 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-
-from attestcall.appraisal import Appraisal
-from attestcall.errors import CollateralError, UsageError
-from attestcall.verifier.detect import TECHNOLOGIES, detect, parse_instant
+from attestcall.abi import NONCE_SIZE
+from attestcall.errors import UsageError
+from attestcall.tees import Tee, registry
+from attestcall.verifier.detect import detect, parse_instant
 from attestcall.verifier.policy import Policy
 from attestcall.verifier.verdict import Verdict
 
-NONCE_SIZE = 64
+
+def technology_named(name: str) -> Tee:
+    """The verifiable TEE called ``name`` (``sgx``, ``tdx``, ``snp``, ...)."""
+    tee = registry().by_name(name)
+    if tee is None or not tee.verifiable:
+        known = ", ".join(t.name for t in registry().verifiable())
+        raise UsageError(f"unknown technology {name!r}; choose one of {known}")
+    return tee
 
 
 def verify(
@@ -28,30 +37,32 @@ def verify(
     nonce: bytes | None = None,
     policy: Policy | Mapping[str, Any] | str | Path | None = None,
     trust_simulated: bool = False,
+    collateral_url: str | None = None,
 ) -> Verdict:
     """Decide whether to trust ``evidence`` (what get_attestation returned).
 
     ``collateral`` (Intel): a path, JSON text or dict in the QuoteCollateralV3 field names,
     or a loaded Collateral. ``certs`` (SNP): bytes or a path of a DER/PEM certificate file or
-    a certificate table. ``at``: when to verify (default now). ``nonce``: the 64 bytes the
-    report data must equal. ``policy``: a path, mapping or Policy (default policy if None).
+    a certificate table. (Both are handed to the TEE's collateral source; ``collateral_url``
+    is its service, a PCS/PCCS or KDS.) ``at``: when to verify (default now). ``nonce``: the
+    64 bytes the report data must equal. ``policy``: a path, mapping or Policy (default
+    policy if None). ``trust_simulated``: also trust this machine's simulated roots.
 
     Raises EvidenceError / CollateralError / PolicyError / UsageError for unusable input;
     every reason to distrust usable evidence is in ``Verdict.reasons``."""
     evidence = bytes(evidence)
-    if technology is None:
-        technology = detect(evidence)
-    elif technology not in TECHNOLOGIES:
-        raise UsageError(f"unknown technology {technology!r}; choose one of sgx, tdx, snp")
+    tee = detect(evidence) if technology is None else technology_named(technology)
     if nonce is not None and len(nonce) != NONCE_SIZE:
         raise UsageError(f"the nonce must be {NONCE_SIZE} bytes, got {len(nonce)}")
     instant = parse_instant(at)
     rules = Policy.load(policy)
 
-    if technology == "snp":
-        appraisal = _appraise_snp(evidence, certs, instant, trust_simulated)
-    else:
-        appraisal = _appraise_intel(technology, evidence, collateral, instant, trust_simulated)
+    given = collateral if collateral is not None else certs
+    source = (tee.collateral_source(evidence, given, collateral_url)
+              if tee.collateral_source is not None else given)
+    roots = tee.simulated_roots() if trust_simulated and tee.simulated_roots else []
+    assert tee.appraise is not None  # technology_named / detect return verifiable TEEs
+    appraisal = tee.appraise(evidence, source, instant, roots)
 
     reasons = list(appraisal.problems)
     if nonce is not None and appraisal.report_data != nonce:
@@ -67,54 +78,3 @@ def verify(
         reasons=reasons,
         simulated=appraisal.simulated,
     )
-
-
-def _appraise_intel(
-    technology: str, quote: bytes, collateral: Any, at: dt.datetime, trust_simulated: bool
-) -> Appraisal:
-    from attestcall.intel.collateral import Collateral
-    from attestcall.intel.roots import intel_root
-    from attestcall.intel.verify import appraise_sgx, appraise_tdx
-
-    if collateral is None:
-        raise CollateralError(
-            f"{technology.upper()} evidence needs Intel collateral: pass --collateral FILE "
-            "or --pccs URL"
-        )
-    if not isinstance(collateral, Collateral):
-        collateral = Collateral.load(collateral)
-    roots = [intel_root(), *(_simulated_roots("sgx") if trust_simulated else [])]
-    appraise = appraise_sgx if technology == "sgx" else appraise_tdx
-    return appraise(quote, collateral=collateral, at=at, roots=roots)
-
-
-def _appraise_snp(
-    evidence: bytes, certs: bytes | str | Path | None, at: dt.datetime, trust_simulated: bool
-) -> Appraisal:
-    from attestcall.amd.roots import amd_arks
-    from attestcall.amd.verify import appraise_snp
-
-    if certs is not None and not isinstance(certs, bytes | bytearray):
-        try:
-            certs = Path(certs).read_bytes()
-        except OSError as exc:
-            raise CollateralError(f"cannot read certificates {certs}: {exc.strerror}") from None
-    arks = [*amd_arks(), *(_simulated_roots("snp") if trust_simulated else [])]
-    return appraise_snp(evidence, certs=certs, at=at, arks=arks)
-
-
-def _simulated_roots(platform: str) -> list[x509.Certificate]:
-    """The roots of this machine's simulated platforms, if they exist (never created here).
-
-    ``sgx`` (also TDX's): the simulated Intel SGX Root CA; ``snp``: the simulated ARKs."""
-    from attestcall.simstate import sim_home
-
-    folder = sim_home() / platform
-    names = {"sgx": ["root_ca.pem"], "snp": sorted(p.name for p in folder.glob("ark*.pem"))}
-    roots = []
-    for name in names.get(platform, []):
-        try:
-            roots.append(x509.load_pem_x509_certificate((folder / name).read_bytes()))
-        except (OSError, ValueError):
-            continue
-    return roots

@@ -3,34 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
-import struct
 
 from attestcall.errors import EvidenceError, UsageError
-
-TECHNOLOGIES = ("sgx", "tdx", "snp")
-INTEL_QE_VENDOR_ID = bytes.fromhex("939a7233f79c4ca9940a0db3957f0607")
-SNP_REPORT_SIZE = 1184
+from attestcall.tees import Tee, registry
 
 
-def detect(evidence: bytes) -> str:
-    """"sgx", "tdx" or "snp" when the bytes say so; EvidenceError when they do not."""
-    if len(evidence) >= 48 and evidence[12:28] == INTEL_QE_VENDOR_ID:
-        version, key_type, tee_type = struct.unpack_from("<HHI", evidence)
-        if key_type == 2 and version == 3 and tee_type == 0:
-            return "sgx"
-        if key_type == 2 and version in (4, 5) and tee_type == 0x81:
-            return "tdx"
-        if key_type == 2 and version in (4, 5) and tee_type == 0:
-            return "sgx"
-    if len(evidence) >= SNP_REPORT_SIZE:
-        version, = struct.unpack_from("<I", evidence, 0)
-        algo, = struct.unpack_from("<I", evidence, 0x34)
-        if 2 <= version <= 5 and algo == 1:
-            return "snp"
-    raise EvidenceError(
-        "cannot tell the technology from these bytes (not an Intel DCAP quote nor an SEV-SNP "
-        "report); pass --tech sgx|tdx|snp"
-    )
+def detect(evidence: bytes) -> Tee:
+    """The registered TEE whose evidence these bytes are; EvidenceError when none is."""
+    tee = registry().recognise(evidence)
+    if tee is None:
+        known = registry().verifiable()
+        raise EvidenceError(
+            "cannot tell the technology from these bytes (none of: "
+            f"{', '.join(t.title for t in known)}); pass --tech {'|'.join(t.name for t in known)}"
+        )
+    return tee
 
 
 def parse_instant(value: dt.datetime | int | float | str | None) -> dt.datetime:

@@ -9,12 +9,13 @@ import pytest
 from attestcall import simstate
 from attestcall.amd import sev_sim
 from attestcall.errors import SimStateError
+from attestcall.tees import registry
 
 
 def test_state_files_and_modes() -> None:
     state = sev_sim.load_state()
     folder = state.folder
-    assert simstate.PLATFORMS["sev"] == sev_sim.__name__
+    assert simstate.platforms()["sev"] is registry().get("sev").sim_state
     for name in ("ark", "ask", "cek", "oca", "pek", "pdh"):
         assert stat.S_IMODE((folder / f"{name}.key.pem").stat().st_mode) == 0o600
         assert (folder / f"{name}.cert").is_file()

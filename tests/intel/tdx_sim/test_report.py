@@ -24,6 +24,7 @@ from attestcall.intel.tdx_sim import (
     TdxState,
 )
 from attestcall.intel.tdx_sim.report import check_report, quote_body_bytes
+from attestcall.tees import registry
 
 NONCE = hashlib.sha512(b"tdreport nonce").digest()
 
@@ -131,7 +132,7 @@ def test_bad_identity_values_are_refused(overrides: dict) -> None:
 
 
 def test_state_is_private_and_registered(state: TdxState) -> None:
-    assert simstate.PLATFORMS["tdx"] == "attestcall.intel.tdx_sim"
+    assert simstate.platforms()["tdx"] is registry().get("tdx").sim_state
     folder = state.folder
     assert folder.name == "tdx" and folder.parent == state.sgx.folder.parent
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from attestcall import __version__
-from attestcall.abi import NONCE_SIZE, BufferMemory, Technology, get_attestation
+from attestcall.abi import NONCE_SIZE, BufferMemory, get_attestation
 from attestcall.errors import AttestcallError, PayloadError, UsageError
-from attestcall.keep.platforms import TEE_NAMES, open_keep, resolve_tee
+from attestcall.keep.platforms import open_keep, resolve_tee, tee_names
+from attestcall.tees import Option, registry
 
 KEY_TYPES = ("p256", "p384", "ed25519", "rsa3072", "mldsa65")
 
@@ -83,51 +84,55 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _option_type(option: Option) -> dict[str, Any]:
+    """argparse keywords for a TEE plugin's keep option."""
+    flag = option.flags[0]
+    if option.kind == "flag":
+        return {"action": "store_true", "default": None}
+    if option.kind == "u16":
+        return {"type": _u16, "metavar": "N"}
+    if option.kind == "u64":
+        return {"type": _u64, "metavar": "N"}
+    if option.kind.startswith("hex:"):
+        return {"type": _hex_bytes(int(option.kind[4:]), flag), "metavar": "HEX"}
+    if option.kind == "choice":
+        kind = type(option.choices[0]) if option.choices else str
+        return {"type": kind, "choices": option.choices}
+    raise ValueError(f"{flag}: unknown option kind {option.kind!r}")
+
+
 def _add_keep_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tee",
-        choices=TEE_NAMES,
+        choices=tee_names(),
         default=os.environ.get("ATTESTCALL_TEE", "auto"),
         help="the TEE to answer get_attestation with: 'auto' (real hardware when found, else "
-        "'none'; the default, or $ATTESTCALL_TEE), 'none' (technology 0), the simulators "
-        "'sgx-sim', 'snp-sim', 'tdx-sim', or a real interface where one is registered",
+        "'none'; the default, or $ATTESTCALL_TEE), 'none' (technology 0), a simulator "
+        "(sgx-sim, snp-sim, tdx-sim, sev-sim, ...) or a real interface",
     )
-    sgx = parser.add_argument_group(
-        "simulated SGX enclave identity (default: derived from the payload)"
-    )
-    sgx.add_argument("--mrenclave", type=_hex_bytes(32, "--mrenclave"), metavar="HEX",
-                     help="MRENCLAVE, 64 hex digits (default: a hash of the payload's bytes)")
-    sgx.add_argument("--mrsigner", type=_hex_bytes(32, "--mrsigner"), metavar="HEX",
-                     help="MRSIGNER, 64 hex digits (default: the simulated signer key's)")
-    sgx.add_argument("--isv-prodid", type=_u16, metavar="N", help="ISVPRODID (0..65535)")
-    sgx.add_argument("--isv-svn", type=_u16, metavar="N", help="ISVSVN (0..65535)")
     parser.add_argument("--debug", "--debug-enclave", dest="debug", action="store_true",
                         help="a debug keep: the simulated enclave's, guest's or TD's DEBUG bit "
                         "(off by default; verifiers reject it)")
-    snp = parser.add_argument_group("simulated SEV-SNP (--tee snp-sim)")
-    snp.add_argument("--snp-product", choices=("milan", "genoa", "turin"),
-                     help="the simulated processor (default milan)")
-    snp.add_argument("--snp-vlek", action="store_true",
-                     help="sign reports with a VLEK (ASVK chain) instead of the VCEK")
-    snp.add_argument("--snp-report-version", type=int, choices=(3, 5),
-                     help="ATTESTATION_REPORT version (default 3)")
-    snp.add_argument("--host-data", type=_hex_bytes(32, "--host-data"), metavar="HEX",
-                     help="HOST_DATA, 64 hex digits")
-    snp.add_argument("--family-id", type=_hex_bytes(16, "--family-id"), metavar="HEX",
-                     help="FAMILY_ID, 32 hex digits")
-    snp.add_argument("--image-id", type=_hex_bytes(16, "--image-id"), metavar="HEX",
-                     help="IMAGE_ID, 32 hex digits")
-    tdx = parser.add_argument_group("simulated TDX (--tee tdx-sim)")
-    tdx.add_argument("--tdx-quote-version", type=int, choices=(4, 5),
-                     help="DCAP quote version: 4 (TD 1.0 body, default) or 5 (TD 1.5 body)")
-    for name in ("rtmr0", "rtmr1", "rtmr2", "rtmr3", "mrconfigid", "mrowner", "mrownerconfig"):
-        tdx.add_argument(f"--{name}", type=_hex_bytes(48, f"--{name}"), metavar="HEX",
-                         help=f"{name.upper()}, 96 hex digits")
-    tdx.add_argument("--xfam", type=_u64, metavar="N", help="XFAM (a number, 0x… allowed)")
-    tdx.add_argument("--td-attributes", type=_u64, metavar="N",
-                     help="TD ATTRIBUTES (a number; DEBUG is bit 0: prefer --debug)")
+    for tee in registry().tees:
+        if not tee.keep_options:
+            continue
+        names = ", ".join(f"--tee {b.name}" for b in tee.backends if b.simulated)
+        group = parser.add_argument_group(f"simulated {tee.label} ({names})")
+        for option in tee.keep_options:
+            group.add_argument(*option.flags, dest=_dest(option), help=option.help,
+                               **_option_type(option))
     parser.add_argument("--host-timeout", type=_positive_float, default=10.0, metavar="SECONDS",
                         help="how long the shim waits for the host (default 10)")
+
+
+def _dest(option: Option) -> str:
+    return "keep_" + option.key.replace(".", "__")
+
+
+def _collateral_simulators() -> list[str]:
+    """The simulated keeps whose TEE makes collateral (``attestcall sim collateral``)."""
+    return [b.name for t in registry().tees if t.simulated_collateral
+            for b in t.backends if b.simulated]
 
 
 def _build_parser() -> _Parser:
@@ -187,7 +192,7 @@ def _build_parser() -> _Parser:
         "QE identity and CRLs signed by the simulated chain, as JSON with the "
         "QuoteCollateralV3 field names (the format `attestcall verify --collateral` reads).",
     )
-    collateral.add_argument("--tee", choices=("sgx-sim", "tdx-sim"), default="sgx-sim",
+    collateral.add_argument("--tee", choices=_collateral_simulators(), default="sgx-sim",
                             help="the simulated platform (default sgx-sim)")
     collateral.add_argument("-o", "--output", required=True, metavar="FILE",
                             help="where to write the JSON ('-' for standard output)")
@@ -240,7 +245,7 @@ def _build_parser() -> _Parser:
         "Exit status: 0 accepted, 1 rejected, 2 unusable input.",
     )
     verify.add_argument("evidence", metavar="EVIDENCE", help="the evidence file, or - for stdin")
-    verify.add_argument("--tech", choices=("sgx", "tdx", "snp"),
+    verify.add_argument("--tech", choices=[t.name for t in registry().verifiable()],
                         help="the technology, when the bytes do not say")
     verify.add_argument("--collateral", metavar="FILE",
                         help="Intel collateral, JSON with QuoteCollateralV3 field names")
@@ -276,32 +281,19 @@ def _build_parser() -> _Parser:
 
 
 def _keep_options(args: argparse.Namespace) -> dict[str, Any]:
-    """What open_keep takes: the SGX identity overrides, and the SNP / TDX simulators'
-    options (only those given; each simulator ignores the others')."""
-    identity = {
-        "mrenclave": args.mrenclave,
-        "mrsigner": args.mrsigner,
-        "isv_prod_id": args.isv_prodid,
-        "isv_svn": args.isv_svn,
-    }
-    options: dict[str, Any] = {
-        "identity": {key: value for key, value in identity.items() if value is not None}
-        or None,
-        "timeout": args.host_timeout,
-        "debug": True if args.debug else None,
-        "product": args.snp_product,
-        "vlek": True if args.snp_vlek else None,
-        "report_version": args.snp_report_version,
-        "host_data": args.host_data,
-        "family_id": args.family_id,
-        "image_id": args.image_id,
-        "quote_version": args.tdx_quote_version,
-        "xfam": args.xfam,
-        "td_attributes": args.td_attributes,
-    }
-    for name in ("rtmr0", "rtmr1", "rtmr2", "rtmr3", "mrconfigid", "mrowner", "mrownerconfig"):
-        options[name] = getattr(args, name)
-    return {key: value for key, value in options.items() if value is not None}
+    """What open_keep takes: the options given on the command line (each simulator refuses
+    another's). A key ``a.b`` goes into the mapping ``a``."""
+    options: dict[str, Any] = {"timeout": args.host_timeout}
+    if args.debug:
+        options["debug"] = True
+    for tee in registry().tees:
+        for option in tee.keep_options:
+            value = getattr(args, _dest(option), None)
+            if value is None:
+                continue
+            table, _, key = option.key.rpartition(".")
+            (options.setdefault(table, {}) if table else options)[key or table] = value
+    return options
 
 
 def _read_payload(path: str) -> bytes:
@@ -367,7 +359,7 @@ def _cmd_attest(args: argparse.Namespace) -> int:
     evidence = memory.read(buf, outcome.ret) if outcome.ret else b""
     _write_output(args.output, evidence)
     tech = outcome.technology
-    name = Technology(tech).name if tech in Technology._value2member_map_ else "unknown"
+    name = registry().label(tech) if tech is not None else "unknown"
     where = "standard output" if args.output == "-" else args.output
     print(f"technology {tech} ({name}), {outcome.ret} bytes written to {where}",
           file=sys.stderr if args.output == "-" else sys.stdout)
@@ -391,17 +383,10 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         print(expected_digest(payload).hex())
         return 0
     if args.sim_command == "collateral":
-        if args.tee == "tdx-sim":
-            from attestcall.intel import tdx_sim as sim
-            from attestcall.intel.tdx_sim.collateral import collateral_json
-        else:
-            from attestcall.intel import sgx_sim as sim  # type: ignore[no-redef]
-            from attestcall.intel.sgx_sim.collateral import collateral_json  # type: ignore
-
-        _write_output(args.output, collateral_json(sim.load_state()).encode())
+        tee = registry().backend(args.tee)[0]  # type: ignore[index]
+        _write_output(args.output, tee.simulated_collateral(b"").encode())
         if args.output != "-":
-            name = "TDX" if args.tee == "tdx-sim" else "SGX"
-            print(f"simulated {name} collateral written to {args.output}")
+            print(f"simulated {tee.label} collateral written to {args.output}")
         return 0
     from attestcall import simstate
 
@@ -464,7 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "deploy":
             return _cmd_deploy(args)
         if args.command == "verify":
-            from attestcall.verifier.command import run_verify
+            from attestcall.cli.verify import run_verify
 
             return run_verify(args)
         if args.command == "sim":

@@ -1,20 +1,29 @@
-"""SGX in the keep: the trusted shim's EREPORT-and-quote flow and the host's relay to the
-quoting enclave (simulated by attestcall.intel.sgx_sim)."""
+"""The simulated SGX keep (``--tee sgx-sim``): the trusted shim's EREPORT-and-quote flow
+and the host's relay to the quoting enclave (simulated by attestcall.intel.sgx_sim)."""
 
 from __future__ import annotations
 
+import errno
 import struct
 from collections.abc import Mapping
+from enum import IntEnum
 from typing import Any
 
-from attestcall.abi import Technology
+from attestcall.abi import HostFailure, Technology
+from attestcall.errors import HostError
 from attestcall.intel import sgx_sim
 from attestcall.intel.sgx_sim import EreportError
 from attestcall.intel.structs import SgxFormatError, TargetInfo
-from attestcall.keep.block import Op
-from attestcall.keep.host import Host
-from attestcall.keep.keep import Keep, start_host
-from attestcall.keep.shim import DEFAULT_TIMEOUT, Channel, HostFailure, ask_size
+from attestcall.tees import Channel, KeepServices, OpenedKeep
+
+
+class Op(IntEnum):
+    """The request-block ops of the SGX keep."""
+
+    SGX_TARGET_INFO = 1  # -> 512-byte TARGETINFO of the quoting enclave
+    SGX_QUOTE_SIZE = 2  # -> u32 size of the quote the QE would produce now
+    SGX_QUOTE = 3  # REPORT (432 bytes) -> quote
+
 
 TARGET_INFO_SIZE = 512
 REPORT_SIZE = 432
@@ -39,7 +48,7 @@ class SgxShim:
         call that sees the change fails with -EIO and the next size query is right."""
         if self._size is not None:
             return self._size
-        self._size = ask_size(self.channel, Op.SGX_QUOTE_SIZE)
+        self._size = self.channel.ask_size(Op.SGX_QUOTE_SIZE)
         return self._size
 
     def evidence(self, nonce: bytes) -> bytes:
@@ -73,7 +82,7 @@ class SgxShim:
         return self._qe_target
 
 
-class SgxHost(Host):
+class SgxHost:
     """Relays the shim's REPORT to the (simulated) quoting enclave."""
 
     def __init__(self, quoting_enclave):
@@ -86,10 +95,13 @@ class SgxHost(Host):
             return struct.pack("<I", self.qe.quote_size())
         if op == Op.SGX_QUOTE:
             return self.qe.quote(data)
-        return super().handle(op, data, limit)
+        raise HostError(f"unsupported op {op}", errno.ENOSYS)
 
 
-def open_sgx_sim(payload: bytes, options: Mapping[str, Any]) -> Keep:
+def open_sgx_sim(payload: bytes, options: Mapping[str, Any],
+                 services: KeepServices) -> OpenedKeep:
+    """A keep on the simulated SGX platform. Options: ``identity`` (a mapping of enclave
+    identity overrides: mrenclave, mrsigner, isv_prod_id, isv_svn), ``debug``."""
     state = sgx_sim.load_state()
     identity = sgx_sim.EnclaveIdentity.for_payload(payload, state)
     overrides = {k: v for k, v in (options.get("identity") or {}).items() if v is not None}
@@ -97,8 +109,6 @@ def open_sgx_sim(payload: bytes, options: Mapping[str, Any]) -> Keep:
         overrides["debug"] = True
     if overrides:
         identity = identity.replace(**overrides)
-    channel, host = start_host(
-        SgxHost(sgx_sim.QuotingEnclave(state)), options.get("timeout", DEFAULT_TIMEOUT)
-    )
+    channel = services.start_host(SgxHost(sgx_sim.QuotingEnclave(state)))
     shim = SgxShim(sgx_sim.SimulatedCpu(state), identity, channel)
-    return Keep("sgx-sim", shim, host, {"identity": identity})
+    return OpenedKeep(shim, {"identity": identity})

@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from attestcall.errors import AttestcallError, UsageError
-from attestcall.verifier.api import verify
+from attestcall.tees import Tee, registry
+from attestcall.verifier.api import technology_named, verify
 from attestcall.verifier.detect import detect
 from attestcall.verifier.verdict import Verdict
 
 EXIT_ACCEPTED, EXIT_REJECTED, EXIT_UNUSABLE = 0, 1, 2
+# every collateral option `verify` has; each TEE says which two of them it takes
+_COLLATERAL_OPTIONS = ("--collateral", "--certs", "--pccs", "--kds")
 
 
 def _read_evidence(name: str) -> bytes:
@@ -25,32 +28,30 @@ def _read_evidence(name: str) -> bytes:
         raise UsageError(f"cannot read {name}: {exc.strerror}") from None
 
 
-def _collateral(args: argparse.Namespace, evidence: bytes) -> Any:
-    if args.collateral and args.pccs:
-        raise UsageError("give --collateral or --pccs, not both")
-    if args.collateral:
-        return Path(args.collateral)
-    if args.pccs:
-        from attestcall.intel.pcs import fetch_collateral
-
-        return fetch_collateral(args.pccs, evidence)
-    return None
-
-
-def _certs(args: argparse.Namespace, evidence: bytes) -> Any:
-    if args.certs and args.kds:
-        raise UsageError("give --certs or --kds, not both")
-    if args.certs:
-        return Path(args.certs)
-    if args.kds:
-        from attestcall.amd.kds import fetch_vcek
-
-        return fetch_vcek(args.kds, evidence)
-    return None
+def _given(args: argparse.Namespace, tee: Tee) -> tuple[Any, str | None]:
+    """The collateral the user gave for ``tee`` (a file, or a service URL), refusing the
+    options that feed another TEE."""
+    file_option, url_option = tee.collateral_options or (None, None)
+    file_value = url_value = None
+    for option in _COLLATERAL_OPTIONS:
+        value = getattr(args, option.lstrip("-"))
+        if value is None:
+            continue
+        if option == file_option:
+            file_value = value
+        elif option == url_option:
+            url_value = value
+        else:
+            mine = " or ".join(o for o in (file_option, url_option) if o) or "nothing"
+            raise UsageError(f"{option} is not for {tee.title} evidence; it takes {mine}")
+    if file_value is not None and url_value is not None:
+        raise UsageError(f"give {file_option} or {url_option}, not both")
+    return (Path(file_value) if file_value is not None else None), url_value
 
 
 def _one_line(verdict: Verdict) -> str:
-    what = {"sgx": "SGX quote", "tdx": "TDX quote", "snp": "SEV-SNP report"}[verdict.technology]
+    tee = registry().get(verdict.technology)
+    what = tee.title or tee.label
     tcb = f", TCB status {verdict.tcb_status}" if verdict.tcb_status else ""
     advisories = f" ({', '.join(verdict.advisories)})" if verdict.advisories else ""
     simulated = " [SIMULATED]" if verdict.simulated else ""
@@ -63,18 +64,13 @@ def run_verify(args: argparse.Namespace) -> int:
     """Exit 0 accepted, 1 rejected, 2 unusable input; with --json one object on stdout."""
     try:
         evidence = _read_evidence(args.evidence)
-        tech = args.tech or detect(evidence)
-        if tech == "snp" and (args.collateral or args.pccs):
-            raise UsageError("--collateral and --pccs are for Intel evidence; SNP takes "
-                             "--certs or --kds")
-        if tech != "snp" and (args.certs or args.kds):
-            raise UsageError("--certs and --kds are for SEV-SNP evidence; Intel takes "
-                             "--collateral or --pccs")
+        tee = technology_named(args.tech) if args.tech else detect(evidence)
+        given, url = _given(args, tee)
         verdict = verify(
             evidence,
-            technology=tech,
-            collateral=_collateral(args, evidence) if tech != "snp" else None,
-            certs=_certs(args, evidence) if tech == "snp" else None,
+            technology=tee.name,
+            collateral=given,
+            collateral_url=url,
             at=args.at,
             nonce=args.nonce,
             policy=args.policy,

@@ -12,25 +12,31 @@ failure is a HostFailure (-EIO for the payload).
 
 from __future__ import annotations
 
+import errno
 import struct
 from collections.abc import Mapping
+from enum import IntEnum
 from typing import Any
 
-from attestcall.abi import Technology
-from attestcall.errors import UsageError
+from attestcall.abi import HostFailure, Technology
+from attestcall.errors import HostError, UsageError
 from attestcall.intel import tdx_sim
 from attestcall.intel.tdx_quote import BODY_TD15, QUOTE_VERSION_4, QUOTE_VERSION_5, TD15_SIZE
 from attestcall.intel.tdx_sim import TdIdentity, TdReportError
 from attestcall.intel.tdx_sim.report import quote_body_bytes
-from attestcall.keep.block import Op
-from attestcall.keep.host import Host
-from attestcall.keep.keep import Keep, start_host
-from attestcall.keep.shim import DEFAULT_TIMEOUT, Channel, HostFailure, ask_size
+from attestcall.tees import Channel, KeepServices, OpenedKeep
 
 _HEADER_SIZE = 48
 _MEASUREMENT_OPTIONS = ("rtmr0", "rtmr1", "rtmr2", "rtmr3", "mrconfigid", "mrowner",
                         "mrownerconfig")  # fmt: skip
 
+
+
+class Op(IntEnum):
+    """The request-block ops of the TDX keep."""
+
+    TDX_QUOTE_SIZE = 32  # -> u32 size of the quote the quote service would produce now
+    TDX_QUOTE = 33  # TDREPORT (1024 bytes) -> quote
 
 class TdxShim:
     """TDX: TDG.MR.REPORT on the (simulated) TDX module, then the host's quote service."""
@@ -61,7 +67,7 @@ class TdxShim:
         call that sees the change fails with -EIO and the next size query is right."""
         if self._size is not None:
             return self._size
-        self._size = ask_size(self.channel, Op.TDX_QUOTE_SIZE, self._body_at + TD15_SIZE + 1)
+        self._size = self.channel.ask_size(Op.TDX_QUOTE_SIZE, self._body_at + TD15_SIZE + 1)
         return self._size
 
     def evidence(self, nonce: bytes) -> bytes:
@@ -89,7 +95,7 @@ class TdxShim:
         return quote
 
 
-class TdxHost(Host):
+class TdxHost:
     """Relays the shim's TDREPORT to the (simulated) TD quoting enclave."""
 
     def __init__(self, quote_service: tdx_sim.TdQuotingEnclave):
@@ -100,7 +106,7 @@ class TdxHost(Host):
             return struct.pack("<I", self.quote_service.quote_size())
         if op == Op.TDX_QUOTE:
             return self.quote_service.quote(data)
-        return super().handle(op, data, limit)
+        raise HostError(f"unsupported op {op}", errno.ENOSYS)
 
 
 def _measurement(name: str, value: Any) -> bytes:
@@ -139,7 +145,8 @@ def td_identity(payload: bytes, options: Mapping[str, Any]) -> TdIdentity:
     return TdIdentity.for_payload(payload, **overrides)
 
 
-def open_tdx_sim(payload: bytes, options: Mapping[str, Any]) -> Keep:
+def open_tdx_sim(payload: bytes, options: Mapping[str, Any],
+                 services: KeepServices) -> OpenedKeep:
     """A keep on the simulated TDX platform, its TD measured from ``payload``.
 
     Options (each may be absent or None for the default):
@@ -160,10 +167,6 @@ def open_tdx_sim(payload: bytes, options: Mapping[str, Any]) -> Keep:
         raise UsageError(f"quote_version must be 4 or 5, not {version!r}")
     identity = td_identity(payload, options)
     state = tdx_sim.load_state()
-    timeout = options.get("timeout")
-    channel, host = start_host(
-        TdxHost(tdx_sim.TdQuotingEnclave(state, version)),
-        DEFAULT_TIMEOUT if timeout is None else timeout,
-    )
+    channel = services.start_host(TdxHost(tdx_sim.TdQuotingEnclave(state, version)))
     shim = TdxShim(tdx_sim.SimulatedTdxModule(state), identity, channel, version)
-    return Keep("tdx-sim", shim, host, {"identity": identity, "quote_version": version})
+    return OpenedKeep(shim, {"identity": identity, "quote_version": version})

@@ -28,24 +28,29 @@ import errno
 import os
 import threading
 from collections.abc import Mapping
+from enum import IntEnum
 from typing import Any
 
-from attestcall.abi import PlatformFailure, Technology
+from attestcall.abi import HostFailure, PlatformFailure, Technology
 from attestcall.amd import guest_message as gm
 from attestcall.amd import report as snp
 from attestcall.amd import snp_sim
 from attestcall.amd.snp_sim.psp import SUPPORTED_VERSIONS
-from attestcall.errors import UsageError
-from attestcall.keep.block import Op
-from attestcall.keep.host import Host, HostError
-from attestcall.keep.keep import Keep, start_host
-from attestcall.keep.shim import DEFAULT_TIMEOUT, Channel, HostFailure
+from attestcall.errors import HostError, UsageError
+from attestcall.tees import Channel, KeepServices, OpenedKeep
 
 REPORT_SIZE = snp.REPORT_SIZE
 RESPONSE_SIZE = gm.HEADER_SIZE + gm.REPORT_RSP_SIZE
 CERTS_LIMIT = 0x4000  # SEV_FW_BLOB_MAX_SIZE: the most certificate data the driver accepts
 SEQNO_LIMIT = 2**32 - 1  # the secrets page's OS area keeps the count as a u32
 
+
+
+class Op(IntEnum):
+    """The request-block ops of the SEV-SNP keep."""
+
+    SNP_GUEST_REQUEST = 16  # encrypted SNP guest message -> encrypted response
+    SNP_CERTS = 17  # -> the certificate table the host appends (VCEK/VLEK, ASK/ASVK, ARK)
 
 class VmpckDisabled(PlatformFailure):
     """VMPCK0 was wiped after a failed guest request: no more reports from this keep."""
@@ -147,7 +152,7 @@ class SnpShim:
         return report
 
 
-class SnpHost(Host):
+class SnpHost:
     """Relays guest messages to the (simulated) PSP and hands out the certificate table."""
 
     def __init__(self, psp: snp_sim.SimulatedPsp, certificate_table: bytes):
@@ -162,7 +167,7 @@ class SnpHost(Host):
                 raise HostError(f"the PSP refused the guest request: {exc}", errno.EIO) from exc
         if op == Op.SNP_CERTS:
             return self.certificate_table
-        return super().handle(op, data, limit)
+        raise HostError(f"unsupported op {op}", errno.ENOSYS)
 
 
 # ------------------------------------------------------------------------------ options
@@ -195,7 +200,8 @@ def _check_unknown(options: Mapping[str, Any]) -> None:
         raise UsageError(f"option {key!r} does not apply to snp-sim")
 
 
-def open_snp_sim(payload: bytes, options: Mapping[str, Any]) -> Keep:
+def open_snp_sim(payload: bytes, options: Mapping[str, Any],
+                 services: KeepServices) -> OpenedKeep:
     """A keep on the simulated SEV-SNP machine, its guest measured from ``payload``.
 
     Options (None means the default):
@@ -227,14 +233,12 @@ def open_snp_sim(payload: bytes, options: Mapping[str, Any]) -> Keep:
         family_id=_bytes_option(options, "family_id", 16),
         image_id=_bytes_option(options, "image_id", 16),
     )
-    timeout = options.get("timeout")
-    timeout = DEFAULT_TIMEOUT if timeout is None else float(timeout)
     platform = snp_sim.snp_platform(product, vlek=vlek)
     vmpck0 = os.urandom(gm.KEY_SIZE)  # the firmware writes it into the secrets page
     psp = snp_sim.SimulatedPsp(platform.chip, launch, vmpck0, platform.signer,
                                report_version=version)
-    channel, host = start_host(SnpHost(psp, platform.certificate_table), timeout)
+    channel = services.start_host(SnpHost(psp, platform.certificate_table))
     shim = SnpShim(SecretsPage(vmpck0), channel)
     details = {"product": product.name, "measurement": launch.measurement,
                "signing_key": "VLEK" if vlek else "VCEK", "report_version": version}
-    return Keep("snp-sim", shim, host, details)
+    return OpenedKeep(shim, details)

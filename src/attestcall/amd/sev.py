@@ -1,0 +1,48 @@
+"""The SEV plugin record (technology 1): pre-attestation. ``buf`` holds the DER PKCS#8
+private key the tenant delivered with LAUNCH_SECRET, not evidence; the tenant checks the
+launch measurement before it delivers the key (policy table ``[sev]``).
+
+Registered in pyproject.toml under the ``attestcall.tees`` entry points; hooks import what
+they need when called."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from attestcall.amd import efi_secret
+from attestcall.amd.validate import SEV_POLICY
+from attestcall.tees import Backend, KeepServices, OpenedKeep, SimState, Tee
+
+
+def _open_sim(payload: bytes, options: Mapping[str, Any], services: KeepServices) -> OpenedKeep:
+    from attestcall.amd.sev_sim.keep import open_sev_sim
+
+    return open_sev_sim(payload, options, services)
+
+
+def _create_state(folder: Any) -> None:
+    from attestcall.amd.sev_sim.state import create_state
+
+    create_state(folder)
+
+
+def _describe_state(folder: Any) -> str:
+    from attestcall.amd.sev_sim.state import describe_state
+
+    return describe_state(folder)
+
+
+TEE = Tee(
+    technology=1,
+    name="sev",
+    title="SEV launch secret",
+    policy=SEV_POLICY,
+    debug_word="guest",
+    pre_attestation=True,
+    backends=(
+        Backend("sev-sim", _open_sim, simulated=True),
+        efi_secret.BACKEND,
+    ),
+    sim_state=SimState("sev", _create_state, _describe_state),
+)

@@ -1,0 +1,149 @@
+"""The SEV-SNP plugin record (technology 3): the 1184-byte ATTESTATION_REPORT, then the
+GHCB certificate table.
+
+Registered in pyproject.toml under the ``attestcall.tees`` entry points; hooks import what
+they need when called."""
+
+from __future__ import annotations
+
+import datetime as dt
+import struct
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from attestcall.amd import sev_guest
+from attestcall.amd.validate import SNP_POLICY
+from attestcall.tees import Backend, KeepServices, OpenedKeep, Option, SimState, Tee, TsmProvider
+
+REPORT_SIZE = 0x4A0  # 1184
+
+
+def recognise(evidence: bytes) -> bool:
+    if len(evidence) < REPORT_SIZE:
+        return False
+    (version,) = struct.unpack_from("<I", evidence, 0)
+    (algo,) = struct.unpack_from("<I", evidence, 0x34)
+    return 2 <= version <= 5 and algo == 1
+
+
+def collateral_source(evidence: bytes, value: Any, url: str | None) -> Any:
+    """The VCEK/VLEK (and chain) given by the user: bytes or a file (DER, PEM or a
+    certificate table), or fetched from a KDS at ``url``; None: the table after the
+    report."""
+    from attestcall.errors import CollateralError
+
+    if url is not None:
+        from attestcall.amd.kds import fetch_vcek
+
+        return fetch_vcek(url, evidence)
+    if value is not None and not isinstance(value, bytes | bytearray):
+        try:
+            return Path(value).read_bytes()
+        except OSError as exc:
+            raise CollateralError(f"cannot read certificates {value}: {exc.strerror}") from None
+    return value
+
+
+def appraise(evidence: bytes, collateral: Any, at: dt.datetime, roots: list[Any]) -> Any:
+    from attestcall.amd.roots import amd_arks
+    from attestcall.amd.verify import appraise_snp
+
+    return appraise_snp(evidence, certs=collateral, at=at, arks=[*amd_arks(), *roots])
+
+
+def simulated_roots() -> list[Any]:
+    """The simulated ARKs of this machine, if they exist (never created here)."""
+    from attestcall.simstate import read_certificates
+
+    return read_certificates("snp", "ark*.pem")
+
+
+def report_data(evidence: bytes) -> bytes:
+    from attestcall.amd import report
+
+    return report.parse(evidence[:REPORT_SIZE]).report_data
+
+
+def enarx_value(evidence: bytes) -> bytes | None:
+    """Enarx's value: DER ``SEQUENCE { vcek Certificate, report OCTET STRING }`` with the
+    VCEK or VLEK of the certificate table; None without one."""
+    from attestcall import der
+    from attestcall.amd import certs
+    from attestcall.errors import AttestcallError
+
+    try:
+        entries = certs.parse_table(evidence[REPORT_SIZE:])
+    except AttestcallError:
+        return None
+    veks = [e.data for e in entries if e.guid in (certs.VCEK_GUID, certs.VLEK_GUID)]
+    if not veks:
+        return None
+    return der.encode_sequence(veks[0], der.encode_octet_string(evidence[:REPORT_SIZE]))
+
+
+def enarx_matches(value: bytes, evidence: bytes) -> bool:
+    """Enarx's value carries this evidence's report (the certificate may differ)."""
+    from attestcall import der
+
+    try:
+        items = der.decode(value).children()
+        report = items[1].as_octet_string() if len(items) == 2 else None
+    except der.DerError:
+        return False
+    return report == evidence[:REPORT_SIZE]
+
+
+def _open_sim(payload: bytes, options: Mapping[str, Any], services: KeepServices) -> OpenedKeep:
+    from attestcall.amd.snp_sim.keep import open_snp_sim
+
+    return open_snp_sim(payload, options, services)
+
+
+def _create_state(folder: Any) -> None:
+    from attestcall.amd.snp_sim.state import create_state
+
+    create_state(folder)
+
+
+def _describe_state(folder: Any) -> str:
+    from attestcall.amd.snp_sim.state import describe_state
+
+    return describe_state(folder)
+
+
+TEE = Tee(
+    technology=3,
+    name="snp",
+    title="SEV-SNP report",
+    media_type="application/vnd.attestcall.evidence.snp-report",
+    recognise=recognise,
+    appraise=appraise,
+    collateral_source=collateral_source,
+    collateral_options=("--certs", "--kds"),
+    simulated_roots=simulated_roots,
+    policy=SNP_POLICY,
+    debug_word="guest",
+    report_data=report_data,
+    default_key_type="p384",  # the VCEK's curve
+    enarx_oid="1.3.6.1.4.1.58270.1.3",
+    enarx_value=enarx_value,
+    enarx_matches=enarx_matches,
+    tsm=TsmProvider("sev_guest", auxblob=True, privlevel=True, outblob_size=REPORT_SIZE),
+    backends=(
+        Backend("snp-sim", _open_sim, simulated=True),
+        sev_guest.BACKEND,
+    ),
+    keep_options=(
+        Option(("--snp-product",), "product", "choice", "the simulated processor "
+               "(default milan)", ("milan", "genoa", "turin")),
+        Option(("--snp-vlek",), "vlek", "flag",
+               "sign reports with a VLEK (ASVK chain) instead of the VCEK"),
+        Option(("--snp-report-version",), "report_version", "choice",
+               "ATTESTATION_REPORT version (default 3)", (3, 5)),
+        Option(("--host-data",), "host_data", "hex:32", "HOST_DATA, 64 hex digits"),
+        Option(("--family-id",), "family_id", "hex:16", "FAMILY_ID, 32 hex digits"),
+        Option(("--image-id",), "image_id", "hex:16", "IMAGE_ID, 32 hex digits"),
+    ),
+    sim_state=SimState("snp", _create_state, _describe_state),
+)

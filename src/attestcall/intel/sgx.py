@@ -1,0 +1,134 @@
+"""The SGX plugin record (technology 2): Intel DCAP quote v3 (or v4/v5 with TEE type SGX).
+
+Registered in pyproject.toml under the ``attestcall.tees`` entry points. Every hook imports
+what it needs when called, so loading this record costs nothing but this module."""
+
+from __future__ import annotations
+
+import datetime as dt
+import struct
+from collections.abc import Mapping
+from typing import Any
+
+from attestcall.intel import gramine
+from attestcall.intel.validate import SGX_POLICY
+from attestcall.tees import Backend, KeepServices, OpenedKeep, Option, SimState, Tee
+
+INTEL_QE_VENDOR_ID = bytes.fromhex("939a7233f79c4ca9940a0db3957f0607")
+HEADER_SIZE = 48
+TEE_TYPE_SGX = 0
+TEE_TYPE_TDX = 0x81
+
+
+def quote_kind(evidence: bytes) -> tuple[int, int] | None:
+    """(version, TEE type) of an Intel DCAP ECDSA quote header, or None."""
+    if len(evidence) < HEADER_SIZE or evidence[12:28] != INTEL_QE_VENDOR_ID:
+        return None
+    version, key_type, tee_type = struct.unpack_from("<HHI", evidence)
+    if key_type != 2:
+        return None
+    return version, tee_type
+
+
+def recognise(evidence: bytes) -> bool:
+    kind = quote_kind(evidence)
+    return kind in ((3, TEE_TYPE_SGX), (4, TEE_TYPE_SGX), (5, TEE_TYPE_SGX))
+
+
+def collateral_source(evidence: bytes, value: Any, url: str | None) -> Any:
+    """Intel collateral for this quote: a file or loaded bundle, or fetched from a
+    PCS/PCCS at ``url``."""
+    from attestcall.errors import CollateralError
+    from attestcall.intel.collateral import Collateral
+
+    if value is None and url is None:
+        kind = quote_kind(evidence)
+        name = "TDX" if kind is not None and kind[1] == TEE_TYPE_TDX else "SGX"
+        raise CollateralError(f"{name} evidence needs Intel collateral: pass --collateral "
+                              "FILE or --pccs URL")
+    if url is not None:
+        from attestcall.intel.pcs import fetch_collateral
+
+        return fetch_collateral(url, evidence)
+    return value if isinstance(value, Collateral) else Collateral.load(value)
+
+
+def appraise(evidence: bytes, collateral: Any, at: dt.datetime, roots: list[Any]) -> Any:
+    from attestcall.intel.roots import intel_root
+    from attestcall.intel.verify import appraise_sgx
+
+    return appraise_sgx(evidence, collateral=collateral, at=at, roots=[intel_root(), *roots])
+
+
+def simulated_roots() -> list[Any]:
+    """The simulated Intel SGX Root CA of this machine, if it exists (never created)."""
+    from attestcall.simstate import read_certificates
+
+    return read_certificates("sgx", "root_ca.pem")
+
+
+def simulated_collateral(evidence: bytes) -> str:
+    from attestcall.intel import sgx_sim
+    from attestcall.intel.sgx_sim.collateral import collateral_json
+
+    return collateral_json(sgx_sim.load_state())
+
+
+def report_data(evidence: bytes) -> bytes:
+    from attestcall.intel.quote import Quote
+    from attestcall.intel.tdx_quote import DcapQuote
+
+    if evidence[:2] == b"\x03\x00":
+        return Quote.parse(evidence).body.report_data
+    return DcapQuote.parse(evidence).body.report_data
+
+
+def _open_sim(payload: bytes, options: Mapping[str, Any], services: KeepServices) -> OpenedKeep:
+    from attestcall.intel.sgx_sim.keep import open_sgx_sim
+
+    return open_sgx_sim(payload, options, services)
+
+
+def _create_state(folder: Any) -> None:
+    from attestcall.intel.sgx_sim.state import create_state
+
+    create_state(folder)
+
+
+def _describe_state(folder: Any) -> str:
+    from attestcall.intel.sgx_sim.state import describe_state
+
+    return describe_state(folder)
+
+
+TEE = Tee(
+    technology=2,
+    name="sgx",
+    title="SGX quote",
+    media_type="application/vnd.attestcall.evidence.sgx-dcap-quote",
+    recognise=recognise,
+    appraise=appraise,
+    collateral_source=collateral_source,
+    collateral_options=("--collateral", "--pccs"),
+    simulated_roots=simulated_roots,
+    simulated_collateral=simulated_collateral,
+    policy=SGX_POLICY,
+    debug_word="enclave",
+    report_data=report_data,
+    default_key_type="p256",  # the PCK's curve
+    enarx_oid="1.3.6.1.4.1.58270.1.2",
+    enarx_value=lambda evidence: evidence,
+    backends=(
+        Backend("sgx-sim", _open_sim, simulated=True),
+        gramine.BACKEND,
+    ),
+    keep_options=(
+        Option(("--mrenclave",), "identity.mrenclave", "hex:32",
+               "MRENCLAVE, 64 hex digits (default: a hash of the payload's bytes)"),
+        Option(("--mrsigner",), "identity.mrsigner", "hex:32",
+               "MRSIGNER, 64 hex digits (default: the simulated signer key's)"),
+        Option(("--isv-prodid",), "identity.isv_prod_id", "u16", "ISVPRODID (0..65535)"),
+        Option(("--isv-svn",), "identity.isv_svn", "u16", "ISVSVN (0..65535)"),
+    ),
+    sim_state=SimState("sgx", _create_state, _describe_state),
+)

@@ -1,0 +1,325 @@
+"""The TEE plugin interface and its registry.
+
+(An entry may also be a :class:`Backend` of its own, for a keep that serves several TEEs,
+such as configfs-tsm.)
+
+A TEE is described by one :class:`Tee` record: what it is (technology id, name, media type,
+policy table), how to recognise and appraise its evidence, and where it has them, the keeps
+that answer ``get_attestation`` with it (simulators and real devices) and its simulated
+state. Records are found through the entry-point group ``attestcall.tees`` — the built-in
+TEEs register there exactly as a third party would, in ``pyproject.toml``::
+
+    [project.entry-points."attestcall.tees"]
+    sgx = "attestcall.intel.sgx:TEE"
+
+A record module imports nothing heavy at module level: every hook is a function that
+imports what it needs when called, so loading the registry (for ``attestcall --help``)
+costs only the small record modules. See docs/design.md, "The plugin interface".
+
+This module is part of the bottom layer: it imports only the standard library and
+:mod:`attestcall.errors`, so vendor packages may depend on it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Protocol
+
+from attestcall.errors import AttestcallError, UsageError
+
+GROUP = "attestcall.tees"
+
+
+class RegistryError(AttestcallError):
+    """A registered TEE record is unusable: not a Tee, or its id or a name is taken."""
+
+
+# ----------------------------------------------------------------------- keep side
+
+
+class Channel(Protocol):
+    """The trusted shim's end of the request block (see attestcall.keep.shim.Channel).
+
+    ``call`` sends one request and returns the host's reply, at most ``limit`` bytes;
+    every failure raises a :class:`attestcall.abi.PlatformFailure`."""
+
+    def call(self, op: int, data: bytes, limit: int) -> bytes: ...
+
+    def ask_size(self, op: int, minimum: int = 1) -> int: ...
+
+
+class HostHandler(Protocol):
+    """The untrusted host's per-TEE logic: answer one request op. Raise
+    :class:`attestcall.errors.HostError` to answer with an errno status."""
+
+    def handle(self, op: int, data: bytes, limit: int) -> bytes: ...
+
+
+class KeepServices(Protocol):
+    """What the keep gives a plugin's keep opener."""
+
+    def start_host(self, handler: HostHandler) -> Channel:
+        """Start ``handler`` in an untrusted host process of its own, behind a request
+        block; return the shim's channel to it. The keep stops the process on close."""
+        ...
+
+
+@dataclass
+class OpenedKeep:
+    """What a keep opener returns: the shim's EvidenceSource (see attestcall.abi), details
+    for people and tests, and, for pre-attestation keeps, the object that provisions it."""
+
+    source: Any
+    details: dict[str, Any] = field(default_factory=dict)
+    provisioner: Any = None
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One real backend on this machine: usable or not, and why."""
+
+    name: str
+    path: str
+    usable: bool
+    detail: str
+    technology: int | None = None
+
+
+KeepOpener = Callable[[bytes, Mapping[str, Any], KeepServices], OpenedKeep]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A way to answer get_attestation: a simulator, or a real device interface.
+
+    ``opener(payload, options, services)`` starts it. A real backend has ``probe(options)``
+    (for ``--tee auto`` and ``attestcall devices``); ``order`` sorts the probes."""
+
+    name: str
+    opener: KeepOpener
+    simulated: bool
+    probe: Callable[[Mapping[str, Any]], Probe] | None = None
+    order: int = 100
+
+
+@dataclass(frozen=True)
+class Option:
+    """A command-line option of a TEE's keeps (``attestcall run``, ``attest``, ``keep
+    serve``). ``kind``: ``"flag"``, ``"u16"``, ``"u64"``, ``"hex:N"`` (N bytes), or
+    ``"choice"`` with ``choices`` (ints or strings). The value reaches the opener's
+    options under ``key``; options not given are absent."""
+
+    flags: tuple[str, ...]
+    key: str
+    kind: str
+    help: str
+    choices: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class SimState:
+    """A simulator's persistent state: one folder under the simulated-platform home."""
+
+    folder: str
+    create: Callable[[Any], None]  # (folder: Path) -> None, writes fresh state
+    describe: Callable[[Any], str]  # (folder: Path) -> text for `attestcall sim show`
+
+
+@dataclass(frozen=True)
+class TsmProvider:
+    """How a configfs-tsm provider (``/sys/kernel/config/tsm/report/*/provider``) gives
+    this TEE's evidence: ``outblob``, followed by ``auxblob`` when ``auxblob`` is set;
+    ``privlevel`` says whether the provider takes one; ``outblob_size`` pins its size."""
+
+    name: str
+    auxblob: bool = False
+    privlevel: bool = False
+    outblob_size: int | None = None
+
+
+# ------------------------------------------------------------------- verifier side
+
+
+Checker = Callable[[str, Any], Any]
+
+
+@dataclass(frozen=True)
+class PolicyTable:
+    """A TEE's policy table ``[name]``: ``schema`` maps each key to a checker (where,
+    value) -> normalised value (raising PolicyError); ``check(table, appraisal)`` returns
+    every reason the table refuses genuine evidence."""
+
+    schema: Mapping[str, Checker]
+    check: Callable[[Mapping[str, Any], Any], list[str]] | None = None
+
+
+@dataclass(frozen=True)
+class Tee:
+    """One technology. Only ``technology`` and ``name`` are required.
+
+    - ``title``: what its evidence is called in messages ("SGX quote").
+    - ``media_type``: the CMW media type of its evidence in a keep certificate.
+    - ``recognise(evidence) -> bool``: whether the bytes are this TEE's evidence.
+    - ``appraise(evidence, collateral, at, roots) -> Appraisal``: signatures, chains,
+      collateral; ``collateral`` is what ``collateral_source`` made, ``roots`` extra
+      trusted roots (the simulated ones, when asked for).
+    - ``collateral_source(value, url) -> object``: the user's collateral (a path, bytes,
+      a loaded object or None) and service URL made into what ``appraise`` asks.
+    - ``collateral_options``: the ``verify`` options that feed it, (file option, URL
+      option), e.g. ("--collateral", "--pccs").
+    - ``simulated_roots() -> list``: this machine's simulated roots (never created here);
+      ``simulated_collateral(evidence) -> value``: the local simulator's collateral.
+    - ``policy``: its policy table; ``debug_word``: what a debug instance is called.
+    - ``report_data(evidence) -> bytes``: the 64 bytes the nonce went into.
+    - ``enarx_oid`` / ``enarx_value(evidence)``: Enarx's certificate extension, if any;
+      ``enarx_matches(value, evidence)`` when its value is not simply ``enarx_value``'s.
+    - ``pre_attestation``: ``buf`` is a key delivered at launch, not evidence.
+    - ``tsm``: the configfs-tsm provider that gives this evidence, if any.
+    - ``backends``, ``keep_options``, ``sim_state``: the keeps that answer with it.
+    """
+
+    technology: int
+    name: str
+    title: str = ""
+    media_type: str | None = None
+    recognise: Callable[[bytes], bool] | None = None
+    appraise: Callable[..., Any] | None = None
+    collateral_source: Callable[[Any, str | None], Any] | None = None
+    collateral_options: tuple[str, str] | None = None
+    simulated_roots: Callable[[], list[Any]] | None = None
+    simulated_collateral: Callable[[bytes], Any] | None = None
+    policy: PolicyTable | None = None
+    debug_word: str = "instance"
+    report_data: Callable[[bytes], bytes] | None = None
+    default_key_type: str = "p256"
+    enarx_oid: str | None = None
+    enarx_value: Callable[[bytes], bytes | None] | None = None
+    enarx_matches: Callable[[bytes, bytes], bool] | None = None
+    pre_attestation: bool = False
+    tsm: TsmProvider | None = None
+    backends: tuple[Backend, ...] = ()
+    keep_options: tuple[Option, ...] = ()
+    sim_state: SimState | None = None
+
+    @property
+    def label(self) -> str:
+        """The name people read: ``SGX``."""
+        return self.name.upper()
+
+    @property
+    def verifiable(self) -> bool:
+        return self.appraise is not None
+
+
+# ------------------------------------------------------------------------ registry
+
+
+class Registry:
+    """The TEEs found in the entry-point group, indexed by id, name and backend name."""
+
+    def __init__(self, records: Sequence[Tee | Backend]):
+        generic = [r for r in records if isinstance(r, Backend)]
+        records = [r for r in records if not isinstance(r, Backend)]
+        self.tees: tuple[Tee, ...] = tuple(sorted(records, key=lambda t: t.technology))
+        self._by_id: dict[int, Tee] = {}
+        self._by_name: dict[str, Tee] = {}
+        self._backends: dict[str, tuple[Tee | None, Backend]] = {}
+        for tee in self.tees:
+            if not isinstance(tee, Tee):
+                raise RegistryError(f"{tee!r} registered in {GROUP} is not a Tee record")
+            if tee.technology in self._by_id:
+                raise RegistryError(f"technology {tee.technology} is registered twice "
+                                    f"({self._by_id[tee.technology].name}, {tee.name})")
+            if tee.name in self._by_name:
+                raise RegistryError(f"TEE name {tee.name!r} is registered twice")
+            self._by_id[tee.technology] = tee
+            self._by_name[tee.name] = tee
+            for backend in tee.backends:
+                if backend.name in self._backends or backend.name == "auto":
+                    raise RegistryError(f"keep name {backend.name!r} is registered twice")
+                self._backends[backend.name] = (tee, backend)
+        for backend in generic:  # a backend of no single TEE (configfs-tsm serves several)
+            if backend.name in self._backends or backend.name == "auto":
+                raise RegistryError(f"keep name {backend.name!r} is registered twice")
+            self._backends[backend.name] = (None, backend)
+
+    def by_id(self, technology: int) -> Tee | None:
+        return self._by_id.get(int(technology))
+
+    def by_name(self, name: str) -> Tee | None:
+        return self._by_name.get(name)
+
+    def get(self, name: str) -> Tee:
+        """The TEE called ``name``; UsageError naming the known ones otherwise."""
+        tee = self._by_name.get(name)
+        if tee is None:
+            raise UsageError(f"unknown technology {name!r}; choose one of "
+                             f"{', '.join(t.name for t in self.verifiable())}")
+        return tee
+
+    def verifiable(self) -> list[Tee]:
+        return [t for t in self.tees if t.verifiable]
+
+    def backend(self, name: str) -> tuple[Tee | None, Backend] | None:
+        """The backend called ``name`` and its TEE (None for one that serves several)."""
+        return self._backends.get(name)
+
+    def backend_names(self) -> list[str]:
+        return list(self._backends)
+
+    def real_backends(self) -> list[Backend]:
+        """Every backend with a probe, in probing order."""
+        found = [b for _, b in self._backends.values() if b.probe is not None]
+        return sorted(found, key=lambda backend: backend.order)
+
+    def by_tsm_provider(self, provider: str) -> Tee | None:
+        return next((t for t in self.tees if t.tsm and t.tsm.name == provider), None)
+
+    def recognise(self, evidence: bytes) -> Tee | None:
+        """The TEE whose evidence these bytes are, or None."""
+        for tee in self.tees:
+            if tee.recognise is not None and tee.recognise(evidence):
+                return tee
+        return None
+
+    def label(self, technology: int) -> str:
+        """``SGX`` for 2; ``unknown`` for an id nobody registered."""
+        tee = self.by_id(technology)
+        return tee.label if tee is not None else "unknown"
+
+
+_lock = threading.Lock()
+_registry: Registry | None = None
+
+
+def _load() -> Registry:
+    records = []
+    for entry in metadata.entry_points(group=GROUP):
+        try:
+            record = entry.load()
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must be named, not crash
+            raise RegistryError(f"TEE plugin {entry.name!r} ({entry.value}) cannot be "
+                                f"loaded: {type(exc).__name__}: {exc}") from exc
+        records.append(record)
+    return Registry(records)
+
+
+def registry() -> Registry:
+    """The registry, loaded once per process from the ``attestcall.tees`` entry points."""
+    global _registry
+    if _registry is None:
+        with _lock:
+            if _registry is None:
+                _registry = _load()
+    return _registry
+
+
+def reload() -> Registry:
+    """Forget the loaded registry (tests that register a TEE at run time)."""
+    global _registry
+    with _lock:
+        _registry = None
+    return registry()
