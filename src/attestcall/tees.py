@@ -25,7 +25,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Any, Protocol
 
 from attestcall.errors import AttestcallError, UsageError
@@ -296,6 +295,8 @@ _registry: Registry | None = None
 
 
 def _load() -> Registry:
+    from importlib import metadata  # here, not at the top: it costs the CLI's start
+
     records = []
     for entry in metadata.entry_points(group=GROUP):
         try:

@@ -11,8 +11,6 @@ from attestcall import abi, der
 from attestcall.amd import certs as amdcerts
 from attestcall.deploy.cmw import CMW_EXTENSION_OID, parse_extension_value
 from attestcall.deploy.identity import (
-    ENARX_OIDS,
-    MEDIA_TYPES,
     BindingError,
     CertificateEvidenceError,
     KeepAttestationFailed,
@@ -33,6 +31,14 @@ from attestcall.deploy.keys import (
 from attestcall.keep.platforms import open_keep
 
 TEES = {"none": 0, "sgx-sim": 2, "snp-sim": 3, "tdx-sim": 4}
+MEDIA_TYPES = {
+    0: "application/vnd.attestcall.evidence.none",
+    2: "application/vnd.attestcall.evidence.sgx-dcap-quote",
+    3: "application/vnd.attestcall.evidence.snp-report",
+    4: "application/vnd.attestcall.evidence.tdx-dcap-quote",
+}
+ENARX_OIDS = {0: "1.3.6.1.4.1.58270.1.1", 2: "1.3.6.1.4.1.58270.1.2",
+              3: "1.3.6.1.4.1.58270.1.3"}  # Enarx's: none ("KVM"), SGX, SNP; none for TDX
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,7 @@ from collections.abc import Mapping
 from attestcall.abi import PlatformFailure, Technology
 from attestcall.errors import BackendUnavailable
 from attestcall.kernelfs import Files, OsFiles, describe_os_error
-from attestcall.tees import Backend, OpenedKeep, Probe
+from attestcall.tees import OpenedKeep, Probe
 
 TABLE_GUID = uuid.UUID("1e74f542-71dd-4d66-963e-ef4287ff173b")
 NULL_GUID = uuid.UUID(int=0)
@@ -159,7 +159,8 @@ def probe_efi_secret(root: str = DEFAULT_ROOT, files: Files | None = None) -> Pr
                  int(Technology.SEV))
 
 
-def _probe(options) -> Probe:
+def probe(options) -> Probe:
+    """The probe with the paths in ``options`` (``attestcall devices``, ``--tee auto``)."""
     return probe_efi_secret(options.get("efi_secret_root") or DEFAULT_ROOT,
                             options.get("files"))
 
@@ -173,6 +174,3 @@ def open_efi_secret(payload: bytes, options, services: object) -> OpenedKeep:
         raise BackendUnavailable(f"--tee {NAME}: {result.path}: {result.detail}")
     return OpenedKeep(EfiSecretSource(root, files=options.get("files")),
                       {"path": root, "technology": int(Technology.SEV)})
-
-
-BACKEND = Backend(NAME, open_efi_secret, simulated=False, probe=_probe, order=40)

@@ -10,15 +10,27 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from attestcall.amd import efi_secret
 from attestcall.amd.validate import SEV_POLICY
-from attestcall.tees import Backend, KeepServices, OpenedKeep, SimState, Tee
+from attestcall.tees import Backend, KeepServices, OpenedKeep, Probe, SimState, Tee
 
 
 def _open_sim(payload: bytes, options: Mapping[str, Any], services: KeepServices) -> OpenedKeep:
     from attestcall.amd.sev_sim.keep import open_sev_sim
 
     return open_sev_sim(payload, options, services)
+
+
+def _open_efi_secret(payload: bytes, options: Mapping[str, Any],
+                     services: KeepServices) -> OpenedKeep:
+    from attestcall.amd.efi_secret import open_efi_secret
+
+    return open_efi_secret(payload, options, services)
+
+
+def _probe_efi_secret(options: Mapping[str, Any]) -> Probe:
+    from attestcall.amd.efi_secret import probe
+
+    return probe(options)
 
 
 def _create_state(folder: Any) -> None:
@@ -42,7 +54,8 @@ TEE = Tee(
     pre_attestation=True,
     backends=(
         Backend("sev-sim", _open_sim, simulated=True),
-        efi_secret.BACKEND,
+        Backend("efi-secret", _open_efi_secret, simulated=False, probe=_probe_efi_secret,
+                order=40),
     ),
     sim_state=SimState("sev", _create_state, _describe_state),
 )

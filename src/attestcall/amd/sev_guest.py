@@ -56,7 +56,7 @@ from typing import Any
 from attestcall.abi import NONCE_SIZE, PlatformFailure
 from attestcall.errors import BackendUnavailable
 from attestcall.kernelfs import describe_os_error
-from attestcall.tees import Backend, OpenedKeep, Probe
+from attestcall.tees import OpenedKeep, Probe
 
 DEVICE = "/dev/sev-guest"
 REPORT_SIZE = 1184
@@ -381,7 +381,8 @@ def probe_sev_guest(path: str = DEVICE) -> Probe:
     return Probe(NAME, path, True, "opens (SNP, technology 3)", SNP_TECHNOLOGY)
 
 
-def _probe(options) -> Probe:
+def probe(options) -> Probe:
+    """The probe with the paths in ``options`` (``attestcall devices``, ``--tee auto``)."""
     return probe_sev_guest(options.get("sev_guest_path") or DEVICE)
 
 
@@ -398,6 +399,3 @@ def open_sev_guest(payload: bytes, options, services: object) -> OpenedKeep:
         kwargs["ioctl"] = options["ioctl"]
     return OpenedKeep(SevGuestSource(SevGuestDevice(path, **kwargs)),
                       {"path": path, "technology": SNP_TECHNOLOGY})
-
-
-BACKEND = Backend(NAME, open_sev_guest, simulated=False, probe=_probe, order=20)

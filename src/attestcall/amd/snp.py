@@ -12,9 +12,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from attestcall.amd import sev_guest
 from attestcall.amd.validate import SNP_POLICY
-from attestcall.tees import Backend, KeepServices, OpenedKeep, Option, SimState, Tee, TsmProvider
+from attestcall.tees import (
+    Backend,
+    KeepServices,
+    OpenedKeep,
+    Option,
+    Probe,
+    SimState,
+    Tee,
+    TsmProvider,
+)
 
 REPORT_SIZE = 0x4A0  # 1184
 
@@ -100,6 +108,19 @@ def _open_sim(payload: bytes, options: Mapping[str, Any], services: KeepServices
     return open_snp_sim(payload, options, services)
 
 
+def _open_sev_guest(payload: bytes, options: Mapping[str, Any],
+                    services: KeepServices) -> OpenedKeep:
+    from attestcall.amd.sev_guest import open_sev_guest
+
+    return open_sev_guest(payload, options, services)
+
+
+def _probe_sev_guest(options: Mapping[str, Any]) -> Probe:
+    from attestcall.amd.sev_guest import probe
+
+    return probe(options)
+
+
 def _create_state(folder: Any) -> None:
     from attestcall.amd.snp_sim.state import create_state
 
@@ -132,7 +153,8 @@ TEE = Tee(
     tsm=TsmProvider("sev_guest", auxblob=True, privlevel=True, outblob_size=REPORT_SIZE),
     backends=(
         Backend("snp-sim", _open_sim, simulated=True),
-        sev_guest.BACKEND,
+        Backend("sev-guest", _open_sev_guest, simulated=False, probe=_probe_sev_guest,
+                order=20),
     ),
     keep_options=(
         Option(("--snp-product",), "product", "choice", "the simulated processor "

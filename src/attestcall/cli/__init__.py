@@ -135,7 +135,14 @@ def _collateral_simulators() -> list[str]:
             for b in t.backends if b.simulated]
 
 
-def _build_parser() -> _Parser:
+def _build_parser(command: str | None = None) -> _Parser:
+    """The parser. Only the sub-command ``command`` (None: every one) gets the options that
+    come from the TEE registry, so ``attestcall --help`` and the commands that need no TEE
+    never load it."""
+
+    def wanted(name: str) -> bool:
+        return command is None or command == name
+
     parser = _Parser(
         prog="attestcall",
         description="Run payloads in a keep that answers get_attestation (syscall 0xEA01), "
@@ -152,7 +159,8 @@ def _build_parser() -> _Parser:
         "x86-64 Linux program whose syscall 0xEA01 the keep answers. The exit status is the "
         "payload's (128+N when it dies of signal N).",
     )
-    _add_keep_options(run)
+    if wanted("run"):
+        _add_keep_options(run)
     run.add_argument("program", metavar="PROGRAM", help="the payload to run")
     run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
                      help="arguments for the payload")
@@ -163,7 +171,8 @@ def _build_parser() -> _Parser:
         description="Ask the keep's get_attestation once with NONCE and write the evidence "
         "to FILE ('-' for standard output).",
     )
-    _add_keep_options(attest)
+    if wanted("attest"):
+        _add_keep_options(attest)
     attest.add_argument("--nonce", required=True, type=_hex_bytes(NONCE_SIZE, "--nonce"),
                         metavar="HEX", help="the 64-byte nonce, 128 hex digits")
     attest.add_argument("-o", "--output", required=True, metavar="FILE",
@@ -192,7 +201,8 @@ def _build_parser() -> _Parser:
         "QE identity and CRLs signed by the simulated chain, as JSON with the "
         "QuoteCollateralV3 field names (the format `attestcall verify --collateral` reads).",
     )
-    collateral.add_argument("--tee", choices=_collateral_simulators(), default="sgx-sim",
+    collateral.add_argument("--tee", choices=_collateral_simulators() if wanted("sim") else None,
+                            default="sgx-sim",
                             help="the simulated platform (default sgx-sim)")
     collateral.add_argument("-o", "--output", required=True, metavar="FILE",
                             help="where to write the JSON ('-' for standard output)")
@@ -208,7 +218,8 @@ def _build_parser() -> _Parser:
         "certificate carrying its evidence bound to that key), and run each tenant's "
         "WebAssembly workload, streaming its output back. See the README for the protocol.",
     )
-    _add_keep_options(serve)
+    if wanted("keep"):
+        _add_keep_options(serve)
     serve.add_argument("--listen", type=_host_port, default=("127.0.0.1", 7443),
                        metavar="HOST:PORT", help="where to listen (default 127.0.0.1:7443)")
     serve.add_argument("--once", action="store_true", help="serve one tenant, then exit")
@@ -245,7 +256,9 @@ def _build_parser() -> _Parser:
         "Exit status: 0 accepted, 1 rejected, 2 unusable input.",
     )
     verify.add_argument("evidence", metavar="EVIDENCE", help="the evidence file, or - for stdin")
-    verify.add_argument("--tech", choices=[t.name for t in registry().verifiable()],
+    verify.add_argument("--tech",
+                        choices=[t.name for t in registry().verifiable()] if wanted("verify")
+                        else None,
                         help="the technology, when the bytes do not say")
     verify.add_argument("--collateral", metavar="FILE",
                         help="Intel collateral, JSON with QuoteCollateralV3 field names")
@@ -437,7 +450,8 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _build_parser(next((a for a in argv if not a.startswith("-")), ""))
     try:
         args = parser.parse_args(argv)
         if args.command == "run":

@@ -26,7 +26,7 @@ import struct
 from attestcall.abi import NONCE_SIZE, PlatformFailure, Technology
 from attestcall.errors import BackendUnavailable
 from attestcall.kernelfs import Files, OsFiles, describe_os_error
-from attestcall.tees import Backend, OpenedKeep, Probe
+from attestcall.tees import OpenedKeep, Probe
 
 DEFAULT_ROOT = "/dev/attestation"
 DCAP = "dcap"
@@ -162,7 +162,8 @@ def probe_gramine(root: str = DEFAULT_ROOT, files: Files | None = None) -> Probe
                  int(Technology.SGX))
 
 
-def _probe(options) -> Probe:
+def probe(options) -> Probe:
+    """The probe with the paths in ``options`` (``attestcall devices``, ``--tee auto``)."""
     return probe_gramine(options.get("gramine_root") or DEFAULT_ROOT, options.get("files"))
 
 
@@ -176,6 +177,3 @@ def open_gramine(payload: bytes, options, services: object) -> OpenedKeep:
         raise BackendUnavailable(f"--tee {NAME}: {result.path}: {result.detail}")
     return OpenedKeep(GramineSource(GramineClient(root, files=options.get("files"))),
                       {"path": root, "technology": int(Technology.SGX)})
-
-
-BACKEND = Backend(NAME, open_gramine, simulated=False, probe=_probe, order=30)

@@ -10,9 +10,8 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
-from attestcall.intel import gramine
 from attestcall.intel.validate import SGX_POLICY
-from attestcall.tees import Backend, KeepServices, OpenedKeep, Option, SimState, Tee
+from attestcall.tees import Backend, KeepServices, OpenedKeep, Option, Probe, SimState, Tee
 
 INTEL_QE_VENDOR_ID = bytes.fromhex("939a7233f79c4ca9940a0db3957f0607")
 HEADER_SIZE = 48
@@ -49,7 +48,7 @@ def collateral_source(evidence: bytes, value: Any, url: str | None) -> Any:
     if url is not None:
         from attestcall.intel.pcs import fetch_collateral
 
-        return fetch_collateral(url, evidence)
+        value = fetch_collateral(url, evidence)
     return value if isinstance(value, Collateral) else Collateral.load(value)
 
 
@@ -89,6 +88,19 @@ def _open_sim(payload: bytes, options: Mapping[str, Any], services: KeepServices
     return open_sgx_sim(payload, options, services)
 
 
+def _open_gramine(payload: bytes, options: Mapping[str, Any],
+                  services: KeepServices) -> OpenedKeep:
+    from attestcall.intel.gramine import open_gramine
+
+    return open_gramine(payload, options, services)
+
+
+def _probe_gramine(options: Mapping[str, Any]) -> Probe:
+    from attestcall.intel.gramine import probe
+
+    return probe(options)
+
+
 def _create_state(folder: Any) -> None:
     from attestcall.intel.sgx_sim.state import create_state
 
@@ -120,7 +132,7 @@ TEE = Tee(
     enarx_value=lambda evidence: evidence,
     backends=(
         Backend("sgx-sim", _open_sim, simulated=True),
-        gramine.BACKEND,
+        Backend("gramine", _open_gramine, simulated=False, probe=_probe_gramine, order=30),
     ),
     keep_options=(
         Option(("--mrenclave",), "identity.mrenclave", "hex:32",

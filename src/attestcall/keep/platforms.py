@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from attestcall.errors import UsageError
-from attestcall.keep.keep import Keep, KeepServices
-from attestcall.keep.shim import DEFAULT_TIMEOUT
 from attestcall.tees import registry
+
+if TYPE_CHECKING:
+    from attestcall.keep.keep import Keep
 
 NONE = "none"
 
@@ -48,6 +49,9 @@ def open_keep(tee: str, payload: bytes = b"", **options: Any) -> Keep:
 
     Options are the backend's (``attestcall run --help`` lists the simulators'), plus
     ``timeout``: seconds the shim waits for the host."""
+    from attestcall.keep.keep import Keep, KeepServices  # the host machinery, when needed
+    from attestcall.keep.shim import DEFAULT_TIMEOUT
+
     found = registry().backend(tee)
     if found is None:
         raise UsageError(f"unknown TEE {tee!r}; choose one of {', '.join(tee_names())}")

@@ -1,8 +1,7 @@
 """AMD's pinned root keys (ARK) and signing keys (ASK) for Milan, Genoa and Turin.
 
-Shipped as package data in ``attestcall/verifier/roots/amd_{ark,ask}_{product}.pem``, copied
-from google/go-sev-guest ``verify/testdata/ask_ark_{milan,genoa,turin}.pem`` (production
-AMD keys, RSA-4096, RSASSA-PSS SHA-384). The ASKs let a chain be checked offline when a
+Shipped as package data beside this module (``amd_{ark,ask}_{product}.pem``; provenance
+and digests in PROVENANCE.md): production AMD keys, RSA-4096, RSASSA-PSS SHA-384. The ASKs let a chain be checked offline when a
 certificate table carries only the VCEK. Loaded once.
 """
 
@@ -19,8 +18,7 @@ PRODUCT_FILES = ("milan", "genoa", "turin")
 
 
 def _load(kind: str) -> tuple[x509.Certificate, ...]:
-    # Package data of attestcall itself: found without importing attestcall.verifier.
-    folder = resources.files("attestcall").joinpath("verifier", "roots")
+    folder = resources.files(__name__)
     out: list[x509.Certificate] = []
     for product in PRODUCT_FILES:
         data = folder.joinpath(f"amd_{kind}_{product}.pem").read_bytes()

@@ -14,7 +14,5 @@ INTEL_ROOT_SHA256 = "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab
 @cache
 def intel_root() -> x509.Certificate:
     """The Intel SGX Root CA certificate, loaded once."""
-    # Package data, read without importing attestcall.verifier (where the file still sits).
-    data = resources.files("attestcall").joinpath("verifier", "roots", INTEL_ROOT_FILE)
-    pem = data.read_bytes()
+    pem = resources.files(__name__).joinpath(INTEL_ROOT_FILE).read_bytes()
     return x509.load_pem_x509_certificate(pem)
