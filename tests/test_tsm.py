@@ -1,4 +1,4 @@
-"""configfs-tsm (attestcall.tsm) against the configfs fake: the protocol, the generation
+"""configfs-tsm (attestcall.linux.tsm) against the configfs fake: the protocol, the generation
 check, cleanup, and every error path."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from attestcall.abi import PlatformFailure, Technology
 from attestcall.amd import certs as amdcerts
 from attestcall.amd import report as snp
-from attestcall.tsm import TsmClient, TsmError, TsmRaceError
+from attestcall.linux.tsm import TsmClient, TsmError, TsmRaceError
 from tests.fakes import blobs
 from tests.fakes.configfs_tsm import ROOT, FakeTsm
 

@@ -22,6 +22,9 @@ This module is part of the bottom layer: it imports only the standard library an
 
 from __future__ import annotations
 
+import importlib
+import os
+import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -294,18 +297,66 @@ _lock = threading.Lock()
 _registry: Registry | None = None
 
 
-def _load() -> Registry:
-    from importlib import metadata  # here, not at the top: it costs the CLI's start
-
-    records = []
-    for entry in metadata.entry_points(group=GROUP):
+def entry_points(group: str = GROUP) -> list[tuple[str, str]]:
+    """(name, "module:attribute") of every entry point in ``group`` of the distributions
+    on ``sys.path``, the first distribution of a name winning, as importlib.metadata finds
+    them. Read directly from each ``*.dist-info/entry_points.txt`` (or ``.egg-info``):
+    importing importlib.metadata alone costs the command line more than the whole scan
+    (``bench/bench_cli_start.py``)."""
+    found: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for folder in sys.path:
         try:
-            record = entry.load()
-        except Exception as exc:  # noqa: BLE001 - a broken plugin must be named, not crash
-            raise RegistryError(f"TEE plugin {entry.name!r} ({entry.value}) cannot be "
-                                f"loaded: {type(exc).__name__}: {exc}") from exc
-        records.append(record)
-    return Registry(records)
+            names = sorted(os.listdir(folder or "."))
+        except OSError:
+            continue
+        for name in names:
+            stem, dot, suffix = name.rpartition(".")
+            if not dot or suffix not in ("dist-info", "egg-info"):
+                continue
+            distribution = stem.split("-")[0].lower().replace("-", "_").replace(".", "_")
+            if distribution in seen:
+                continue
+            seen.add(distribution)
+            try:
+                with open(os.path.join(folder or ".", name, "entry_points.txt"),
+                          encoding="utf-8") as handle:
+                    text = handle.read()
+            except OSError:
+                continue
+            found += _section(text, group)
+    return found
+
+
+def _section(text: str, group: str) -> list[tuple[str, str]]:
+    """The ``name = value`` lines of the ``[group]`` section of an entry_points.txt."""
+    entries, inside = [], False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            inside = line[1:-1].strip() == group
+        elif inside and "=" in line:
+            name, _, value = line.partition("=")
+            entries.append((name.strip(), value.strip()))
+    return entries
+
+
+def _load_record(name: str, value: str) -> Any:
+    module, _, attribute = value.partition(":")
+    try:
+        record: Any = importlib.import_module(module.strip())
+        for part in attribute.strip().split(".") if attribute.strip() else ():
+            record = getattr(record, part)
+    except Exception as exc:  # noqa: BLE001 - a broken plugin must be named, not crash
+        raise RegistryError(f"TEE plugin {name!r} ({value}) cannot be loaded: "
+                            f"{type(exc).__name__}: {exc}") from exc
+    return record
+
+
+def _load() -> Registry:
+    return Registry([_load_record(name, value) for name, value in entry_points()])
 
 
 def registry() -> Registry:

@@ -1,5 +1,5 @@
 """A fake of configfs-tsm (drivers/virt/coco/tsm.c with the sev-guest or tdx-guest provider)
-behind the :class:`attestcall.kernelfs.Files` interface.
+behind the :class:`attestcall.linux.kernelfs.Files` interface.
 
 Semantics kept from the kernel:
 - mkdir under the report root makes an instance; ENXIO while no provider is registered;

@@ -1,5 +1,5 @@
 """A fake of Linux's ``efi_secret`` securityfs directory behind the
-:class:`attestcall.kernelfs.Files` interface.
+:class:`attestcall.linux.kernelfs.Files` interface.
 
 Built from a raw secret area the way the driver builds its files (independently of
 ``attestcall.amd.efi_secret.parse_table``): the header GUID must match and the table length

@@ -1,5 +1,5 @@
 """A fake of Gramine's ``/dev/attestation`` (libos/src/fs/dev/attestation.c) behind the
-:class:`attestcall.kernelfs.Files` interface.
+:class:`attestcall.linux.kernelfs.Files` interface.
 
 The file set and sizes: ``attestation_type`` (RO, "none"/"dcap"/"epid", no newline),
 ``user_report_data`` (RW, 64 bytes: a shorter write is zero-padded, a longer one cut),

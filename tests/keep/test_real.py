@@ -20,8 +20,8 @@ from attestcall.frontends.native import run_native
 from attestcall.intel.gramine import GramineClient, GramineSource, probe_gramine
 from attestcall.keep import real
 from attestcall.keep.platforms import open_keep
+from attestcall.linux.tsm import TsmClient, TsmSource, probe_tsm
 from attestcall.tees import Probe as ProbeResult
-from attestcall.tsm import TsmClient, TsmSource, probe_tsm
 from tests.fakes import blobs
 from tests.fakes.configfs_tsm import FakeTsm
 from tests.fakes.gramine import FakeGramine

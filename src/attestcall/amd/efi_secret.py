@@ -22,7 +22,7 @@ GUID chosen for attestcall). The simulated SEV keep uses the same table, so one 
 serves both.
 
 :func:`parse_table` and :func:`build_table` are pure; :class:`EfiSecretSource` reads the
-driver's files through :class:`attestcall.kernelfs.Files` (root path a parameter) and is an
+driver's files through :class:`attestcall.linux.kernelfs.Files` (root path a parameter) and is an
 EvidenceSource with technology 1.
 """
 
@@ -36,7 +36,7 @@ from collections.abc import Mapping
 
 from attestcall.abi import PlatformFailure, Technology
 from attestcall.errors import BackendUnavailable
-from attestcall.kernelfs import Files, OsFiles, describe_os_error
+from attestcall.linux.kernelfs import Files, OsFiles, describe_os_error
 from attestcall.tees import OpenedKeep, Probe
 
 TABLE_GUID = uuid.UUID("1e74f542-71dd-4d66-963e-ef4287ff173b")

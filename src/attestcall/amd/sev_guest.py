@@ -55,7 +55,7 @@ from typing import Any
 
 from attestcall.abi import NONCE_SIZE, PlatformFailure
 from attestcall.errors import BackendUnavailable
-from attestcall.kernelfs import describe_os_error
+from attestcall.linux.kernelfs import describe_os_error
 from attestcall.tees import OpenedKeep, Probe
 
 DEVICE = "/dev/sev-guest"

@@ -6,11 +6,10 @@ they need when called."""
 
 from __future__ import annotations
 
-import datetime as dt
 import struct
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attestcall.amd.validate import SNP_POLICY
 from attestcall.tees import (
@@ -23,6 +22,9 @@ from attestcall.tees import (
     Tee,
     TsmProvider,
 )
+
+if TYPE_CHECKING:
+    import datetime as dt
 
 REPORT_SIZE = 0x4A0  # 1184
 

@@ -25,7 +25,7 @@ import struct
 
 from attestcall.abi import NONCE_SIZE, PlatformFailure, Technology
 from attestcall.errors import BackendUnavailable
-from attestcall.kernelfs import Files, OsFiles, describe_os_error
+from attestcall.linux.kernelfs import Files, OsFiles, describe_os_error
 from attestcall.tees import OpenedKeep, Probe
 
 DEFAULT_ROOT = "/dev/attestation"

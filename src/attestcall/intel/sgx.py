@@ -5,13 +5,15 @@ what it needs when called, so loading this record costs nothing but this module.
 
 from __future__ import annotations
 
-import datetime as dt
 import struct
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attestcall.intel.validate import SGX_POLICY
 from attestcall.tees import Backend, KeepServices, OpenedKeep, Option, Probe, SimState, Tee
+
+if TYPE_CHECKING:
+    import datetime as dt
 
 INTEL_QE_VENDOR_ID = bytes.fromhex("939a7233f79c4ca9940a0db3957f0607")
 HEADER_SIZE = 48

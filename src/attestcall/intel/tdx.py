@@ -5,13 +5,15 @@ they need when called."""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attestcall.intel import sgx
 from attestcall.intel.validate import TDX_POLICY
 from attestcall.tees import Backend, KeepServices, OpenedKeep, Option, SimState, Tee, TsmProvider
+
+if TYPE_CHECKING:
+    import datetime as dt
 
 MEASUREMENTS = ("rtmr0", "rtmr1", "rtmr2", "rtmr3", "mrconfigid", "mrowner", "mrownerconfig")
 

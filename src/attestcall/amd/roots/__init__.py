@@ -1,8 +1,9 @@
 """AMD's pinned root keys (ARK) and signing keys (ASK) for Milan, Genoa and Turin.
 
 Shipped as package data beside this module (``amd_{ark,ask}_{product}.pem``; provenance
-and digests in PROVENANCE.md): production AMD keys, RSA-4096, RSASSA-PSS SHA-384. The ASKs let a chain be checked offline when a
-certificate table carries only the VCEK. Loaded once.
+and digests in PROVENANCE.md): production AMD keys, RSA-4096, RSASSA-PSS SHA-384. The
+ASKs let a chain be checked offline when a certificate table carries only the VCEK.
+Loaded once.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """File operations on kernel pseudo-filesystems, behind a small interface.
 
-configfs-tsm (:mod:`attestcall.tsm`) and Gramine's ``/dev/attestation``
+configfs-tsm (:mod:`attestcall.linux.tsm`) and Gramine's ``/dev/attestation``
 (:mod:`attestcall.intel.gramine`) are driven only through :class:`Files`, so tests plug in
 fakes that implement the kernel's semantics. :class:`OsFiles` is the real thing.
 

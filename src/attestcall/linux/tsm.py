@@ -38,12 +38,13 @@ from typing import Any
 
 from attestcall.abi import NONCE_SIZE, PlatformFailure
 from attestcall.errors import BackendUnavailable
-from attestcall.kernelfs import Files, OsFiles, describe_os_error
-from attestcall.tees import Backend, OpenedKeep, Probe, TsmProvider, registry
+from attestcall.linux.kernelfs import Files, OsFiles, describe_os_error
+from attestcall.tees import OpenedKeep, Probe, TsmProvider, registry
 
 DEFAULT_ROOT = "/sys/kernel/config/tsm/report"
 INBLOB_SIZE = NONCE_SIZE
 PRIVLEVEL_MAX = 3
+NAME = "tsm"
 DEFAULT_ATTEMPTS = 3
 
 
@@ -307,7 +308,8 @@ def probe_tsm(root: str = DEFAULT_ROOT, files: Files | None = None) -> Probe:
                  technology)
 
 
-def _probe(options: Mapping[str, Any]) -> Probe:
+def probe(options: Mapping[str, Any]) -> Probe:
+    """The probe with the paths in ``options`` (``attestcall devices``, ``--tee auto``)."""
     return probe_tsm(options.get("tsm_root") or DEFAULT_ROOT, options.get("files"))
 
 
@@ -328,7 +330,3 @@ def open_tsm(payload: bytes, options: Mapping[str, Any], services: object) -> Op
         raise BackendUnavailable(f"--tee {NAME}: {exc}") from exc
     return OpenedKeep(source, {"path": root, "provider": source.provider,
                                "technology": source.technology})
-
-
-NAME = "tsm"
-BACKEND = Backend(NAME, open_tsm, simulated=False, probe=_probe, order=10)
