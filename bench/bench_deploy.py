@@ -111,7 +111,7 @@ def measure_sev(n: int) -> dict[str, Any]:
     session, measurement, LAUNCH_SECRET with a P-384 key), then deploys over TLS pinned to
     that key. "attestation" is the provisioning; there is no evidence to verify after."""
     from attestcall.amd.sev_sim import SimulatedSevFirmware, load_state
-    from attestcall.keep.sev import SevProvisioner, expected_digest
+    from attestcall.amd.sev_sim.keep import SevProvisioner, expected_digest
     from attestcall.verifier.policy import Policy
 
     workload = WORKLOAD.read_bytes()

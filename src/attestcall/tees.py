@@ -78,6 +78,16 @@ class OpenedKeep:
     details: dict[str, Any] = field(default_factory=dict)
     provisioner: Any = None
 
+    def close(self) -> None:
+        """Nothing to stop: a keep opened without a host process (the keep machinery
+        stops the host of the keeps that have one)."""
+
+    def __enter__(self) -> OpenedKeep:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 @dataclass(frozen=True)
 class Probe:

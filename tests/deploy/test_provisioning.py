@@ -11,10 +11,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from attestcall.amd import sev_launch as sl
 from attestcall.amd.sev_sim import SimulatedSevFirmware, load_state
+from attestcall.amd.sev_sim.keep import SevProvisioner, expected_digest
 from attestcall.deploy import protocol
 from attestcall.deploy import provisioning as pv
 from attestcall.deploy.protocol import FrameType
-from attestcall.keep.sev import SevProvisioner, expected_digest
 
 REPORT = bytes(range(56))
 

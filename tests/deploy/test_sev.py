@@ -19,6 +19,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from attestcall.amd.sev_sim import SimulatedSevFirmware, load_state
+from attestcall.amd.sev_sim.keep import SevProvisioner, expected_digest
 from attestcall.deploy import protocol
 from attestcall.deploy import provisioning as pv
 from attestcall.deploy import tenant as tenant_module
@@ -26,7 +27,6 @@ from attestcall.deploy.keys import spki_der, tls_supports
 from attestcall.deploy.protocol import FrameType
 from attestcall.deploy.server import KeepServer, ServerSettings
 from attestcall.deploy.tenant import DeployRefused, deploy
-from attestcall.keep.sev import SevProvisioner, expected_digest
 from tests.deploy.conftest import raw_tls, running_keep, settled
 
 REPO = Path(__file__).resolve().parents[2]

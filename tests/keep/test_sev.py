@@ -17,10 +17,10 @@ from attestcall.abi import BufferMemory, Outcome, get_attestation
 from attestcall.amd import efi_secret, sev_sim
 from attestcall.amd import sev_cert as sc
 from attestcall.amd import sev_launch as sl
+from attestcall.amd.sev_sim import keep as sev
 from attestcall.errors import UsageError
 from attestcall.frontends.native import run_native
 from attestcall.include_dir import include_dir
-from attestcall.keep import sev
 from attestcall.keep.platforms import open_keep
 
 PAYLOAD_C = Path(__file__).parent / "c" / "sev_payload.c"

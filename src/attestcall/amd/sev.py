@@ -33,6 +33,14 @@ def _probe_efi_secret(options: Mapping[str, Any]) -> Probe:
     return probe(options)
 
 
+def simulated_roots() -> list[bytes]:
+    """The simulated SEV platform's ARK (AMD's SEV certificate format), for a tenant that
+    trusts the simulator explicitly."""
+    from attestcall.amd.sev_sim import simulated_ark
+
+    return [simulated_ark()]
+
+
 def _create_state(folder: Any) -> None:
     from attestcall.amd.sev_sim.state import create_state
 
@@ -52,6 +60,7 @@ TEE = Tee(
     policy=SEV_POLICY,
     debug_word="guest",
     pre_attestation=True,
+    simulated_roots=simulated_roots,
     backends=(
         Backend("sev-sim", _open_sim, simulated=True),
         Backend("efi-secret", _open_efi_secret, simulated=False, probe=_probe_efi_secret,

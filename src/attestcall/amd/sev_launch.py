@@ -25,7 +25,7 @@ The flow (SEV API specification, chapter 6):
    transport length u32 ‖ encrypted data ‖ MEASURE).
 
 :class:`Tenant` runs the steps; :meth:`Tenant.provision` drives a whole launch against any
-:class:`LaunchPort` (for example :class:`attestcall.keep.sev.SevLaunch`, or a proxy of it on
+:class:`LaunchPort` (for example :class:`attestcall.amd.sev_sim.keep.SevLaunch`, or a proxy of it on
 the deployment side). The functions ``open_session`` and ``open_secret`` are the
 firmware's half, used by the simulator.
 """

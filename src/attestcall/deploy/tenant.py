@@ -110,13 +110,12 @@ def simulated_collateral(technology: str, evidence: bytes = b"") -> Any:
 
 def trusted_sev_arks(trust_simulated: bool) -> list[bytes]:
     """The SEV (legacy) ARKs a tenant accepts: AMD's pinned ones (the package pins none in
-    AMD's SEV format today: ``attestcall.amd.roots`` holds the SNP X.509 roots) and the
-    simulator's only with ``trust_simulated``."""
+    AMD's SEV format today: ``attestcall.amd.roots`` holds the SNP X.509 roots) and, only
+    with ``trust_simulated``, the simulator's (the SEV plugin's simulated roots)."""
     arks: list[bytes] = []
-    if trust_simulated:
-        from attestcall.amd.sev_sim import simulated_ark
-
-        arks.append(simulated_ark())
+    sev = registry().by_id(Technology.SEV)
+    if trust_simulated and sev is not None and sev.simulated_roots is not None:
+        arks += sev.simulated_roots()
     return arks
 
 

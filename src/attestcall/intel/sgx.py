@@ -37,21 +37,18 @@ def recognise(evidence: bytes) -> bool:
 
 
 def collateral_source(evidence: bytes, value: Any, url: str | None) -> Any:
-    """Intel collateral for this quote: a file or loaded bundle, or fetched from a
-    PCS/PCCS at ``url``."""
-    from attestcall.errors import CollateralError
-    from attestcall.intel.collateral import Collateral
-
+    """Where appraisal gets Intel collateral: the user's file or loaded bundle, or a PCS/PCCS
+    at ``url`` (:func:`attestcall.intel.source.collateral_source`)."""
     if value is None and url is None:
+        from attestcall.errors import CollateralError
+
         kind = quote_kind(evidence)
         name = "TDX" if kind is not None and kind[1] == TEE_TYPE_TDX else "SGX"
         raise CollateralError(f"{name} evidence needs Intel collateral: pass --collateral "
                               "FILE or --pccs URL")
-    if url is not None:
-        from attestcall.intel.pcs import fetch_collateral
+    from attestcall.intel.source import collateral_source as make_source
 
-        value = fetch_collateral(url, evidence)
-    return value if isinstance(value, Collateral) else Collateral.load(value)
+    return make_source(value, url)
 
 
 def appraise(evidence: bytes, collateral: Any, at: dt.datetime, roots: list[Any]) -> Any:
