@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from attestcall.amd.validate import SNP_POLICY
@@ -38,21 +37,12 @@ def recognise(evidence: bytes) -> bool:
 
 
 def collateral_source(evidence: bytes, value: Any, url: str | None) -> Any:
-    """The VCEK/VLEK (and chain) given by the user: bytes or a file (DER, PEM or a
-    certificate table), or fetched from a KDS at ``url``; None: the table after the
-    report."""
-    from attestcall.errors import CollateralError
+    """Where appraisal gets the VCEK/VLEK and its chain: the user's certificates (bytes, a
+    file: DER, PEM or a certificate table), a KDS at ``url``, and always the table after
+    the report (:func:`attestcall.amd.source.certs_source`)."""
+    from attestcall.amd.source import certs_source
 
-    if url is not None:
-        from attestcall.amd.kds import fetch_vcek
-
-        return fetch_vcek(url, evidence)
-    if value is not None and not isinstance(value, bytes | bytearray):
-        try:
-            return Path(value).read_bytes()
-        except OSError as exc:
-            raise CollateralError(f"cannot read certificates {value}: {exc.strerror}") from None
-    return value
+    return certs_source(value, url)
 
 
 def appraise(evidence: bytes, collateral: Any, at: dt.datetime, roots: list[Any]) -> Any:
