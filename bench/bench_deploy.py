@@ -110,8 +110,8 @@ def measure_sev(n: int) -> dict[str, Any]:
     """sev-sim: each round provisions a fresh unprovisioned keep over the network (chain,
     session, measurement, LAUNCH_SECRET with a P-384 key), then deploys over TLS pinned to
     that key. "attestation" is the provisioning; there is no evidence to verify after."""
-    from attestcall.amd.sev_sim import SimulatedSevFirmware, load_state
-    from attestcall.amd.sev_sim.keep import SevProvisioner, expected_digest
+    from attestcall.amd.sim.sev import SimulatedSevFirmware, load_state
+    from attestcall.amd.sim.sev.keep import SevProvisioner, expected_digest
     from attestcall.verifier.policy import Policy
 
     workload = WORKLOAD.read_bytes()

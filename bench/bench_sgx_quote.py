@@ -30,7 +30,7 @@ def per_call(function: Callable[[], object]) -> float:
 def main() -> int:
     if "ATTESTCALL_HOME" not in os.environ:
         os.environ["ATTESTCALL_HOME"] = tempfile.mkdtemp(prefix="attestcall-bench-")
-    from attestcall.intel.sgx_sim import EnclaveIdentity, QuotingEnclave, SimulatedCpu, load_state
+    from attestcall.intel.sim.sgx import EnclaveIdentity, QuotingEnclave, SimulatedCpu, load_state
 
     state = load_state()
     cpu = SimulatedCpu(state)

@@ -46,8 +46,8 @@ def main(argv: list[str]) -> int:
     if "ATTESTCALL_HOME" not in os.environ:
         os.environ["ATTESTCALL_HOME"] = tempfile.mkdtemp(prefix="attestcall-bench-")
     from attestcall.abi import BufferMemory, get_attestation
-    from attestcall.intel import tdx_sim
-    from attestcall.intel.tdx_sim.keep import Op
+    from attestcall.intel.sim import tdx as tdx_sim
+    from attestcall.intel.sim.tdx.keep import Op
     from attestcall.keep.platforms import open_keep
 
     state = tdx_sim.load_state()

@@ -37,9 +37,9 @@ import dcap_qvl
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from attestcall.intel.collateral import Collateral
+from attestcall.intel.formats.collateral import Collateral
 from attestcall.intel.roots import intel_root
-from attestcall.intel.verify import appraise_intel, clear_cache
+from attestcall.intel.verify.appraise import appraise_intel, clear_cache
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "intel"
 VECTORS = (

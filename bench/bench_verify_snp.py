@@ -19,10 +19,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from timing import per_call as _per_call
 
-from attestcall.amd import report as snp
-from attestcall.amd.certs import load_certificate
+from attestcall.amd.formats import report as snp
+from attestcall.amd.formats.certs import load_certificate
 from attestcall.amd.roots import amd_arks
-from attestcall.amd.verify import appraise_snp, clear_caches
+from attestcall.amd.verify.appraise import appraise_snp, clear_caches
 
 ROUNDS = 21
 PER_ROUND = 100

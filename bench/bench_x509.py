@@ -28,8 +28,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from attestcall import der, pki
-from attestcall.intel.collateral import Collateral
-from attestcall.intel.quote import Quote
+from attestcall.intel.formats.collateral import Collateral
+from attestcall.intel.formats.quote import Quote
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "intel"
 TARGET = 1.25  # pki / sliced, for a cold verification's X.509 work

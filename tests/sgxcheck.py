@@ -9,8 +9,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from attestcall.intel import sgx_sim
-from attestcall.intel.quote import Quote, public_key_from_raw, signature_to_der
+from attestcall.intel.formats.quote import Quote, public_key_from_raw, signature_to_der
+from attestcall.intel.sim import sgx as sgx_sim
 
 
 def seeded_nonce(seed: int) -> bytes:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from attestcall.include_dir import include_dir
-from attestcall.intel.quote import Quote
-from attestcall.intel.structs import ATTR_DEBUG
+from attestcall.intel.formats.quote import Quote
+from attestcall.intel.formats.structs import ATTR_DEBUG
 from tests.sgxcheck import check_quote, seeded_nonce
 
 REPO = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""attestcall.amd.kds (fetch_vcek, KdsSource) against a local AMD KDS (127.0.0.1 only)."""
+"""attestcall.amd.fetch.kds (fetch_vcek, KdsSource) against a local AMD KDS (127.0.0.1 only)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.utils import CryptographyDeprecationWarning
 
-from attestcall.amd.kds import KdsSource, fetch_vcek, vcek_paths
+from attestcall.amd.fetch.kds import KdsSource, fetch_vcek, vcek_paths
 from attestcall.amd.roots import amd_arks
-from attestcall.amd.verify import appraise_snp
+from attestcall.amd.verify.appraise import appraise_snp
 from attestcall.diskcache import Cache
 from attestcall.errors import CollateralError
 from tests.collateral_server import CollateralServer, Route

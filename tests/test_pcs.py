@@ -1,4 +1,4 @@
-"""attestcall.intel.pcs.fetch_collateral against a local PCS/PCCS (127.0.0.1 only)."""
+"""attestcall.intel.fetch.pcs.fetch_collateral against a local PCS/PCCS (127.0.0.1 only)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from attestcall.diskcache import Cache
 from attestcall.errors import CollateralError
-from attestcall.intel.pcs import endpoints, fetch_collateral, quote_platform, top_level_spans
-from attestcall.intel.sgx_sim import EnclaveIdentity, QuotingEnclave, SimulatedCpu, load_state
-from attestcall.intel.sgx_sim.collateral import collateral as sim_collateral
+from attestcall.intel.fetch.pcs import endpoints, fetch_collateral, quote_platform, top_level_spans
+from attestcall.intel.sim.sgx import EnclaveIdentity, QuotingEnclave, SimulatedCpu, load_state
+from attestcall.intel.sim.sgx.collateral import collateral as sim_collateral
 from tests.collateral_server import CollateralServer, Route
 
 DATA = Path(__file__).resolve().parent / "data" / "intel"
@@ -464,9 +464,9 @@ def test_cli_verify_with_pccs(server: CollateralServer, tmp_path: Path) -> None:
 def test_pcs_source_answers_the_verifier_and_caches_each_answer(
     sgx_server: CollateralServer, cache: Cache
 ) -> None:
-    from attestcall.intel.pcs import PcsSource
+    from attestcall.intel.fetch.pcs import PcsSource
     from attestcall.intel.roots import intel_root
-    from attestcall.intel.verify import appraise_sgx
+    from attestcall.intel.verify.appraise import appraise_sgx
 
     at = dt.datetime(2025, 7, 19, 10, 1, 17, tzinfo=dt.UTC)
     source = PcsSource(sgx_server.url, cache=cache)
@@ -484,7 +484,7 @@ def test_pcs_source_answers_the_verifier_and_caches_each_answer(
 
 
 def test_pcs_source_refetches_a_corrupt_entry(sgx_server: CollateralServer, cache: Cache) -> None:
-    from attestcall.intel.pcs import PcsSource
+    from attestcall.intel.fetch.pcs import PcsSource
 
     PcsSource(sgx_server.url, cache=cache).qe_identity("sgx")
     (entry,) = cache.directory.iterdir()
@@ -496,7 +496,7 @@ def test_pcs_source_refetches_a_corrupt_entry(sgx_server: CollateralServer, cach
 
 
 def test_pcs_source_reports_a_missing_answer(server: CollateralServer, cache: Cache) -> None:
-    from attestcall.intel.pcs import PcsSource
+    from attestcall.intel.fetch.pcs import PcsSource
 
     with pytest.raises(CollateralError, match="404"):
         PcsSource(server.url, cache=cache).tcb_info("sgx", "00A067110000")

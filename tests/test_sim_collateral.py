@@ -19,15 +19,15 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from attestcall.intel.quote import signature_to_der
-from attestcall.intel.sgx_sim import (
+from attestcall.intel.formats.quote import signature_to_der
+from attestcall.intel.sim.sgx import (
     EnclaveIdentity,
     QuotingEnclave,
     SgxState,
     SimulatedCpu,
     load_state,
 )
-from attestcall.intel.sgx_sim.collateral import FIELDS, collateral, collateral_json
+from attestcall.intel.sim.sgx.collateral import FIELDS, collateral, collateral_json
 
 VECTOR = json.loads(
     (Path(__file__).resolve().parent / "data/intel/sgx_quote_v3.collateral.json").read_text()

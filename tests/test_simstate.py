@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from attestcall import simstate
 from attestcall.errors import SimStateError
-from attestcall.intel.sgx_sim import SgxState, load_state, read_state
+from attestcall.intel.sim.sgx import SgxState, load_state, read_state
 from attestcall.tees import registry
 
 

@@ -8,8 +8,8 @@ import errno
 import pytest
 
 from attestcall.abi import PlatformFailure, Technology
-from attestcall.amd import certs as amdcerts
-from attestcall.amd import report as snp
+from attestcall.amd.formats import certs as amdcerts
+from attestcall.amd.formats import report as snp
 from attestcall.linux.tsm import TsmClient, TsmError, TsmRaceError
 from tests.fakes import blobs
 from tests.fakes.configfs_tsm import ROOT, FakeTsm

@@ -14,9 +14,9 @@ folder next to it and renamed into place, so two processes creating it at once b
 up using the one that won. A folder whose manifest is missing, or whose files do not match
 it, raises :class:`SimStateError` telling the user to run ``attestcall sim reset``.
 
-Each platform registers one line in :data:`PLATFORMS`: a module with
-``create_state(folder: Path) -> None`` (write the files, return the manifest's file names
-via :func:`write_manifest`) and ``describe_state(folder: Path) -> str``.
+Each simulator comes from its TEE's plugin record (``Tee.sim_state``, see
+:mod:`attestcall.tees`): a folder name, ``create(folder)`` (write the files and the
+manifest, :func:`write_manifest`) and ``describe(folder) -> str``.
 """
 
 from __future__ import annotations

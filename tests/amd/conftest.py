@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from attestcall.amd import report as snp
-from attestcall.amd.certs import load_pem_certificates
-from attestcall.amd.verify import clear_caches
+from attestcall.amd.formats import report as snp
+from attestcall.amd.formats.certs import load_pem_certificates
+from attestcall.amd.verify.appraise import clear_caches
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "amd"
 

@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from attestcall import der
-from attestcall.amd import certs as amdcerts
-from attestcall.amd import report as snp
+from attestcall.amd.formats import certs as amdcerts
+from attestcall.amd.formats import report as snp
 
 PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
 NOT_BEFORE = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)

@@ -12,8 +12,8 @@ from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import SignatureAlgorithmOID
 
 from attestcall import der
-from attestcall.amd import certs as amdcerts
-from attestcall.amd import report as snp
+from attestcall.amd.formats import certs as amdcerts
+from attestcall.amd.formats import report as snp
 from attestcall.amd.roots import amd_arks, amd_asks
 from attestcall.errors import CollateralError, EvidenceError
 
@@ -297,8 +297,8 @@ def test_ia5_strings_through_the_shared_der_codec():
 
 
 def test_simulated_vek_extensions_decode_with_the_verifier():
-    from attestcall.amd.snp_sim import certs as simcerts
-    from attestcall.amd.snp_sim.products import PRODUCTS, Tcb
+    from attestcall.amd.sim.snp import certs as simcerts
+    from attestcall.amd.sim.snp.products import PRODUCTS, Tcb
 
     for product in PRODUCTS.values():
         tcb = Tcb(bootloader=3, tee=0, snp=255, microcode=0x73, fmc=1)

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from attestcall.abi import BufferMemory, get_attestation
-from attestcall.amd import efi_secret as es
+from attestcall.amd.client import efi_secret as es
 from tests.fakes.efi_secret import FakeEfiSecret, table
 
 KEY = bytes(range(200))

@@ -27,12 +27,12 @@ def loaded_after(*modules: str) -> set[str]:
 def test_no_amd_module_loads_the_upper_layers():
     names = [info.name for info in pkgutil.walk_packages(attestcall.amd.__path__,
                                                          "attestcall.amd.")]
-    assert "attestcall.amd.verify" in names and "attestcall.amd.snp_sim.certs" in names
+    assert "attestcall.amd.verify.appraise" in names and "attestcall.amd.sim.snp.certs" in names
     loaded = loaded_after(*names)
     assert {name for name in loaded if name.startswith(FORBIDDEN)} == set()
 
 
 def test_the_verifier_loads_no_simulator():
-    loaded = loaded_after("attestcall.amd.verify", "attestcall.amd.kds",
-                          "attestcall.amd.source")
+    loaded = loaded_after("attestcall.amd.verify.appraise", "attestcall.amd.fetch.kds",
+                          "attestcall.amd.fetch.source")
     assert {name for name in loaded if name.endswith("_sim") or "_sim." in name} == set()

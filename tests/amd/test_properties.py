@@ -6,10 +6,10 @@ import uuid
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from attestcall.amd import certs as amdcerts
-from attestcall.amd import report as snp
+from attestcall.amd.formats import certs as amdcerts
+from attestcall.amd.formats import report as snp
 from attestcall.amd.roots import amd_arks
-from attestcall.amd.verify import appraise_snp
+from attestcall.amd.verify.appraise import appraise_snp
 from attestcall.errors import CollateralError, EvidenceError
 
 from .conftest import read

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from attestcall.amd import report as snp
+from attestcall.amd.formats import report as snp
 from attestcall.errors import EvidenceError
 
 from .conftest import read

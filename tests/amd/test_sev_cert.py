@@ -8,8 +8,8 @@ from dataclasses import replace
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from attestcall.amd import sev_cert as sc
-from attestcall.amd import sev_sim
+from attestcall.amd.formats import sev_cert as sc
+from attestcall.amd.sim import sev as sev_sim
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""/dev/sev-guest (attestcall.amd.sev_guest) against the fake driver: struct layouts, the
+"""/dev/sev-guest (attestcall.amd.client.sev_guest) against the fake driver: struct layouts, the
 certificate-buffer growth protocol, the fallback to SNP_GET_REPORT, and every error path."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import errno
 import pytest
 
 from attestcall.abi import PlatformFailure
-from attestcall.amd import certs as amdcerts
-from attestcall.amd import report as snp
-from attestcall.amd import sev_guest
-from attestcall.amd.sev_guest import SevGuestDevice, SevGuestError
+from attestcall.amd.client import sev_guest
+from attestcall.amd.client.sev_guest import SevGuestDevice, SevGuestError
+from attestcall.amd.formats import certs as amdcerts
+from attestcall.amd.formats import report as snp
 from tests.fakes import blobs
 from tests.fakes import sev_guest as fake_driver
 from tests.fakes.sev_guest import FakeSevGuest

@@ -14,9 +14,10 @@ from cryptography.hazmat.primitives.kdf.kbkdf import KBKDFHMAC, CounterLocation,
 from hypothesis import given
 from hypothesis import strategies as st
 
-from attestcall.amd import efi_secret, sev_sim
-from attestcall.amd import sev_cert as sc
-from attestcall.amd import sev_launch as sl
+from attestcall.amd.client import efi_secret
+from attestcall.amd.formats import sev_cert as sc
+from attestcall.amd.formats import sev_launch as sl
+from attestcall.amd.sim import sev as sev_sim
 
 VECTORS = json.loads((Path(__file__).resolve().parents[1] / "data" / "amd" /
                       "sev_launch_vectors.json").read_text())

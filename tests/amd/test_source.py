@@ -1,4 +1,4 @@
-"""attestcall.amd.source: the certificate sources the SNP verifier asks, and certs_source."""
+"""attestcall.amd.fetch.source: the certificate sources the SNP verifier asks, and certs_source."""
 
 from __future__ import annotations
 
@@ -11,11 +11,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from attestcall.amd import certs as amdcerts
-from attestcall.amd import report as snp
-from attestcall.amd.kds import KdsSource
-from attestcall.amd.roots import amd_arks
-from attestcall.amd.source import (
+from attestcall.amd.fetch.kds import KdsSource
+from attestcall.amd.fetch.source import (
     NO_CERTS,
     CertSource,
     FileSource,
@@ -24,7 +21,10 @@ from attestcall.amd.source import (
     VcekRequest,
     certs_source,
 )
-from attestcall.amd.verify import appraise_snp
+from attestcall.amd.formats import certs as amdcerts
+from attestcall.amd.formats import report as snp
+from attestcall.amd.roots import amd_arks
+from attestcall.amd.verify.appraise import appraise_snp
 from attestcall.errors import CollateralError, UsageError
 
 from . import forge

@@ -9,10 +9,10 @@ import datetime as dt
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from attestcall.amd import certs as amdcerts
-from attestcall.amd import report as snp
+from attestcall.amd.formats import certs as amdcerts
+from attestcall.amd.formats import report as snp
 from attestcall.amd.roots import amd_arks
-from attestcall.amd.verify import appraise_snp
+from attestcall.amd.verify.appraise import appraise_snp
 from attestcall.errors import CollateralError, EvidenceError
 
 from .conftest import ask_ark, read

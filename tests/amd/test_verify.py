@@ -6,10 +6,10 @@ import datetime as dt
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from attestcall.amd import certs as amdcerts
-from attestcall.amd import report as snp
+from attestcall.amd.formats import certs as amdcerts
+from attestcall.amd.formats import report as snp
 from attestcall.amd.roots import amd_arks
-from attestcall.amd.verify import _check_link, _info, appraise_snp, kds_vcek_path
+from attestcall.amd.verify.appraise import _check_link, _info, appraise_snp, kds_vcek_path
 from attestcall.errors import CollateralError, EvidenceError
 
 from . import forge
@@ -422,7 +422,7 @@ def test_unusable_certificate_in_certs_table(milan_report, milan_vcek):
 def test_concurrent_appraisals_share_the_caches(milan_report, milan_vcek):
     import threading
 
-    from attestcall.amd.verify import clear_caches
+    from attestcall.amd.verify.appraise import clear_caches
 
     forms = list(certs_forms(milan_vcek).values())
     results: list[list[str]] = []

@@ -8,7 +8,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from attestcall import abi, der
-from attestcall.amd import certs as amdcerts
+from attestcall.amd.formats import certs as amdcerts
 from attestcall.deploy.cmw import CMW_EXTENSION_OID, parse_extension_value
 from attestcall.deploy.identity import (
     BindingError,

@@ -9,9 +9,9 @@ import random
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from attestcall.amd import sev_launch as sl
-from attestcall.amd.sev_sim import SimulatedSevFirmware, load_state
-from attestcall.amd.sev_sim.keep import SevProvisioner, expected_digest
+from attestcall.amd.formats import sev_launch as sl
+from attestcall.amd.sim.sev import SimulatedSevFirmware, load_state
+from attestcall.amd.sim.sev.keep import SevProvisioner, expected_digest
 from attestcall.deploy import protocol
 from attestcall.deploy import provisioning as pv
 from attestcall.deploy.protocol import FrameType

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from attestcall.amd.sev_sim import SimulatedSevFirmware, load_state
-from attestcall.amd.sev_sim.keep import SevProvisioner, expected_digest
+from attestcall.amd.sim.sev import SimulatedSevFirmware, load_state
+from attestcall.amd.sim.sev.keep import SevProvisioner, expected_digest
 from attestcall.deploy import protocol
 from attestcall.deploy import provisioning as pv
 from attestcall.deploy import tenant as tenant_module

@@ -7,8 +7,8 @@ from __future__ import annotations
 import hashlib
 import struct
 
-from attestcall.amd import certs as amdcerts
-from attestcall.amd import report as snp
+from attestcall.amd.formats import certs as amdcerts
+from attestcall.amd.formats import report as snp
 
 SNP_REPORT_DATA_OFFSET = 0x50
 TDX_QUOTE_REPORT_DATA_OFFSET = 48 + 520  # header, then REPORTDATA at 520 in the TD report body
@@ -20,8 +20,8 @@ def _filler(label: str, size: int) -> bytes:
 
 
 def snp_report(report_data: bytes, vmpl: int = 0) -> bytes:
-    """A 1184-byte ATTESTATION_REPORT (version 3, Genoa CPUID) that ``attestcall.amd.report``
-    parses, with ``report_data`` at 0x50."""
+    """A 1184-byte ATTESTATION_REPORT (version 3, Genoa CPUID) that
+    ``attestcall.amd.formats.report`` parses, with ``report_data`` at 0x50."""
     assert len(report_data) == 64
     tcb = 0xDB18_0000_0000_0309
     signature = (_filler("r", 48) + bytes(24) + _filler("s", 48) + bytes(24)).ljust(

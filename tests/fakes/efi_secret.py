@@ -2,7 +2,7 @@
 :class:`attestcall.linux.kernelfs.Files` interface.
 
 Built from a raw secret area the way the driver builds its files (independently of
-``attestcall.amd.efi_secret.parse_table``): the header GUID must match and the table length
+``attestcall.amd.client.efi_secret.parse_table``): the header GUID must match and the table length
 fit the area, each entry length must be at least 20 and fit what is left (otherwise the
 driver creates no directory at all: ``present`` is False), null-GUID entries are skipped,
 at most 64 files. Each file is named by the entry's lowercase GUID and reads as its data.

@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from attestcall.intel.pck import PckExtension, PckTcb
-from attestcall.intel.quote import (
+from attestcall.intel.formats.pck import PckExtension, PckTcb
+from attestcall.intel.formats.quote import (
     CERT_PCK_CHAIN,
     INTEL_QE_VENDOR_ID,
     CertificationData,
@@ -32,8 +32,8 @@ from attestcall.intel.quote import (
     public_key_to_raw,
     signature_from_der,
 )
-from attestcall.intel.structs import ReportBody, attributes_bytes
-from attestcall.intel.tdx_quote import DcapQuote, TdReportBody
+from attestcall.intel.formats.structs import ReportBody, attributes_bytes
+from attestcall.intel.formats.tdx_quote import DcapQuote, TdReportBody
 
 SHA256 = hashes.SHA256()
 ECDSA = ec.ECDSA(SHA256)

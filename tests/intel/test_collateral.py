@@ -10,13 +10,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from attestcall.errors import CollateralError
-from attestcall.intel.collateral import (
+from attestcall.intel.formats.collateral import (
     FIELDS,
     Collateral,
     parse_qe_identity,
     parse_tcb_info,
 )
-from attestcall.intel.quote import signature_to_der
+from attestcall.intel.formats.quote import signature_to_der
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "intel"
 SGX_PATH = DATA / "sgx_quote_v3.collateral.json"

@@ -1,4 +1,4 @@
-"""Gramine's /dev/attestation (attestcall.intel.gramine) against the fake, and against a real
+"""Gramine's /dev/attestation (attestcall.intel.client.gramine) against the fake, and against a real
 directory laid out like it (to drive the default OsFiles)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import struct
 import pytest
 
 from attestcall.abi import PlatformFailure
-from attestcall.intel.gramine import GramineClient, GramineError
+from attestcall.intel.client.gramine import GramineClient, GramineError
 from tests.fakes import blobs
 from tests.fakes.gramine import ROOT, FakeGramine
 

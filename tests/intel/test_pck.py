@@ -6,7 +6,7 @@ import pytest
 from cryptography import x509
 
 from attestcall import der
-from attestcall.intel.pck import (
+from attestcall.intel.formats.pck import (
     OID_CONFIGURATION,
     OID_FMSPC,
     OID_PCE_ID,
@@ -18,8 +18,8 @@ from attestcall.intel.pck import (
     PckFormatError,
     PckTcb,
 )
-from attestcall.intel.quote import Quote
-from attestcall.intel.sgx_sim import SgxState, load_state
+from attestcall.intel.formats.quote import Quote
+from attestcall.intel.sim.sgx import SgxState, load_state
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "intel"
 

@@ -13,13 +13,13 @@ from hypothesis import strategies as st
 
 from attestcall.appraisal import Appraisal
 from attestcall.errors import CollateralError, EvidenceError
-from attestcall.intel.collateral import Collateral, parse_qe_identity, parse_tcb_info
-from attestcall.intel.pck import PckFormatError
-from attestcall.intel.quote import QuoteFormatError
+from attestcall.intel.formats.collateral import Collateral, parse_qe_identity, parse_tcb_info
+from attestcall.intel.formats.pck import PckFormatError
+from attestcall.intel.formats.quote import QuoteFormatError
+from attestcall.intel.formats.tdx_quote import DcapQuote, TdReportBody, quote_length
 from attestcall.intel.roots import intel_root
-from attestcall.intel.tcb import platform_tcb
-from attestcall.intel.tdx_quote import DcapQuote, TdReportBody, quote_length
-from attestcall.intel.verify import appraise_intel
+from attestcall.intel.verify.appraise import appraise_intel
+from attestcall.intel.verify.tcb import platform_tcb
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "intel"
 SGX = (DATA / "sgx_quote_v3.bin").read_bytes()

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from attestcall.errors import AttestcallError
-from attestcall.intel.quote import (
+from attestcall.intel.formats.quote import (
     CERT_PCK_CHAIN,
     INTEL_QE_VENDOR_ID,
     CertificationData,

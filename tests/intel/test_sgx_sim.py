@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.x509.verification import ExtensionPolicy, PolicyBuilder, Store
 
-from attestcall.intel.pck import SGX_EXTENSION_OID, PckExtension
-from attestcall.intel.quote import (
+from attestcall.intel.formats.pck import SGX_EXTENSION_OID, PckExtension
+from attestcall.intel.formats.quote import (
     CERT_PCK_CHAIN,
     INTEL_QE_VENDOR_ID,
     Quote,
@@ -20,7 +20,8 @@ from attestcall.intel.quote import (
     public_key_to_raw,
     signature_to_der,
 )
-from attestcall.intel.sgx_sim import (
+from attestcall.intel.formats.structs import ATTR_DEBUG, Report, ReportBody, TargetInfo
+from attestcall.intel.sim.sgx import (
     EnclaveIdentity,
     EreportError,
     QuotingEnclave,
@@ -30,7 +31,6 @@ from attestcall.intel.sgx_sim import (
     load_state,
     measure_payload,
 )
-from attestcall.intel.structs import ATTR_DEBUG, Report, ReportBody, TargetInfo
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "intel"
 NONCE = hashlib.sha512(b"nonce").digest()

@@ -1,4 +1,4 @@
-"""attestcall.intel.source: the verifier asks an injected source for what a quote needs."""
+"""attestcall.intel.fetch.source: the verifier asks an injected source for what a quote needs."""
 
 from __future__ import annotations
 
@@ -10,10 +10,8 @@ from pathlib import Path
 import pytest
 
 from attestcall.errors import CollateralError
-from attestcall.intel.collateral import Collateral
-from attestcall.intel.pcs import PcsSource
-from attestcall.intel.roots import intel_root
-from attestcall.intel.source import (
+from attestcall.intel.fetch.pcs import PcsSource
+from attestcall.intel.fetch.source import (
     Bundle,
     CollateralSource,
     IssuedCrl,
@@ -21,7 +19,9 @@ from attestcall.intel.source import (
     SignedText,
     collateral_source,
 )
-from attestcall.intel.verify import appraise_intel, appraise_sgx, appraise_tdx
+from attestcall.intel.formats.collateral import Collateral
+from attestcall.intel.roots import intel_root
+from attestcall.intel.verify.appraise import appraise_intel, appraise_sgx, appraise_tdx
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "intel"
 SGX = (DATA / "sgx_quote_v3.bin").read_bytes()

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from attestcall.intel.structs import (
+from attestcall.intel.formats.structs import (
     ATTR_DEBUG,
     Report,
     ReportBody,

@@ -17,10 +17,10 @@ import pytest
 
 from attestcall.appraisal import Appraisal
 from attestcall.errors import EvidenceError
-from attestcall.intel.collateral import Collateral
+from attestcall.intel.formats.collateral import Collateral
+from attestcall.intel.formats.tdx_quote import quote_length
 from attestcall.intel.roots import intel_root
-from attestcall.intel.tdx_quote import quote_length
-from attestcall.intel.verify import appraise_intel
+from attestcall.intel.verify.appraise import appraise_intel
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "intel"
 ROOTS = [intel_root()]

@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from attestcall.intel.collateral import Collateral, TcbInfo, TcbLevel, parse_tcb_info
-from attestcall.intel.pck import SGX_EXTENSION_OID, PckExtension, PckFormatError
-from attestcall.intel.quote import Quote
-from attestcall.intel.structs import ReportBody
-from attestcall.intel.tcb import (
+from attestcall.intel.formats.collateral import Collateral, TcbInfo, TcbLevel, parse_tcb_info
+from attestcall.intel.formats.pck import SGX_EXTENSION_OID, PckExtension, PckFormatError
+from attestcall.intel.formats.quote import Quote
+from attestcall.intel.formats.structs import ReportBody
+from attestcall.intel.formats.tdx_quote import DcapQuote
+from attestcall.intel.verify.tcb import (
     TcbResult,
     TdxTcb,
     converge,
@@ -22,7 +23,6 @@ from attestcall.intel.tcb import (
     merge_advisories,
     platform_tcb,
 )
-from attestcall.intel.tdx_quote import DcapQuote
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "intel"
 SGX_C = Collateral.load(DATA / "sgx_quote_v3.collateral.json")

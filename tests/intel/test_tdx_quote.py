@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from attestcall.intel.quote import (
+from attestcall.intel.formats.quote import (
     CERT_PCK_CHAIN,
     CERT_QE_REPORT,
     INTEL_QE_VENDOR_ID,
@@ -13,8 +13,8 @@ from attestcall.intel.quote import (
     QuoteFormatError,
     QuoteHeader,
 )
-from attestcall.intel.structs import ReportBody
-from attestcall.intel.tdx_quote import (
+from attestcall.intel.formats.structs import ReportBody
+from attestcall.intel.formats.tdx_quote import (
     BODY_SGX,
     BODY_TD10,
     BODY_TD15,

@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives import serialization
 
 from attestcall.appraisal import Appraisal
 from attestcall.errors import EvidenceError
-from attestcall.intel.collateral import Collateral
+from attestcall.intel.formats.collateral import Collateral
 from attestcall.intel.roots import INTEL_ROOT_SHA256, intel_root
-from attestcall.intel.verify import appraise_intel, appraise_sgx, appraise_tdx, clear_cache
+from attestcall.intel.verify.appraise import appraise_intel, appraise_sgx, appraise_tdx, clear_cache
 
 from .dcap_fakes import AT, FakePlatform
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import time
 
-from attestcall.intel import sgx_sim
-from attestcall.intel.sgx_sim.keep import Op, SgxHost, SgxShim
+from attestcall.intel.sim import sgx as sgx_sim
+from attestcall.intel.sim.sgx.keep import Op, SgxHost, SgxShim
 from attestcall.keep.block import HEADER, HEADER_SIZE
 from attestcall.keep.host import Host
 from attestcall.keep.keep import Keep, start_host

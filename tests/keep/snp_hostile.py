@@ -8,9 +8,9 @@ import os
 import time
 from abc import ABC, abstractmethod
 
-from attestcall.amd import guest_message as gm
-from attestcall.amd import snp_sim
-from attestcall.amd.snp_sim.keep import Op, SecretsPage, SnpHost, SnpShim
+from attestcall.amd.formats import guest_message as gm
+from attestcall.amd.sim import snp as snp_sim
+from attestcall.amd.sim.snp.keep import Op, SecretsPage, SnpHost, SnpShim
 from attestcall.keep.keep import Keep, start_host
 
 

@@ -5,8 +5,8 @@ import errno
 import pytest
 
 from attestcall.abi import BufferMemory, Outcome, get_attestation
-from attestcall.intel.quote import Quote
-from attestcall.intel.sgx_sim.keep import Op, SgxHost
+from attestcall.intel.formats.quote import Quote
+from attestcall.intel.sim.sgx.keep import Op, SgxHost
 from attestcall.keep.block import HEADER_SIZE, REPLY_BIT
 from attestcall.keep.host import Host
 from attestcall.keep.platforms import open_keep

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from attestcall.abi import BufferMemory, Technology, get_attestation
-from attestcall.amd import report as snp
-from attestcall.amd.sev_guest import SevGuestDevice, SevGuestSource
+from attestcall.amd.client.sev_guest import SevGuestDevice, SevGuestSource
+from attestcall.amd.formats import report as snp
 from attestcall.errors import BackendUnavailable, UsageError
 from attestcall.frontends.native import run_native
-from attestcall.intel.gramine import GramineClient, GramineSource, probe_gramine
+from attestcall.intel.client.gramine import GramineClient, GramineSource, probe_gramine
 from attestcall.keep import real
 from attestcall.keep.platforms import open_keep
 from attestcall.linux.tsm import TsmClient, TsmSource, probe_tsm
@@ -359,8 +359,8 @@ def test_native_payload_over_configfs_tsm(contract, capfd):
 
 
 def test_efi_secret_backend_reads_the_tenant_key_under_attestcalls_guid():
-    from attestcall.amd.efi_secret import ATTESTCALL_KEY_GUID, probe_efi_secret
-    from attestcall.amd.efi_secret import NAME as EFI_SECRET
+    from attestcall.amd.client.efi_secret import ATTESTCALL_KEY_GUID, probe_efi_secret
+    from attestcall.amd.client.efi_secret import NAME as EFI_SECRET
     from tests.fakes.efi_secret import FakeEfiSecret, table
 
     key = b"0\x82 pkcs8 der bytes of the tenant's key"
@@ -379,8 +379,8 @@ def test_efi_secret_backend_reads_the_tenant_key_under_attestcalls_guid():
 def test_efi_secret_without_our_secret_is_unusable_with_a_reason():
     import uuid
 
-    from attestcall.amd.efi_secret import NAME as EFI_SECRET
-    from attestcall.amd.efi_secret import probe_efi_secret
+    from attestcall.amd.client.efi_secret import NAME as EFI_SECRET
+    from attestcall.amd.client.efi_secret import probe_efi_secret
     from tests.fakes.efi_secret import FakeEfiSecret, table
 
     other = FakeEfiSecret(table([(uuid.uuid4(), b"someone else's secret")]))

@@ -14,10 +14,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, rsa
 
 from attestcall.abi import BufferMemory, Outcome, get_attestation
-from attestcall.amd import efi_secret, sev_sim
-from attestcall.amd import sev_cert as sc
-from attestcall.amd import sev_launch as sl
-from attestcall.amd.sev_sim import keep as sev
+from attestcall.amd.client import efi_secret
+from attestcall.amd.formats import sev_cert as sc
+from attestcall.amd.formats import sev_launch as sl
+from attestcall.amd.sim import sev as sev_sim
+from attestcall.amd.sim.sev import keep as sev
 from attestcall.errors import UsageError
 from attestcall.frontends.native import run_native
 from attestcall.include_dir import include_dir

@@ -9,10 +9,10 @@ import pytest
 
 import attestcall
 from attestcall.abi import BufferMemory, Outcome, get_attestation
-from attestcall.amd import certs as amdcerts
-from attestcall.amd import report as snp
-from attestcall.amd import snp_sim
-from attestcall.amd.snp_sim.keep import CERTS_LIMIT, SEQNO_LIMIT, Op, SnpHost
+from attestcall.amd.formats import certs as amdcerts
+from attestcall.amd.formats import report as snp
+from attestcall.amd.sim import snp as snp_sim
+from attestcall.amd.sim.snp.keep import CERTS_LIMIT, SEQNO_LIMIT, Op, SnpHost
 from attestcall.errors import UsageError
 from attestcall.keep.platforms import open_keep
 from tests.keep.snp_hostile import HOSTILE, hostile_snp_keep

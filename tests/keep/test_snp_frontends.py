@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import attestcall
-from attestcall.amd import report as snp
+from attestcall.amd.formats import report as snp
 from attestcall.frontends.native import run_native
 from attestcall.frontends.wasm import WasmKeep
 from attestcall.include_dir import include_dir

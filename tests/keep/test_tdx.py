@@ -22,10 +22,10 @@ from attestcall.errors import UsageError
 from attestcall.frontends.native import run_native
 from attestcall.frontends.wasm import WasmKeep
 from attestcall.include_dir import include_dir
-from attestcall.intel import tdx_sim
-from attestcall.intel.tdx_quote import DcapQuote, TdReportBody
-from attestcall.intel.tdx_sim.collateral import collateral
-from attestcall.intel.tdx_sim.keep import Op, TdxHost, TdxShim
+from attestcall.intel.formats.tdx_quote import DcapQuote, TdReportBody
+from attestcall.intel.sim import tdx as tdx_sim
+from attestcall.intel.sim.tdx.collateral import collateral
+from attestcall.intel.sim.tdx.keep import Op, TdxHost, TdxShim
 from attestcall.keep.block import HEADER
 from attestcall.keep.host import Host
 from attestcall.keep.keep import Keep, start_host

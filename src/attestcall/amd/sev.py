@@ -15,20 +15,20 @@ from attestcall.tees import Backend, KeepServices, OpenedKeep, Probe, SimState, 
 
 
 def _open_sim(payload: bytes, options: Mapping[str, Any], services: KeepServices) -> OpenedKeep:
-    from attestcall.amd.sev_sim.keep import open_sev_sim
+    from attestcall.amd.sim.sev.keep import open_sev_sim
 
     return open_sev_sim(payload, options, services)
 
 
 def _open_efi_secret(payload: bytes, options: Mapping[str, Any],
                      services: KeepServices) -> OpenedKeep:
-    from attestcall.amd.efi_secret import open_efi_secret
+    from attestcall.amd.client.efi_secret import open_efi_secret
 
     return open_efi_secret(payload, options, services)
 
 
 def _probe_efi_secret(options: Mapping[str, Any]) -> Probe:
-    from attestcall.amd.efi_secret import probe
+    from attestcall.amd.client.efi_secret import probe
 
     return probe(options)
 
@@ -36,19 +36,19 @@ def _probe_efi_secret(options: Mapping[str, Any]) -> Probe:
 def simulated_roots() -> list[bytes]:
     """The simulated SEV platform's ARK (AMD's SEV certificate format), for a tenant that
     trusts the simulator explicitly."""
-    from attestcall.amd.sev_sim import simulated_ark
+    from attestcall.amd.sim.sev import simulated_ark
 
     return [simulated_ark()]
 
 
 def _create_state(folder: Any) -> None:
-    from attestcall.amd.sev_sim.state import create_state
+    from attestcall.amd.sim.sev.state import create_state
 
     create_state(folder)
 
 
 def _describe_state(folder: Any) -> str:
-    from attestcall.amd.sev_sim.state import describe_state
+    from attestcall.amd.sim.sev.state import describe_state
 
     return describe_state(folder)
 

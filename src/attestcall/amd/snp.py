@@ -39,15 +39,15 @@ def recognise(evidence: bytes) -> bool:
 def collateral_source(evidence: bytes, value: Any, url: str | None) -> Any:
     """Where appraisal gets the VCEK/VLEK and its chain: the user's certificates (bytes, a
     file: DER, PEM or a certificate table), a KDS at ``url``, and always the table after
-    the report (:func:`attestcall.amd.source.certs_source`)."""
-    from attestcall.amd.source import certs_source
+    the report (:func:`attestcall.amd.fetch.source.certs_source`)."""
+    from attestcall.amd.fetch.source import certs_source
 
     return certs_source(value, url)
 
 
 def appraise(evidence: bytes, collateral: Any, at: dt.datetime, roots: list[Any]) -> Any:
     from attestcall.amd.roots import amd_arks
-    from attestcall.amd.verify import appraise_snp
+    from attestcall.amd.verify.appraise import appraise_snp
 
     return appraise_snp(evidence, certs=collateral, at=at, arks=[*amd_arks(), *roots])
 
@@ -60,8 +60,7 @@ def simulated_roots() -> list[Any]:
 
 
 def report_data(evidence: bytes) -> bytes:
-    from attestcall.amd import report
-
+    from attestcall.amd.formats import report
     return report.parse(evidence[:REPORT_SIZE]).report_data
 
 
@@ -69,7 +68,7 @@ def enarx_value(evidence: bytes) -> bytes | None:
     """Enarx's value: DER ``SEQUENCE { vcek Certificate, report OCTET STRING }`` with the
     VCEK or VLEK of the certificate table; None without one."""
     from attestcall import der
-    from attestcall.amd import certs
+    from attestcall.amd.formats import certs
     from attestcall.errors import AttestcallError
 
     try:
@@ -95,32 +94,32 @@ def enarx_matches(value: bytes, evidence: bytes) -> bool:
 
 
 def _open_sim(payload: bytes, options: Mapping[str, Any], services: KeepServices) -> OpenedKeep:
-    from attestcall.amd.snp_sim.keep import open_snp_sim
+    from attestcall.amd.sim.snp.keep import open_snp_sim
 
     return open_snp_sim(payload, options, services)
 
 
 def _open_sev_guest(payload: bytes, options: Mapping[str, Any],
                     services: KeepServices) -> OpenedKeep:
-    from attestcall.amd.sev_guest import open_sev_guest
+    from attestcall.amd.client.sev_guest import open_sev_guest
 
     return open_sev_guest(payload, options, services)
 
 
 def _probe_sev_guest(options: Mapping[str, Any]) -> Probe:
-    from attestcall.amd.sev_guest import probe
+    from attestcall.amd.client.sev_guest import probe
 
     return probe(options)
 
 
 def _create_state(folder: Any) -> None:
-    from attestcall.amd.snp_sim.state import create_state
+    from attestcall.amd.sim.snp.state import create_state
 
     create_state(folder)
 
 
 def _describe_state(folder: Any) -> str:
-    from attestcall.amd.snp_sim.state import describe_state
+    from attestcall.amd.sim.snp.state import describe_state
 
     return describe_state(folder)
 

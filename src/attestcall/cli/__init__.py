@@ -390,7 +390,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         raise UsageError("attestcall sim: choose an action: show, reset, collateral or "
                          "sev-digest")
     if args.sim_command == "sev-digest":
-        from attestcall.amd.sev_sim.keep import expected_digest
+        from attestcall.amd.sim.sev.keep import expected_digest
 
         payload = _read_payload(args.payload) if args.payload else b""
         print(expected_digest(payload).hex())

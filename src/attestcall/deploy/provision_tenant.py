@@ -1,5 +1,5 @@
 """The tenant's SEV provisioning transport: :class:`~attestcall.deploy.provisioning.
-TenantProvisioning` on a plain TCP connection, driving ``attestcall.amd.sev_launch.Tenant``
+TenantProvisioning` on a plain TCP connection, driving ``attestcall.amd.formats.sev_launch.Tenant``
 (the SEV launch's cryptography) against a remote keep.
 
 :func:`probe` asks a keep whether it waits for its owner; :func:`provision` runs the whole
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from attestcall.amd import sev_cert
-from attestcall.amd import sev_launch as sl
+from attestcall.amd.formats import sev_cert
+from attestcall.amd.formats import sev_launch as sl
 from attestcall.deploy import provisioning as pv
 from attestcall.deploy.protocol import ProtocolError
 from attestcall.errors import AttestcallError

@@ -10,7 +10,7 @@ This module holds the messages, their framing and the order of the steps, and no
 are fed bytes and give requests or replies; they are asked for replies or requests and give
 bytes. The sockets are in :mod:`attestcall.deploy.provision_keep` and
 :mod:`attestcall.deploy.provision_tenant`; the SEV cryptography in
-:mod:`attestcall.amd.sev_launch`; the keep's launch behind a :class:`Provisioner`.
+:mod:`attestcall.amd.formats.sev_launch`; the keep's launch behind a :class:`Provisioner`.
 
 attestcall provisioning protocol, version 1
 ===========================================

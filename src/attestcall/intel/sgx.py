@@ -38,7 +38,7 @@ def recognise(evidence: bytes) -> bool:
 
 def collateral_source(evidence: bytes, value: Any, url: str | None) -> Any:
     """Where appraisal gets Intel collateral: the user's file or loaded bundle, or a PCS/PCCS
-    at ``url`` (:func:`attestcall.intel.source.collateral_source`)."""
+    at ``url`` (:func:`attestcall.intel.fetch.source.collateral_source`)."""
     if value is None and url is None:
         from attestcall.errors import CollateralError
 
@@ -46,14 +46,14 @@ def collateral_source(evidence: bytes, value: Any, url: str | None) -> Any:
         name = "TDX" if kind is not None and kind[1] == TEE_TYPE_TDX else "SGX"
         raise CollateralError(f"{name} evidence needs Intel collateral: pass --collateral "
                               "FILE or --pccs URL")
-    from attestcall.intel.source import collateral_source as make_source
+    from attestcall.intel.fetch.source import collateral_source as make_source
 
     return make_source(value, url)
 
 
 def appraise(evidence: bytes, collateral: Any, at: dt.datetime, roots: list[Any]) -> Any:
     from attestcall.intel.roots import intel_root
-    from attestcall.intel.verify import appraise_sgx
+    from attestcall.intel.verify.appraise import appraise_sgx
 
     return appraise_sgx(evidence, collateral=collateral, at=at, roots=[intel_root(), *roots])
 
@@ -66,15 +66,15 @@ def simulated_roots() -> list[Any]:
 
 
 def simulated_collateral(evidence: bytes) -> str:
-    from attestcall.intel import sgx_sim
-    from attestcall.intel.sgx_sim.collateral import collateral_json
+    from attestcall.intel.sim import sgx as sgx_sim
+    from attestcall.intel.sim.sgx.collateral import collateral_json
 
     return collateral_json(sgx_sim.load_state())
 
 
 def report_data(evidence: bytes) -> bytes:
-    from attestcall.intel.quote import Quote
-    from attestcall.intel.tdx_quote import DcapQuote
+    from attestcall.intel.formats.quote import Quote
+    from attestcall.intel.formats.tdx_quote import DcapQuote
 
     if evidence[:2] == b"\x03\x00":
         return Quote.parse(evidence).body.report_data
@@ -82,32 +82,32 @@ def report_data(evidence: bytes) -> bytes:
 
 
 def _open_sim(payload: bytes, options: Mapping[str, Any], services: KeepServices) -> OpenedKeep:
-    from attestcall.intel.sgx_sim.keep import open_sgx_sim
+    from attestcall.intel.sim.sgx.keep import open_sgx_sim
 
     return open_sgx_sim(payload, options, services)
 
 
 def _open_gramine(payload: bytes, options: Mapping[str, Any],
                   services: KeepServices) -> OpenedKeep:
-    from attestcall.intel.gramine import open_gramine
+    from attestcall.intel.client.gramine import open_gramine
 
     return open_gramine(payload, options, services)
 
 
 def _probe_gramine(options: Mapping[str, Any]) -> Probe:
-    from attestcall.intel.gramine import probe
+    from attestcall.intel.client.gramine import probe
 
     return probe(options)
 
 
 def _create_state(folder: Any) -> None:
-    from attestcall.intel.sgx_sim.state import create_state
+    from attestcall.intel.sim.sgx.state import create_state
 
     create_state(folder)
 
 
 def _describe_state(folder: Any) -> str:
-    from attestcall.intel.sgx_sim.state import describe_state
+    from attestcall.intel.sim.sgx.state import describe_state
 
     return describe_state(folder)
 

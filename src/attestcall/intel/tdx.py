@@ -24,38 +24,38 @@ def recognise(evidence: bytes) -> bool:
 
 def appraise(evidence: bytes, collateral: Any, at: dt.datetime, roots: list[Any]) -> Any:
     from attestcall.intel.roots import intel_root
-    from attestcall.intel.verify import appraise_tdx
+    from attestcall.intel.verify.appraise import appraise_tdx
 
     return appraise_tdx(evidence, collateral=collateral, at=at, roots=[intel_root(), *roots])
 
 
 def simulated_collateral(evidence: bytes) -> str:
-    from attestcall.intel import tdx_sim
-    from attestcall.intel.tdx_sim.collateral import collateral_json
+    from attestcall.intel.sim import tdx as tdx_sim
+    from attestcall.intel.sim.tdx.collateral import collateral_json
 
     return collateral_json(tdx_sim.load_state())
 
 
 def report_data(evidence: bytes) -> bytes:
-    from attestcall.intel.tdx_quote import DcapQuote
+    from attestcall.intel.formats.tdx_quote import DcapQuote
 
     return DcapQuote.parse(evidence).body.report_data
 
 
 def _open_sim(payload: bytes, options: Mapping[str, Any], services: KeepServices) -> OpenedKeep:
-    from attestcall.intel.tdx_sim.keep import open_tdx_sim
+    from attestcall.intel.sim.tdx.keep import open_tdx_sim
 
     return open_tdx_sim(payload, options, services)
 
 
 def _create_state(folder: Any) -> None:
-    from attestcall.intel.tdx_sim.state import create_state
+    from attestcall.intel.sim.tdx.state import create_state
 
     create_state(folder)
 
 
 def _describe_state(folder: Any) -> str:
-    from attestcall.intel.tdx_sim.state import describe_state
+    from attestcall.intel.sim.tdx.state import describe_state
 
     return describe_state(folder)
 

@@ -1,7 +1,7 @@
 """File operations on kernel pseudo-filesystems, behind a small interface.
 
 configfs-tsm (:mod:`attestcall.linux.tsm`) and Gramine's ``/dev/attestation``
-(:mod:`attestcall.intel.gramine`) are driven only through :class:`Files`, so tests plug in
+(:mod:`attestcall.intel.client.gramine`) are driven only through :class:`Files`, so tests plug in
 fakes that implement the kernel's semantics. :class:`OsFiles` is the real thing.
 
 Pseudo-files commit on close: a configfs binary attribute (``inblob``) and a Gramine

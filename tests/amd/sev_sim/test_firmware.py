@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from attestcall.amd import sev_launch as sl
-from attestcall.amd import sev_sim
-from attestcall.amd.sev_sim import GuestState
+from attestcall.amd.formats import sev_launch as sl
+from attestcall.amd.sim import sev as sev_sim
+from attestcall.amd.sim.sev import GuestState
 
 DATA = b"guest image".ljust(32, b"\0")
 

@@ -7,7 +7,7 @@ import stat
 import pytest
 
 from attestcall import simstate
-from attestcall.amd import sev_sim
+from attestcall.amd.sim import sev as sev_sim
 from attestcall.errors import SimStateError
 from attestcall.tees import registry
 

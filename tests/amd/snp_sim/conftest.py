@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from attestcall.amd import snp_sim
+from attestcall.amd.sim import snp as snp_sim
 
 
 @pytest.fixture

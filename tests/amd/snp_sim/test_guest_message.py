@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from attestcall.amd import guest_message as gm
+from attestcall.amd.formats import guest_message as gm
 
 KEY = bytes(range(32))
 

@@ -7,10 +7,10 @@ import datetime as dt
 import pytest
 
 import attestcall
-from attestcall.amd import guest_message as gm
-from attestcall.amd import report as snp
-from attestcall.amd import snp_sim
-from attestcall.amd.snp_sim.launch import NO_MIGRATION_AGENT
+from attestcall.amd.formats import guest_message as gm
+from attestcall.amd.formats import report as snp
+from attestcall.amd.sim import snp as snp_sim
+from attestcall.amd.sim.snp.launch import NO_MIGRATION_AGENT
 from tests.amd.snp_sim.conftest import make_psp
 
 KEY = bytes(range(32))

@@ -10,8 +10,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from attestcall import simstate
-from attestcall.amd import certs as amdcerts
-from attestcall.amd import snp_sim
+from attestcall.amd.formats import certs as amdcerts
+from attestcall.amd.sim import snp as snp_sim
 from attestcall.errors import SimStateError
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from attestcall.intel import tdx_sim
+from attestcall.intel.sim import tdx as tdx_sim
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from attestcall import verify
-from attestcall.intel.quote import signature_to_der
-from attestcall.intel.sgx_sim.collateral import collateral_json as sgx_collateral_json
-from attestcall.intel.tdx_sim import SimulatedTdxModule, TdIdentity, TdQuotingEnclave, TdxState
-from attestcall.intel.tdx_sim.collateral import FIELDS, collateral, collateral_json
+from attestcall.intel.formats.quote import signature_to_der
+from attestcall.intel.sim.sgx.collateral import collateral_json as sgx_collateral_json
+from attestcall.intel.sim.tdx import SimulatedTdxModule, TdIdentity, TdQuotingEnclave, TdxState
+from attestcall.intel.sim.tdx.collateral import FIELDS, collateral, collateral_json
 
 VECTOR = json.loads(
     (Path(__file__).resolve().parents[2] / "data/intel/tdx_quote_v4.collateral.json").read_text()

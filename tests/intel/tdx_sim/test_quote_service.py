@@ -11,9 +11,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from attestcall.intel.quote import TEE_TYPE_TDX, public_key_from_raw, signature_to_der
-from attestcall.intel.tdx_quote import BODY_TD10, BODY_TD15, DcapQuote, TdReportBody
-from attestcall.intel.tdx_sim import (
+from attestcall.intel.formats.quote import TEE_TYPE_TDX, public_key_from_raw, signature_to_der
+from attestcall.intel.formats.tdx_quote import BODY_TD10, BODY_TD15, DcapQuote, TdReportBody
+from attestcall.intel.sim.tdx import (
     QE_AUTH_DATA,
     ReportRejected,
     SimulatedTdxModule,

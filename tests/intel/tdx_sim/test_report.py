@@ -14,16 +14,16 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from attestcall import simstate
 from attestcall.errors import SimStateError
-from attestcall.intel import tdx_sim
-from attestcall.intel.tdx_quote import TD_ATTR_DEBUG, TD_ATTR_SEPT_VE_DISABLE
-from attestcall.intel.tdx_sim import (
+from attestcall.intel.formats.tdx_quote import TD_ATTR_DEBUG, TD_ATTR_SEPT_VE_DISABLE
+from attestcall.intel.sim import tdx as tdx_sim
+from attestcall.intel.sim.tdx import (
     SimulatedTdxModule,
     TdIdentity,
     TdReport,
     TdReportError,
     TdxState,
 )
-from attestcall.intel.tdx_sim.report import check_report, quote_body_bytes
+from attestcall.intel.sim.tdx.report import check_report, quote_body_bytes
 from attestcall.tees import registry
 
 NONCE = hashlib.sha512(b"tdreport nonce").digest()

@@ -13,7 +13,7 @@ from importlib import resources
 
 from cryptography import x509
 
-from attestcall.amd.certs import load_pem_certificates
+from attestcall.amd.formats.certs import load_pem_certificates
 
 PRODUCT_FILES = ("milan", "genoa", "turin")
 
