@@ -4,7 +4,8 @@ The flow (SEV API specification, chapter 6):
 
 1. The tenant verifies the platform's chain
    (:class:`~attestcall.amd.formats.sev_cert.PlatformChain`) and makes a GODH key pair
-   (ECDH P-384). Z = the x coordinate of ECDH(GODH, PDH), big-endian, 48 bytes (as OpenSSL gives it; AMD's sev-tool and virtee/sev do the same).
+   (ECDH P-384). Z = the x coordinate of ECDH(GODH, PDH), big-endian, 48 bytes (as
+   OpenSSL gives it; AMD's sev-tool and virtee/sev do the same).
 2. master = KDF(Z, "sev-master-secret", NONCE); KEK = KDF(master, "sev-kek");
    KIK = KDF(master, "sev-kik"), 16 bytes each. KDF is NIST SP 800-108 counter mode with
    HMAC-SHA-256 as AMD's firmware implements it: PRF(key, i ‖ label ‖ 0x00 ‖ context ‖ L)
