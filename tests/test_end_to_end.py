@@ -4,16 +4,16 @@ the demos, and quotes that verify to the simulated root carrying each caller's o
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from attestcall.include_dir import include_dir
 from attestcall.intel.formats.quote import Quote
 from attestcall.intel.formats.structs import ATTR_DEBUG
-from tests.sgxcheck import check_quote, seeded_nonce
+from tests import paths
+from tests.fakes.sgx_quote_check import check_quote, seeded_nonce
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = paths.REPO
 NONCE = bytes.fromhex("ab" * 64)
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from attestcall import fetch
 from attestcall.errors import CollateralError
-from tests.collateral_server import CollateralServer, Route
+from tests.fakes.collateral_server import CollateralServer, Route
 
 
 @pytest.fixture

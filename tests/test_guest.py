@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
@@ -21,6 +20,7 @@ from attestcall.guest import (
     raw_get_attestation,
     technology_name,
 )
+from tests import paths
 
 
 def test_outside_a_keep_get_attestation_raises_not_in_keep() -> None:
@@ -117,7 +117,7 @@ CHILD = textwrap.dedent(
 def test_thunk_passes_each_register_and_returns_rdx() -> None:
     result = subprocess.run(
         [sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=60,
-        cwd=Path(__file__).parents[1],
+        cwd=paths.REPO,
     )
     assert result.returncode == 0, result.stderr
     buf = 0x3333333344444444

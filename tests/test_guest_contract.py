@@ -8,10 +8,10 @@ import json
 import mmap
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from tests import paths
 from tests.fakes.source import expected_evidence
 
 SIZE = 900
@@ -82,7 +82,7 @@ def result():
         f"FixedSource(technology=2, size={SIZE})))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=120, cwd=Path(__file__).resolve().parent.parent)
+                          timeout=120, cwd=paths.REPO)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 

@@ -13,6 +13,7 @@ from attestcall.abi import PlatformFailure
 from attestcall.frontends.native import run_native
 from attestcall.include_dir import include_dir
 from attestcall.keep.shim import NoneSource
+from tests import paths
 from tests.fakes.source import FixedSource, expected_evidence
 
 NONCE = bytes(range(64))
@@ -132,7 +133,7 @@ def c_payload(tmp_path_factory: pytest.TempPathFactory) -> Path:
     executable = tmp_path_factory.mktemp("guest-in-keep") / "in_keep"
     subprocess.run(
         ["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-std=c11", "-I", str(include_dir()),
-         str(Path(__file__).parent / "c" / "in_keep.c"), "-o", str(executable)],
+         str(paths.C / "in_keep.c"), "-o", str(executable)],
         check=True, timeout=120,
     )
     return executable

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from attestcall.include_dir import HEADER, include_dir
+from tests import paths
 
-PROGRAMS = Path(__file__).parent / "c"
+PROGRAMS = paths.C
 WARNINGS = ["-Wall", "-Wextra", "-Werror"]
 
 

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+from tests import paths
+
+SRC = paths.REPO / "src"
 PACKAGE = "attestcall"
 VENDORS = ("attestcall.intel", "attestcall.amd", "attestcall.arm")
 # What a vendor package must never reach: the layers above it.

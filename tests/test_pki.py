@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -17,8 +16,9 @@ from cryptography.x509.oid import NameOID
 
 from attestcall import der, pki
 from attestcall.pki import Fault, Timing
+from tests import paths
 
-AMD = Path(__file__).resolve().parent / "data" / "amd"
+AMD = paths.DATA / "amd"
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 T1 = datetime(2034, 1, 1, tzinfo=UTC)
 NOW = datetime(2025, 6, 1, tzinfo=UTC)

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-REPO = Path(__file__).resolve().parents[1]
+from tests import paths
+
+REPO = paths.REPO
 RECORDS = sorted([*(REPO / "src").rglob("PROVENANCE.md"), *(REPO / "tests").rglob("PROVENANCE.md")])
 DIGEST_LINE = re.compile(r"^\s+([0-9a-f]{64})\s+(\S+)\s*$", re.MULTILINE)
 NOT_DATA = {"PROVENANCE.md", "__init__.py", "__pycache__"}

@@ -1,15 +1,14 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from cryptography import x509
 
 from attestcall.amd.formats import report as snp
 from attestcall.amd.formats.certs import load_pem_certificates
 from attestcall.amd.verify.appraise import clear_caches
+from tests import paths
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "amd"
+DATA = paths.DATA / "amd"
 
 
 def read(name: str) -> bytes:

@@ -2,11 +2,12 @@
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests import paths
+
+REPO = paths.REPO
 HELLO = REPO / "examples" / "hello.wat"
 
 

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -27,9 +26,10 @@ from attestcall.deploy.keys import spki_der, tls_supports
 from attestcall.deploy.protocol import FrameType
 from attestcall.deploy.server import KeepServer, ServerSettings
 from attestcall.deploy.tenant import DeployRefused, deploy
+from tests import paths
 from tests.deploy.conftest import raw_tls, running_keep, settled
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = paths.REPO
 DIGEST = expected_digest(b"").hex()  # `keep serve` runs the shim with an empty payload
 POLICY = {"sev": {"launch_digest": [DIGEST]}}
 KEY_TYPES = [k for k in ("p256", "p384", "ed25519", "rsa3072") if tls_supports(k)]

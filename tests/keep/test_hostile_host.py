@@ -10,7 +10,7 @@ from attestcall.intel.sim.sgx.keep import Op, SgxHost
 from attestcall.keep.block import HEADER_SIZE, REPLY_BIT
 from attestcall.keep.host import Host
 from attestcall.keep.platforms import open_keep
-from tests.keep.hostile import HOSTILE, hostile_keep
+from tests.fakes.hostile_sgx_host import HOSTILE, hostile_keep
 
 NONCE = bytes(range(100, 164))
 BASE = 0x40000

@@ -22,6 +22,7 @@ from attestcall.keep import real
 from attestcall.keep.platforms import open_keep
 from attestcall.linux.tsm import TsmClient, TsmSource, probe_tsm
 from attestcall.tees import Probe as ProbeResult
+from tests import paths
 from tests.fakes import blobs
 from tests.fakes.configfs_tsm import FakeTsm
 from tests.fakes.gramine import FakeGramine
@@ -31,7 +32,7 @@ NONCE = bytes((0x11 + 7 * i) & 0xFF for i in range(64))  # contract.c's fill_non
 BASE = 0x10000
 NONCE_AT = BASE
 BUF_AT = BASE + 64
-CONTRACT_C = Path(__file__).resolve().parents[1] / "native" / "c" / "contract.c"
+CONTRACT_C = paths.NATIVE_C / "contract.c"
 
 
 def tsm_source(fake: FakeTsm) -> TsmSource:

@@ -2,15 +2,15 @@
 
 import datetime as dt
 import json
-from pathlib import Path
 
 import pytest
 
 import attestcall
 from attestcall.errors import PolicyError
 from attestcall.verifier.policy import Policy
+from tests import paths
 
-DATA = Path(__file__).resolve().parent.parent / "data"
+DATA = paths.DATA
 SGX = DATA / "intel" / "sgx_quote_v3.bin"
 SGX_COLL = DATA / "intel" / "sgx_quote_v3.collateral.json"
 AT = "2025-07-19T10:01:17Z"

@@ -1,14 +1,14 @@
 """Telling the technology from the bytes, and reading --at."""
 
 import datetime as dt
-from pathlib import Path
 
 import pytest
 
 from attestcall.errors import EvidenceError, UsageError
 from attestcall.verifier.detect import detect, parse_instant
+from tests import paths
 
-DATA = Path(__file__).resolve().parent.parent / "data"
+DATA = paths.DATA
 
 
 def test_vectors_are_recognised():
