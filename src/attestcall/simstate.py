@@ -29,15 +29,18 @@ import stat
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from attestcall.errors import SimStateError
+from attestcall.lru import Lru
 from attestcall.tees import SimState, registry
 
 MANIFEST = "state.json"
+T = TypeVar("T")
 FORMAT = 1
 RESET_HINT = "run `attestcall sim reset` to recreate it"
 
@@ -131,6 +134,37 @@ def platform_dir(
 
 
 # ------------------------------------------------------------------- reading (loading)
+
+
+# Every simulator's loaded state, one cache policy for all: keyed by the folder and the
+# identity of every file in it (inode, size, mode, change times), so a reset, a tampered
+# file or a loosened permission, by any process, is noticed on the next load.
+_LOADED: Lru[tuple[Any, ...], tuple[Any, Any]] = Lru(32)
+
+
+def load_state(
+    name: str,
+    create: Callable[[Path], None],
+    read: Callable[[Path], T],
+    home: Path | str | None = None,
+    *,
+    depends: object = None,
+) -> T:
+    """Platform ``name``'s state, created on first use by ``create``, read by ``read`` once
+    per process and reused while no file of its folder changed. ``depends``: another
+    loaded state this one is built on (TDX on SGX); a new one means a new read.
+    Thread-safe."""
+    folder = platform_dir(name, create, home).resolve()
+    try:
+        with os.scandir(folder) as entries:
+            files = tuple(sorted(
+                (e.name, st.st_ino, st.st_size, st.st_mode, st.st_mtime_ns, st.st_ctime_ns)
+                for e in entries for st in (e.stat(follow_symlinks=False),)))
+    except OSError as exc:
+        raise corrupt(folder, f"cannot list it: {exc.strerror}") from None
+    key = (folder, files, id(depends))
+    # the value holds ``depends`` too, so its id cannot be reused while the entry lives
+    return _LOADED.get_or_create(key, lambda: (depends, read(folder)))[1]
 
 
 def _corrupt(folder: Path, why: str) -> SimStateError:

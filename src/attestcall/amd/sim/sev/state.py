@@ -118,8 +118,9 @@ def read_state(folder: Path) -> SevState:
 
 def load_state(home: Path | str | None = None) -> SevState:
     """The SEV state under ``home`` (default ``sim_home()``), created on first use (two
-    RSA-4096 keys: about a second)."""
-    return read_state(simstate.platform_dir(PLATFORM, create_state, home).resolve())
+    RSA-4096 keys: about a second) and loaded once per process while its manifest is
+    unchanged (``simstate.load_state``)."""
+    return simstate.load_state(PLATFORM, create_state, read_state, home)
 
 
 def simulated_ark(home: Path | str | None = None) -> bytes:

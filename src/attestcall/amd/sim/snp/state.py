@@ -193,10 +193,6 @@ class SnpState:
         return keys.chip_id(self.master, product)
 
 
-_CACHE: dict[Path, tuple[tuple[int, int, int], SnpState]] = {}
-_CACHE_LOCK = threading.Lock()
-
-
 def create_state(folder: Path) -> None:
     """Write a fresh simulated AMD platform into the (private, empty) ``folder``."""
     info = {
@@ -229,20 +225,8 @@ def read_state(folder: Path) -> SnpState:
 
 def load_state(home: Path | str | None = None) -> SnpState:
     """The SNP state under ``home`` (default ``sim_home()``), created on first use and
-    loaded once per process while its manifest is unchanged."""
-    folder = simstate.platform_dir(PLATFORM, create_state, home).resolve()
-    try:
-        st = (folder / simstate.MANIFEST).stat()
-    except OSError:
-        raise simstate.corrupt(folder, f"{simstate.MANIFEST} is missing") from None
-    stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-    with _CACHE_LOCK:
-        cached = _CACHE.get(folder)
-        if cached is not None and cached[0] == stamp:
-            return cached[1]
-        state = read_state(folder)
-        _CACHE[folder] = (stamp, state)
-        return state
+    loaded once per process while its manifest is unchanged (``simstate.load_state``)."""
+    return simstate.load_state(PLATFORM, create_state, read_state, home)
 
 
 def describe_state(folder: Path) -> str:

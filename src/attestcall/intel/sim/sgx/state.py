@@ -123,27 +123,11 @@ class SgxState:
         return key
 
 
-_CACHE: dict[Path, tuple[tuple[int, int, int], SgxState]] = {}
-
-
 def load_state(home: Path | str | None = None) -> SgxState:
-    """The SGX state under ``home`` (default ``sim_home()``), created on first use.
-
-    Loaded once per process and reused while its manifest is unchanged (a reset from
-    another process is noticed). Raises SimStateError for a corrupt or partial state.
-    """
-    folder = simstate.platform_dir(PLATFORM, create_state, home).resolve()
-    try:
-        st = (folder / simstate.MANIFEST).stat()
-    except OSError:
-        raise simstate.corrupt(folder, f"{simstate.MANIFEST} is missing") from None
-    stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-    cached = _CACHE.get(folder)
-    if cached is not None and cached[0] == stamp:
-        return cached[1]
-    state = read_state(folder)
-    _CACHE[folder] = (stamp, state)
-    return state
+    """The SGX state under ``home`` (default ``sim_home()``), created on first use and
+    loaded once per process while its manifest is unchanged (``simstate.load_state``).
+    Raises SimStateError for a corrupt or partial state."""
+    return simstate.load_state(PLATFORM, create_state, read_state, home)
 
 
 def read_state(folder: Path) -> SgxState:

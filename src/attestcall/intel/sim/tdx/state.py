@@ -72,25 +72,12 @@ class TdxState:
         return self.tee_tcb_info.pack()
 
 
-_CACHE: dict[Path, tuple[tuple[int, int, int], SgxState, TdxState]] = {}
-
-
 def load_state(home: Path | str | None = None) -> TdxState:
     """The TDX state under ``home`` (default ``sim_home()``), created on first use together
-    with the SGX state it builds on. Cached per process while neither manifest changes."""
+    with the SGX state it builds on; loaded once per process while neither changes."""
     sgx = sgx_sim.load_state(home)
-    folder = simstate.platform_dir(PLATFORM, create_state, home).resolve()
-    try:
-        st = (folder / simstate.MANIFEST).stat()
-    except OSError:
-        raise simstate.corrupt(folder, f"{simstate.MANIFEST} is missing") from None
-    stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-    cached = _CACHE.get(folder)
-    if cached is not None and cached[0] == stamp and cached[1] is sgx:
-        return cached[2]
-    state = read_state(folder, sgx)
-    _CACHE[folder] = (stamp, sgx, state)
-    return state
+    return simstate.load_state(PLATFORM, create_state, lambda folder: read_state(folder, sgx),
+                               home, depends=sgx)
 
 
 def _pck_digest(sgx: SgxState) -> str:
