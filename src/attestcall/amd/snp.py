@@ -10,6 +10,7 @@ import struct
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from attestcall.amd.formats.report import REPORT_SIZE
 from attestcall.amd.validate import SNP_POLICY
 from attestcall.tees import (
     Backend,
@@ -25,7 +26,6 @@ from attestcall.tees import (
 if TYPE_CHECKING:
     import datetime as dt
 
-REPORT_SIZE = 0x4A0  # 1184
 
 
 def recognise(evidence: bytes) -> bool:

@@ -54,12 +54,12 @@ from collections.abc import Callable
 from typing import Any
 
 from attestcall.abi import NONCE_SIZE, PlatformFailure
+from attestcall.amd.formats.report import REPORT_SIZE
 from attestcall.errors import BackendUnavailable
 from attestcall.linux.kernelfs import describe_os_error
 from attestcall.tees import OpenedKeep, Probe
 
 DEVICE = "/dev/sev-guest"
-REPORT_SIZE = 1184
 RESPONSE_SIZE = 4000
 PAGE_SIZE = mmap.PAGESIZE
 SEV_FW_BLOB_MAX_SIZE = 0x4000

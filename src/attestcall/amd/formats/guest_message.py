@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from attestcall.amd.formats.report import REPORT_SIZE
+
 HEADER = struct.Struct("<32sQ8sBBHBBHIB35s")
 HEADER_SIZE = HEADER.size  # 0x60
 AAD_OFFSET = 0x30
@@ -53,7 +55,7 @@ MSG_REPORT_RSP = 6
 REPORT_REQ = struct.Struct("<64sII24s")
 REPORT_REQ_SIZE = REPORT_REQ.size  # 0x60
 REPORT_RSP_HEAD = struct.Struct("<II24s")
-ATTESTATION_REPORT_SIZE = 0x4A0
+ATTESTATION_REPORT_SIZE = REPORT_SIZE
 REPORT_RSP_SIZE = REPORT_RSP_HEAD.size + ATTESTATION_REPORT_SIZE  # 0x4C0
 
 KEY_SEL_EITHER = 0

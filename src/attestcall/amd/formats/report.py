@@ -29,8 +29,6 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-
 from attestcall.errors import EvidenceError
 
 REPORT_SIZE = 0x4A0
@@ -217,6 +215,8 @@ class Report:
 
     def signature_der(self) -> bytes:
         """The signature as the DER ECDSA-Sig-Value ``cryptography`` verifies."""
+        from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
         return encode_dss_signature(*self.signature_rs())
 
     # -------------------------------------------------------------- encoding

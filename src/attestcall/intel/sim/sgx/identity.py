@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from attestcall.abi import NONCE_SIZE
 from attestcall.intel.formats.structs import (
     ATTR_DEBUG,
     ATTR_INIT,
@@ -29,7 +30,7 @@ from attestcall.intel.formats.structs import (
 if TYPE_CHECKING:
     from attestcall.intel.sim.sgx.state import SgxState
 
-REPORT_DATA_SIZE = 64
+REPORT_DATA_SIZE = NONCE_SIZE  # the nonce goes verbatim into REPORTDATA
 DEFAULT_ATTRIBUTE_FLAGS = ATTR_INIT | ATTR_MODE64BIT  # 0x05, DEBUG off
 DEFAULT_XFRM = 0xE7
 QE_ATTRIBUTE_FLAGS = ATTR_INIT | ATTR_MODE64BIT | ATTR_PROVISIONKEY  # 0x15 as Intel's QE3

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from attestcall.abi import NONCE_SIZE
 from attestcall.errors import AttestcallError
 from attestcall.intel.formats.tdx_quote import TdReportBody
 
@@ -63,7 +64,7 @@ TDINFO_OFFSET = 512
 REPORT_TYPE_TDX = 0x81
 REPORT_VERSION_TD15 = 1  # TDINFO.SERVTD_HASH is populated
 MEASUREMENT_SIZE = 48
-REPORT_DATA_SIZE = 64
+REPORT_DATA_SIZE = NONCE_SIZE  # the nonce goes verbatim into REPORTDATA
 # VALID: TEE_TCB_SVN, MRSEAM, MRSIGNERSEAM, ATTRIBUTES, TEE_TCB_SVN2 (bytes 8..144).
 TEE_TCB_INFO_VALID = sum(1 << i for i in range(1, 18))
 
