@@ -3,18 +3,8 @@ evidence; a tenant refuses it unless its policy's ``[none] allow`` is true."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from attestcall import schema
-from attestcall.tees import Backend, KeepServices, OpenedKeep, PolicyTable, Tee
-
-
-def _open_none(payload: bytes, options: Mapping[str, Any], services: KeepServices) -> OpenedKeep:
-    from attestcall.keep.shim import NoneSource
-
-    return OpenedKeep(NoneSource())
-
+from attestcall.tees import Backend, PolicyTable, Tee, lazy
 
 TEE = Tee(
     technology=0,
@@ -24,5 +14,5 @@ TEE = Tee(
     policy=PolicyTable({"allow": schema.boolean}),
     enarx_oid="1.3.6.1.4.1.58270.1.1",  # Enarx's "KVM": no TEE, empty value
     enarx_value=lambda evidence: b"",
-    backends=(Backend("none", _open_none, simulated=False),),
+    backends=(Backend("none", lazy("attestcall.keep.platforms:open_none"), simulated=False),),
 )

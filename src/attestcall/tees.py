@@ -226,6 +226,22 @@ class Tee:
         return self.appraise is not None
 
 
+def lazy(target: str) -> Callable[..., Any]:
+    """The function ``"module:name"``, imported on its first call: how a plugin record
+    names its heavier hooks without importing them when the registry loads."""
+    module, _, name = target.partition(":")
+    loaded: list[Callable[..., Any]] = []
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if not loaded:
+            loaded.append(getattr(importlib.import_module(module), name))
+        return loaded[0](*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = f"{target}, imported on first use."
+    return call
+
+
 # ------------------------------------------------------------------------ registry
 
 

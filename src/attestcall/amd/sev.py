@@ -7,30 +7,8 @@ they need when called."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from attestcall.amd.validate import SEV_POLICY
-from attestcall.tees import Backend, KeepServices, OpenedKeep, Probe, SimState, Tee
-
-
-def _open_sim(payload: bytes, options: Mapping[str, Any], services: KeepServices) -> OpenedKeep:
-    from attestcall.amd.sim.sev.keep import open_sev_sim
-
-    return open_sev_sim(payload, options, services)
-
-
-def _open_efi_secret(payload: bytes, options: Mapping[str, Any],
-                     services: KeepServices) -> OpenedKeep:
-    from attestcall.amd.client.efi_secret import open_efi_secret
-
-    return open_efi_secret(payload, options, services)
-
-
-def _probe_efi_secret(options: Mapping[str, Any]) -> Probe:
-    from attestcall.amd.client.efi_secret import probe
-
-    return probe(options)
+from attestcall.tees import Backend, SimState, Tee, lazy
 
 
 def simulated_roots() -> list[bytes]:
@@ -39,18 +17,6 @@ def simulated_roots() -> list[bytes]:
     from attestcall.amd.sim.sev import simulated_ark
 
     return [simulated_ark()]
-
-
-def _create_state(folder: Any) -> None:
-    from attestcall.amd.sim.sev.state import create_state
-
-    create_state(folder)
-
-
-def _describe_state(folder: Any) -> str:
-    from attestcall.amd.sim.sev.state import describe_state
-
-    return describe_state(folder)
 
 
 TEE = Tee(
@@ -62,9 +28,10 @@ TEE = Tee(
     pre_attestation=True,
     simulated_roots=simulated_roots,
     backends=(
-        Backend("sev-sim", _open_sim, simulated=True),
-        Backend("efi-secret", _open_efi_secret, simulated=False, probe=_probe_efi_secret,
-                order=40),
+        Backend("sev-sim", lazy("attestcall.amd.sim.sev.keep:open_sev_sim"), simulated=True),
+        Backend("efi-secret", lazy("attestcall.amd.client.efi_secret:open_efi_secret"),
+                simulated=False, probe=lazy("attestcall.amd.client.efi_secret:probe"), order=40),
     ),
-    sim_state=SimState("sev", _create_state, _describe_state),
+    sim_state=SimState("sev", lazy("attestcall.amd.sim.sev.state:create_state"),
+                       lazy("attestcall.amd.sim.sev.state:describe_state")),
 )

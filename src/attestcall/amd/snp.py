@@ -7,20 +7,17 @@ they need when called."""
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from attestcall.amd.formats.report import REPORT_SIZE
 from attestcall.amd.validate import SNP_POLICY
 from attestcall.tees import (
     Backend,
-    KeepServices,
-    OpenedKeep,
     Option,
-    Probe,
     SimState,
     Tee,
     TsmProvider,
+    lazy,
 )
 
 if TYPE_CHECKING:
@@ -93,37 +90,6 @@ def enarx_matches(value: bytes, evidence: bytes) -> bool:
     return report == evidence[:REPORT_SIZE]
 
 
-def _open_sim(payload: bytes, options: Mapping[str, Any], services: KeepServices) -> OpenedKeep:
-    from attestcall.amd.sim.snp.keep import open_snp_sim
-
-    return open_snp_sim(payload, options, services)
-
-
-def _open_sev_guest(payload: bytes, options: Mapping[str, Any],
-                    services: KeepServices) -> OpenedKeep:
-    from attestcall.amd.client.sev_guest import open_sev_guest
-
-    return open_sev_guest(payload, options, services)
-
-
-def _probe_sev_guest(options: Mapping[str, Any]) -> Probe:
-    from attestcall.amd.client.sev_guest import probe
-
-    return probe(options)
-
-
-def _create_state(folder: Any) -> None:
-    from attestcall.amd.sim.snp.state import create_state
-
-    create_state(folder)
-
-
-def _describe_state(folder: Any) -> str:
-    from attestcall.amd.sim.snp.state import describe_state
-
-    return describe_state(folder)
-
-
 TEE = Tee(
     technology=3,
     name="snp",
@@ -143,9 +109,9 @@ TEE = Tee(
     enarx_matches=enarx_matches,
     tsm=TsmProvider("sev_guest", auxblob=True, privlevel=True, outblob_size=REPORT_SIZE),
     backends=(
-        Backend("snp-sim", _open_sim, simulated=True),
-        Backend("sev-guest", _open_sev_guest, simulated=False, probe=_probe_sev_guest,
-                order=20),
+        Backend("snp-sim", lazy("attestcall.amd.sim.snp.keep:open_snp_sim"), simulated=True),
+        Backend("sev-guest", lazy("attestcall.amd.client.sev_guest:open_sev_guest"),
+                simulated=False, probe=lazy("attestcall.amd.client.sev_guest:probe"), order=20),
     ),
     keep_options=(
         Option(("--snp-product",), "product", "choice", "the simulated processor "
@@ -158,5 +124,6 @@ TEE = Tee(
         Option(("--family-id",), "family_id", "hex:16", "FAMILY_ID, 32 hex digits"),
         Option(("--image-id",), "image_id", "hex:16", "IMAGE_ID, 32 hex digits"),
     ),
-    sim_state=SimState("snp", _create_state, _describe_state),
+    sim_state=SimState("snp", lazy("attestcall.amd.sim.snp.state:create_state"),
+                       lazy("attestcall.amd.sim.snp.state:describe_state")),
 )

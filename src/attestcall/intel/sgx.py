@@ -6,11 +6,10 @@ what it needs when called, so loading this record costs nothing but this module.
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from attestcall.intel.validate import SGX_POLICY
-from attestcall.tees import Backend, KeepServices, OpenedKeep, Option, Probe, SimState, Tee
+from attestcall.tees import Backend, Option, SimState, Tee, lazy
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -81,37 +80,6 @@ def report_data(evidence: bytes) -> bytes:
     return DcapQuote.parse(evidence).body.report_data
 
 
-def _open_sim(payload: bytes, options: Mapping[str, Any], services: KeepServices) -> OpenedKeep:
-    from attestcall.intel.sim.sgx.keep import open_sgx_sim
-
-    return open_sgx_sim(payload, options, services)
-
-
-def _open_gramine(payload: bytes, options: Mapping[str, Any],
-                  services: KeepServices) -> OpenedKeep:
-    from attestcall.intel.client.gramine import open_gramine
-
-    return open_gramine(payload, options, services)
-
-
-def _probe_gramine(options: Mapping[str, Any]) -> Probe:
-    from attestcall.intel.client.gramine import probe
-
-    return probe(options)
-
-
-def _create_state(folder: Any) -> None:
-    from attestcall.intel.sim.sgx.state import create_state
-
-    create_state(folder)
-
-
-def _describe_state(folder: Any) -> str:
-    from attestcall.intel.sim.sgx.state import describe_state
-
-    return describe_state(folder)
-
-
 TEE = Tee(
     technology=2,
     name="sgx",
@@ -130,8 +98,9 @@ TEE = Tee(
     enarx_oid="1.3.6.1.4.1.58270.1.2",
     enarx_value=lambda evidence: evidence,
     backends=(
-        Backend("sgx-sim", _open_sim, simulated=True),
-        Backend("gramine", _open_gramine, simulated=False, probe=_probe_gramine, order=30),
+        Backend("sgx-sim", lazy("attestcall.intel.sim.sgx.keep:open_sgx_sim"), simulated=True),
+        Backend("gramine", lazy("attestcall.intel.client.gramine:open_gramine"),
+                simulated=False, probe=lazy("attestcall.intel.client.gramine:probe"), order=30),
     ),
     keep_options=(
         Option(("--mrenclave",), "identity.mrenclave", "hex:32",
@@ -141,5 +110,6 @@ TEE = Tee(
         Option(("--isv-prodid",), "identity.isv_prod_id", "u16", "ISVPRODID (0..65535)"),
         Option(("--isv-svn",), "identity.isv_svn", "u16", "ISVSVN (0..65535)"),
     ),
-    sim_state=SimState("sgx", _create_state, _describe_state),
+    sim_state=SimState("sgx", lazy("attestcall.intel.sim.sgx.state:create_state"),
+                       lazy("attestcall.intel.sim.sgx.state:describe_state")),
 )

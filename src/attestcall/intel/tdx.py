@@ -5,12 +5,18 @@ they need when called."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from attestcall.intel import sgx
 from attestcall.intel.validate import TDX_POLICY
-from attestcall.tees import Backend, KeepServices, OpenedKeep, Option, SimState, Tee, TsmProvider
+from attestcall.tees import (
+    Backend,
+    Option,
+    SimState,
+    Tee,
+    TsmProvider,
+    lazy,
+)
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -42,24 +48,6 @@ def report_data(evidence: bytes) -> bytes:
     return DcapQuote.parse(evidence).body.report_data
 
 
-def _open_sim(payload: bytes, options: Mapping[str, Any], services: KeepServices) -> OpenedKeep:
-    from attestcall.intel.sim.tdx.keep import open_tdx_sim
-
-    return open_tdx_sim(payload, options, services)
-
-
-def _create_state(folder: Any) -> None:
-    from attestcall.intel.sim.tdx.state import create_state
-
-    create_state(folder)
-
-
-def _describe_state(folder: Any) -> str:
-    from attestcall.intel.sim.tdx.state import describe_state
-
-    return describe_state(folder)
-
-
 TEE = Tee(
     technology=4,
     name="tdx",
@@ -76,7 +64,8 @@ TEE = Tee(
     report_data=report_data,
     default_key_type="p256",
     tsm=TsmProvider("tdx_guest"),
-    backends=(Backend("tdx-sim", _open_sim, simulated=True),),
+    backends=(Backend("tdx-sim", lazy("attestcall.intel.sim.tdx.keep:open_tdx_sim"),
+                      simulated=True),),
     keep_options=(
         Option(("--tdx-quote-version",), "quote_version", "choice",
                "DCAP quote version: 4 (TD 1.0 body, default) or 5 (TD 1.5 body)", (4, 5)),
@@ -86,5 +75,6 @@ TEE = Tee(
         Option(("--td-attributes",), "td_attributes", "u64",
                "TD ATTRIBUTES (a number; DEBUG is bit 0: prefer --debug)"),
     ),
-    sim_state=SimState("tdx", _create_state, _describe_state),
+    sim_state=SimState("tdx", lazy("attestcall.intel.sim.tdx.state:create_state"),
+                       lazy("attestcall.intel.sim.tdx.state:describe_state")),
 )

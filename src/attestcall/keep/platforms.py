@@ -9,12 +9,19 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
 from attestcall.errors import UsageError
-from attestcall.tees import registry
+from attestcall.tees import OpenedKeep, registry
 
 if TYPE_CHECKING:
     from attestcall.keep.keep import Keep
 
 NONE = "none"
+
+
+def open_none(payload: bytes, options: Mapping[str, Any], services: object) -> OpenedKeep:
+    """The keep outside any TEE: technology 0, empty evidence (the ``none`` record's)."""
+    from attestcall.keep.shim import NoneSource
+
+    return OpenedKeep(NoneSource())
 
 
 def tee_names() -> list[str]:

@@ -6,22 +6,7 @@ serves whichever TEE's provider the kernel has, so it belongs to no single TEE."
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from attestcall.tees import Backend, lazy
 
-from attestcall.tees import Backend, KeepServices, OpenedKeep, Probe
-
-
-def _open(payload: bytes, options: Mapping[str, Any], services: KeepServices) -> OpenedKeep:
-    from attestcall.linux.tsm import open_tsm
-
-    return open_tsm(payload, options, services)
-
-
-def _probe(options: Mapping[str, Any]) -> Probe:
-    from attestcall.linux.tsm import probe
-
-    return probe(options)
-
-
-TSM = Backend("tsm", _open, simulated=False, probe=_probe, order=10)
+TSM = Backend("tsm", lazy("attestcall.linux.tsm:open_tsm"), simulated=False,
+              probe=lazy("attestcall.linux.tsm:probe"), order=10)

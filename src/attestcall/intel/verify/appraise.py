@@ -785,13 +785,7 @@ def appraise_sgx(
     """Appraise an SGX quote (v3, or v4/v5 with TEE type SGX). ``collateral`` is a
     :class:`~attestcall.intel.fetch.source.CollateralSource` (see
     :func:`~attestcall.intel.fetch.source.collateral_source`) or a loaded :class:`Collateral`."""
-    parsed = _parse(quote)
-    if parsed.header.tee_type != TEE_TYPE_SGX or not isinstance(parsed.body, ReportBody):
-        raise EvidenceError(
-            f"not an SGX quote: TEE type {parsed.header.tee_type:#x}, version "
-            f"{parsed.header.version}"
-        )
-    return _appraise(parsed, collateral, at, roots, quote)
+    return _appraise_kind("an SGX", TEE_TYPE_SGX, ReportBody, quote, collateral, at, roots)
 
 
 def appraise_tdx(
@@ -802,10 +796,24 @@ def appraise_tdx(
     roots: Sequence[x509.Certificate],
 ) -> Appraisal:
     """Appraise a TDX quote (v4 or v5, TD report 1.0 or 1.5)."""
+    return _appraise_kind("a TDX", TEE_TYPE_TDX, TdReportBody, quote, collateral, at, roots)
+
+
+def _appraise_kind(
+    name: str,
+    tee_type: int,
+    body_type: type,
+    quote: bytes,
+    collateral: CollateralSource | Collateral,
+    at: datetime,
+    roots: Sequence[x509.Certificate],
+) -> Appraisal:
+    """Appraise ``quote`` if its header says ``tee_type`` and its body is ``body_type``
+    (``name``: "an SGX" or "a TDX", for the refusal)."""
     parsed = _parse(quote)
-    if parsed.header.tee_type != TEE_TYPE_TDX or not isinstance(parsed.body, TdReportBody):
+    if parsed.header.tee_type != tee_type or not isinstance(parsed.body, body_type):
         raise EvidenceError(
-            f"not a TDX quote: TEE type {parsed.header.tee_type:#x}, version "
+            f"not {name} quote: TEE type {parsed.header.tee_type:#x}, version "
             f"{parsed.header.version}"
         )
     return _appraise(parsed, collateral, at, roots, quote)
