@@ -393,11 +393,3 @@ def registry() -> Registry:
             if _registry is None:
                 _registry = _load()
     return _registry
-
-
-def reload() -> Registry:
-    """Forget the loaded registry (tests that register a TEE at run time)."""
-    global _registry
-    with _lock:
-        _registry = None
-    return registry()

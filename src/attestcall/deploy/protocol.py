@@ -163,11 +163,6 @@ class FrameDecoder:
         self._buffer = bytearray()
         self._need: tuple[FrameType, int] | None = None
 
-    @property
-    def pending(self) -> int:
-        """Bytes received but not yet part of a complete frame."""
-        return len(self._buffer)
-
     def feed(self, data: bytes) -> list[Frame]:
         self._buffer += data
         frames: list[Frame] = []

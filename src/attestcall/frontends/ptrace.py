@@ -105,10 +105,6 @@ def seize(tid: int, options: int) -> None:
     ptrace(PTRACE_SEIZE, tid, None, options)
 
 
-def setoptions(tid: int, options: int) -> None:
-    ptrace(PTRACE_SETOPTIONS, tid, None, options)
-
-
 def cont(tid: int, signal: int = 0) -> None:
     if _ptrace(PTRACE_CONT, tid, None, signal) == -1:
         raise _fail(f"PTRACE_CONT {tid}")

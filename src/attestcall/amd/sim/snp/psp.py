@@ -48,11 +48,6 @@ class Chip:
     committed_tcb: Tcb
     smt_enabled: bool = True
 
-    @classmethod
-    def at_default_tcb(cls, product: Product, chip_id: bytes) -> Chip:
-        tcb = product.default_tcb
-        return cls(product, chip_id, tcb, tcb, tcb)
-
     def chip_id_field(self) -> bytes:
         return self.chip_id.ljust(64, b"\0")
 
