@@ -188,7 +188,8 @@ class Tee:
     - ``report_data(evidence) -> bytes``: the 64 bytes the nonce went into.
     - ``enarx_oid`` / ``enarx_value(evidence)``: Enarx's certificate extension, if any;
       ``enarx_matches(value, evidence)`` when its value is not simply ``enarx_value``'s.
-    - ``pre_attestation``: ``buf`` is a key delivered at launch, not evidence.
+    - ``pre_attestation``: ``buf`` is a key delivered at launch, not evidence;
+      ``launch_digest(payload)``: what its simulator measures for a keep of ``payload``.
     - ``tsm``: the configfs-tsm provider that gives this evidence, if any.
     - ``backends``, ``keep_options``, ``sim_state``: the keeps that answer with it.
     """
@@ -207,6 +208,7 @@ class Tee:
     debug_word: str = "instance"
     report_data: Callable[[bytes], bytes] | None = None
     default_key_type: str = "p256"
+    launch_digest: Callable[[bytes], bytes] | None = None
     enarx_oid: str | None = None
     enarx_value: Callable[[bytes], bytes | None] | None = None
     enarx_matches: Callable[[bytes, bytes], bool] | None = None

@@ -27,6 +27,7 @@ TEE = Tee(
     debug_word="guest",
     pre_attestation=True,
     simulated_roots=simulated_roots,
+    launch_digest=lazy("attestcall.amd.sim.sev.keep:expected_digest"),
     backends=(
         Backend("sev-sim", lazy("attestcall.amd.sim.sev.keep:open_sev_sim"), simulated=True),
         Backend("efi-secret", lazy("attestcall.amd.client.efi_secret:open_efi_secret"),

@@ -390,10 +390,10 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         raise UsageError("attestcall sim: choose an action: show, reset, collateral or "
                          "sev-digest")
     if args.sim_command == "sev-digest":
-        from attestcall.amd.sim.sev.keep import expected_digest
-
+        digest = registry().get("sev").launch_digest
+        assert digest is not None  # the SEV record has one
         payload = _read_payload(args.payload) if args.payload else b""
-        print(expected_digest(payload).hex())
+        print(digest(payload).hex())
         return 0
     if args.sim_command == "collateral":
         tee = registry().backend(args.tee)[0]  # type: ignore[index]
