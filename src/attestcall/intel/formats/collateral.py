@@ -22,7 +22,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from operator import methodcaller
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -188,13 +188,13 @@ class _Obj:
         return _Obj(self.get(key), f"{self.where}.{key}")
 
 
-def _date(text: str, where: str) -> datetime:
+def _date(text: str, where: Where, what: str = "") -> datetime:
     if not text.endswith("Z"):
-        raise CollateralError(f"{where} must be an RFC 3339 UTC time ending in Z")
+        raise CollateralError(f"{where}{what} must be an RFC 3339 UTC time ending in Z")
     try:
         value = datetime.fromisoformat(text[:-1] + "+00:00")
     except ValueError as exc:
-        raise CollateralError(f"{where} is not an RFC 3339 time: {text!r}") from exc
+        raise CollateralError(f"{where}{what} is not an RFC 3339 time: {text!r}") from exc
     return value
 
 
@@ -203,30 +203,56 @@ def _date(text: str, where: str) -> datetime:
 # the plain JSON values and builds the typed level; only a rejection spends time on naming
 # the problem.
 
+class _Place:
+    """Where in the collateral a value sits, formatted only when an error names it (a TCB
+    info has dozens of levels: naming each up front would cost more than reading it)."""
+
+    __slots__ = ("base", "index", "suffix")
+
+    def __init__(self, base: object, index: int | None = None, suffix: str = ""):
+        self.base, self.index, self.suffix = base, index, suffix
+
+    def child(self, suffix: str) -> _Place:
+        return _Place(self, None, suffix)
+
+    def __str__(self) -> str:
+        index = "" if self.index is None else f"[{self.index}]"
+        return f"{self.base}{index}{self.suffix}"
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+Where = str | _Place
 _DICT, _INT = {dict}, {int}
-_SVN = methodcaller("get", "svn")
+_SVN = itemgetter("svn")
 
 
-def _member(obj: dict[str, Any], key: str, where: str) -> Any:
+def _member(obj: dict[str, Any], key: str, where: Where) -> Any:
     try:
         return obj[key]
     except KeyError:
         raise CollateralError(f"{where}: missing {key!r}") from None
 
 
-def _svns(tcb: dict[str, Any], key: str, where: str) -> tuple[int, ...]:
+def _svns(tcb: dict[str, Any], key: str, where: Where) -> tuple[int, ...]:
     """The 16 ``{"svn": n}`` components of ``tcb[key]`` as SVNs in 0..255."""
-    items = _member(tcb, key, where)
+    items = tcb.get(key)
     if type(items) is list and len(items) == 16 and set(map(type, items)) == _DICT:
-        svns = tuple(map(_SVN, items))
-        if set(map(type, svns)) == _INT and min(svns) >= 0 and max(svns) <= 255:
+        try:
+            svns = tuple(map(_SVN, items))
+        except KeyError:
+            svns = ()
+        if svns and set(map(type, svns)) == _INT and min(svns) >= 0 and max(svns) <= 255:
             return svns
+    if key not in tcb:
+        raise CollateralError(f"{where}: missing {key!r}")
     if not isinstance(items, list) or len(items) != 16:
         raise CollateralError(f"{where}.{key} must list 16 components")
     raise CollateralError(f"{where}.{key}: each component needs an svn in 0..255")
 
 
-def _uint(obj: dict[str, Any], key: str, bits: int, where: str) -> int:
+def _uint(obj: dict[str, Any], key: str, bits: int, where: Where) -> int:
     value = _member(obj, key, where)
     if type(value) is not int or not 0 <= value < 1 << bits:
         raise CollateralError(f"{where}: {key!r} must be an integer below 2**{bits}")
@@ -234,40 +260,49 @@ def _uint(obj: dict[str, Any], key: str, bits: int, where: str) -> int:
 
 
 def _level_common(
-    entry: Any, where: str, allowed: frozenset[str]
+    entry: Any, where: Where, allowed: frozenset[str]
 ) -> tuple[dict[str, Any], datetime, str, tuple[str, ...]]:
-    """A level's ``tcb`` object, ``tcbDate``, ``tcbStatus`` and ``advisoryIDs``."""
+    """A level's ``tcb`` object, ``tcbDate``, ``tcbStatus`` and ``advisoryIDs``. The level
+    is accepted by the checks of the first branch; :func:`_level_problem` only names what
+    a refused one lacks."""
+    if type(entry) is dict:
+        tcb, text, status = entry.get("tcb"), entry.get("tcbDate"), entry.get("tcbStatus")
+        ids = entry.get("advisoryIDs", ())
+        if (type(tcb) is dict and type(text) is str and type(status) is str
+                and status in allowed and (ids == () or type(ids) is list)
+                and all(type(i) is str for i in ids)):  # fmt: skip
+            return tcb, _date(text, where, ": 'tcbDate'"), status, tuple(ids)
+    raise _level_problem(entry, where, allowed)
+
+
+def _level_problem(entry: Any, where: Where, allowed: frozenset[str]) -> CollateralError:
+    """What is wrong with a level :func:`_level_common` refused."""
     if type(entry) is not dict:
-        raise CollateralError(f"{where} must be a JSON object")
-    tcb = _member(entry, "tcb", where)
-    if type(tcb) is not dict:
-        raise CollateralError(f"{where}.tcb must be a JSON object")
-    text = _member(entry, "tcbDate", where)
-    if type(text) is not str:
-        raise CollateralError(f"{where}: 'tcbDate' must be a string")
-    date = _date(text, f"{where}: 'tcbDate'")
-    status = _member(entry, "tcbStatus", where)
+        return CollateralError(f"{where} must be a JSON object")
+    for key in ("tcb", "tcbDate", "tcbStatus"):
+        if key not in entry:
+            return CollateralError(f"{where}: missing {key!r}")
+    if type(entry["tcb"]) is not dict:
+        return CollateralError(f"{where}.tcb must be a JSON object")
+    if type(entry["tcbDate"]) is not str:
+        return CollateralError(f"{where}: 'tcbDate' must be a string")
+    status = entry["tcbStatus"]
     if type(status) is not str:
-        raise CollateralError(f"{where}: 'tcbStatus' must be a string")
+        return CollateralError(f"{where}: 'tcbStatus' must be a string")
     if status not in allowed:
-        raise CollateralError(f"{where}: unknown tcbStatus {status!r}")
-    advisories: tuple[str, ...] = ()
-    if "advisoryIDs" in entry:
-        ids = entry["advisoryIDs"]
-        if type(ids) is not list:
-            raise CollateralError(f"{where}: 'advisoryIDs' must be a list")
-        if not all(type(i) is str for i in ids):
-            raise CollateralError(f"{where}: advisoryIDs must be strings")
-        advisories = tuple(ids)
-    return tcb, date, status, advisories
+        return CollateralError(f"{where}: unknown tcbStatus {status!r}")
+    if type(entry.get("advisoryIDs")) is not list:
+        return CollateralError(f"{where}: 'advisoryIDs' must be a list")
+    return CollateralError(f"{where}: advisoryIDs must be strings")
 
 
 def _tcb_level(entry: Any, i: int, is_tdx: bool) -> TcbLevel:
-    where = f"tcb_info.tcbLevels[{i}]"
+    where = _Place("tcb_info.tcbLevels", i)
     tcb, date, status, advisories = _level_common(entry, where, TCB_STATUSES)
-    tdx = _svns(tcb, "tdxtcbcomponents", f"{where}.tcb") if is_tdx else None
-    sgx = _svns(tcb, "sgxtcbcomponents", f"{where}.tcb")
-    return TcbLevel(sgx, _uint(tcb, "pcesvn", 16, f"{where}.tcb"), tdx, date, status, advisories)
+    inner = where.child(".tcb")
+    tdx = _svns(tcb, "tdxtcbcomponents", inner) if is_tdx else None
+    sgx = _svns(tcb, "sgxtcbcomponents", inner)
+    return TcbLevel(sgx, _uint(tcb, "pcesvn", 16, inner), tdx, date, status, advisories)
 
 
 def _module_levels(
@@ -275,10 +310,10 @@ def _module_levels(
 ) -> tuple[ModuleTcbLevel, ...]:
     levels = []
     for i, item in enumerate(items):
-        place = f"{where}[{i}]"
+        place = _Place(where, i)
         tcb, date, status, advisories = _level_common(item, place, allowed)
         levels.append(
-            ModuleTcbLevel(_uint(tcb, "isvsvn", 16, f"{place}.tcb"), date, status, advisories)
+            ModuleTcbLevel(_uint(tcb, "isvsvn", 16, place.child(".tcb")), date, status, advisories)
         )
     if not levels:
         raise CollateralError(f"{where} is empty")
