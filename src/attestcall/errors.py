@@ -43,3 +43,24 @@ class PolicyError(AttestcallError):
 
 class BackendUnavailable(AttestcallError):
     """A real TEE interface was asked for but this machine does not offer it."""
+
+
+class StorageError(AttestcallError):
+    """The attestation service's database refused or failed an operation."""
+
+
+class StorageUnavailable(StorageError):
+    """The database cannot be reached, opened or read (the service answers 503 and recovers
+    without a restart once it is back)."""
+
+
+class SchemaTooNew(StorageError):
+    """The database was upgraded by a newer attestcall: this one refuses to start on it."""
+
+
+class StorageConflict(StorageError):
+    """A row the operation would write already exists (an issued serial, most often)."""
+
+
+class MeasurementDenied(StorageError):
+    """A certificate was about to be recorded for a measurement on the deny-list."""

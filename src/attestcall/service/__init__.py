@@ -1,0 +1,1 @@
+"""The attestation service: certificates for a fleet of keeps (issue 9)."""

@@ -1,0 +1,151 @@
+"""The service database's schema versions, oldest first, and the runner that applies them.
+
+Each step brings the schema from version ``n`` to ``n + 1`` and spells out its own DDL, so a
+later change to the tables in ``storage.py`` never alters what an old step creates. The
+runner applies each step in its own transaction, which first moves the single
+``schema_version`` row from ``n`` to ``n + 1`` with ``UPDATE ... WHERE version = n``: that
+row lock makes replicas that start together on one database take turns, and a replica that
+loses the turn sees the new version and skips the step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Connection,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    exc,
+    insert,
+    select,
+    update,
+)
+
+from attestcall.errors import SchemaTooNew, StorageError
+
+SERIAL = 40  # a 159-bit serial is at most 40 hex digits
+MEASUREMENT = 256
+NAME = 32
+
+version_metadata = MetaData()
+schema_version = Table(
+    "schema_version", version_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),  # always 1: one row
+    Column("version", Integer, nullable=False),
+)
+
+
+def _create_v1(connection: Connection) -> None:
+    """Challenges, certificates, revocations, the deny-list and the audit log."""
+    metadata = MetaData()
+    when = DateTime(timezone=True)
+    Table(
+        "challenges", metadata,
+        Column("challenge", LargeBinary(32), primary_key=True),
+        Column("created_at", when, nullable=False),
+        Column("expires_at", when, nullable=False, index=True),
+        Column("used_at", when, nullable=True),
+    )
+    Table(
+        "certificates", metadata,
+        Column("serial", String(SERIAL), primary_key=True),
+        Column("issued_at", when, nullable=False),
+        Column("not_after", when, nullable=False),
+        Column("technology", String(NAME), nullable=False),
+        Column("measurement", String(MEASUREMENT), nullable=False, index=True),
+        Column("der", LargeBinary, nullable=False),
+    )
+    Table(
+        "revocations", metadata,
+        Column("serial", String(SERIAL), ForeignKey("certificates.serial"), primary_key=True),
+        Column("revoked_at", when, nullable=False),
+        Column("reason", Text, nullable=False),
+    )
+    Table(
+        "denied_measurements", metadata,
+        Column("measurement", String(MEASUREMENT), primary_key=True),
+        Column("denied_at", when, nullable=False),
+        Column("reason", Text, nullable=False),
+    )
+    audit = Table(
+        "audit", metadata,
+        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+               autoincrement=True),
+        Column("time", when, nullable=False),
+        Column("peer", String(255), nullable=True),
+        Column("technology", String(NAME), nullable=True),
+        Column("measurement", String(MEASUREMENT), nullable=True),
+        Column("tcb_status", String(64), nullable=True),
+        Column("outcome", String(8), nullable=False),
+        Column("reasons", JSON, nullable=False),
+        Column("serial", String(SERIAL), nullable=True),
+        CheckConstraint("outcome IN ('accepted', 'refused')", name="audit_outcome"),
+    )
+    Index("audit_time", audit.c.time, audit.c.id)
+    metadata.create_all(connection, checkfirst=False)
+
+
+Step = Callable[[Connection], None]
+STEPS: tuple[Step, ...] = (_create_v1,)
+LATEST = len(STEPS)
+
+Transaction = Callable[[], AbstractContextManager[Connection]]
+
+
+def current_version(connection: Connection) -> int:
+    """The version the database is at (0 before the first step)."""
+    found = connection.scalar(select(schema_version.c.version).where(schema_version.c.id == 1))
+    return 0 if found is None else int(found)
+
+
+def _bootstrap(transaction: Transaction) -> None:
+    """Create the ``schema_version`` table and its row if missing. Two replicas racing to
+    create them on an empty PostgreSQL database can collide: the loser tries again and
+    finds them there."""
+    for attempt in range(3):
+        try:
+            with transaction() as connection:
+                schema_version.create(connection, checkfirst=True)
+                if connection.scalar(select(schema_version.c.id)) is None:
+                    connection.execute(insert(schema_version).values(id=1, version=0))
+            return
+        except exc.DBAPIError:
+            if attempt == 2:
+                raise
+
+
+def upgrade(transaction: Transaction) -> int:
+    """Bring the database to ``LATEST`` and return that version; each step runs in its own
+    transaction from ``transaction()``. Raises ``SchemaTooNew`` on a newer database."""
+    _bootstrap(transaction)
+    # Each pass either applies a step or finds that another replica applied it, so
+    # LATEST + 1 passes reach the end; one more reads it.
+    for _ in range(LATEST + 2):
+        with transaction() as connection:
+            version = current_version(connection)
+            if version > LATEST:
+                raise SchemaTooNew(
+                    f"the service database is at schema version {version}, newer than this "
+                    f"attestcall knows ({LATEST}): upgrade attestcall, or use another database")
+            if version == LATEST:
+                return version
+            moved = connection.execute(
+                update(schema_version)
+                .where(schema_version.c.id == 1, schema_version.c.version == version)
+                .values(version=version + 1))
+            if moved.rowcount == 1:  # our turn: the row is ours until commit
+                STEPS[version](connection)
+    raise StorageError("the service database's schema version did not settle while upgrading")

@@ -1,0 +1,639 @@
+"""The attestation service's state in a database, through SQLAlchemy Core: one-time
+challenges, issued certificates, revocations, the measurement deny-list and the audit log.
+
+One code path serves SQLite (one machine, several processes sharing the file) and
+PostgreSQL (a fleet of replicas). Correctness under concurrent replicas rests on the
+database, never on a process's memory:
+
+- a challenge is consumed by one ``UPDATE ... WHERE used_at IS NULL AND expires_at > now``
+  whose row count says whether this caller won;
+- an issuance and its audit record commit together or not at all, and the same transaction
+  refuses a measurement that is on the deny-list, so a concurrent ``deny_measurement``
+  either revokes the new certificate or makes the issuance fail;
+- write transactions are serialised: ``BEGIN IMMEDIATE`` on SQLite, ``SERIALIZABLE`` on
+  PostgreSQL, where a serialisation failure is retried a bounded number of times.
+
+Every time is timezone-aware UTC and every operation takes ``now`` for tests. A failure of
+the database reaches the caller as ``StorageUnavailable``, a duplicate row as
+``StorageConflict``: never a raw SQLAlchemy exception.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+import time as _time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
+from urllib.parse import quote
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    create_engine,
+    delete,
+    event,
+    exc,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import NullPool
+
+from attestcall.errors import (
+    MeasurementDenied,
+    SchemaTooNew,
+    StorageConflict,
+    StorageError,
+    StorageUnavailable,
+)
+from attestcall.service import migrations
+
+__all__ = [
+    "AuditRecord", "Attempt", "CertificateRecord", "MeasurementDenied", "Revocation",
+    "SchemaTooNew", "Storage", "StorageConflict", "StorageError", "StorageUnavailable",
+    "CHALLENGE_SIZE", "CHALLENGE_TTL", "DATABASE_FILE", "serial_hex",
+]
+
+CHALLENGE_SIZE = 32
+CHALLENGE_TTL = timedelta(seconds=120)
+DATABASE_FILE = "service.db"
+BUSY_TIMEOUT = 10.0  # seconds a SQLite writer waits for another process's lock
+RETRIES = 5  # attempts of a transaction that PostgreSQL aborted as a serialisation failure
+OUTCOMES = ("accepted", "refused")
+
+
+class UtcDateTime(TypeDecorator):
+    """A timezone-aware UTC ``datetime`` on every backend. SQLite stores it without a zone
+    (always UTC, in a fixed-width text form that compares in time order); PostgreSQL as
+    ``timestamp with time zone``. Naive values are refused."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = _utc(value)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# The current schema (migrations.LATEST); migrations.py creates it step by step.
+metadata = MetaData()
+challenges = Table(
+    "challenges", metadata,
+    Column("challenge", LargeBinary(CHALLENGE_SIZE), primary_key=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("used_at", UtcDateTime, nullable=True),
+)
+certificates = Table(
+    "certificates", metadata,
+    Column("serial", String(migrations.SERIAL), primary_key=True),
+    Column("issued_at", UtcDateTime, nullable=False),
+    Column("not_after", UtcDateTime, nullable=False),
+    Column("technology", String(migrations.NAME), nullable=False),
+    Column("measurement", String(migrations.MEASUREMENT), nullable=False),
+    Column("der", LargeBinary, nullable=False),
+)
+revocations = Table(
+    "revocations", metadata,
+    Column("serial", String(migrations.SERIAL), ForeignKey("certificates.serial"),
+           primary_key=True),
+    Column("revoked_at", UtcDateTime, nullable=False),
+    Column("reason", Text, nullable=False),
+)
+denied_measurements = Table(
+    "denied_measurements", metadata,
+    Column("measurement", String(migrations.MEASUREMENT), primary_key=True),
+    Column("denied_at", UtcDateTime, nullable=False),
+    Column("reason", Text, nullable=False),
+)
+audit = Table(
+    "audit", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("time", UtcDateTime, nullable=False),
+    Column("peer", String(255), nullable=True),
+    Column("technology", String(migrations.NAME), nullable=True),
+    Column("measurement", String(migrations.MEASUREMENT), nullable=True),
+    Column("tcb_status", String(64), nullable=True),
+    Column("outcome", String(8), nullable=False),
+    Column("reasons", JSON, nullable=False),
+    Column("serial", String(migrations.SERIAL), nullable=True),
+)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One certificate request as the audit log records it. ``technology``, ``measurement``
+    and ``tcb_status`` are None when the request failed before they were known."""
+
+    time: datetime
+    peer: str | None
+    technology: str | None = None
+    measurement: str | None = None
+    tcb_status: str | None = None
+    reasons: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One row of the audit log."""
+
+    id: int
+    time: datetime
+    peer: str | None
+    technology: str | None
+    measurement: str | None
+    tcb_status: str | None
+    outcome: str  # "accepted" or "refused"
+    reasons: tuple[str, ...]
+    serial: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        """The object ``service log --json`` prints (the time in ISO 8601, UTC)."""
+        return {
+            "time": self.time.isoformat(), "peer": self.peer, "technology": self.technology,
+            "measurement": self.measurement, "tcb_status": self.tcb_status,
+            "outcome": self.outcome, "reasons": list(self.reasons), "serial": self.serial,
+        }
+
+
+@dataclass(frozen=True)
+class CertificateRecord:
+    """An issued certificate as stored."""
+
+    serial: str
+    issued_at: datetime
+    not_after: datetime
+    technology: str
+    measurement: str
+    der: bytes
+
+
+class Revocation(NamedTuple):
+    """A CRL entry."""
+
+    serial: str
+    revoked_at: datetime
+    reason: str
+
+
+def serial_hex(serial: int | str) -> str:
+    """A certificate serial as the database keys it: lower-case hex without leading zeros.
+    Takes an int or hex text (``0x`` prefix and ``:`` separators allowed)."""
+    if isinstance(serial, int):
+        value = serial
+    else:
+        text = serial.strip().replace(":", "")
+        try:
+            value = int(text, 16)
+        except ValueError:
+            raise ValueError(f"not a hexadecimal serial number: {serial!r}") from None
+    if value <= 0:
+        raise ValueError(f"a certificate serial is positive: {serial!r}")
+    return format(value, "x")
+
+
+def _measurement(measurement: str) -> str:
+    text = measurement.strip().lower()
+    try:
+        bytes.fromhex(text)
+    except ValueError:
+        raise ValueError(f"not a hexadecimal measurement: {measurement!r}") from None
+    return text
+
+
+def _utc(value: datetime | None) -> datetime:
+    if value is None:
+        return datetime.now(UTC)
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"a naive datetime, where a timezone-aware one is needed: {value!r}")
+    return value.astimezone(UTC)
+
+
+T = TypeVar("T")
+
+
+class Storage:
+    """The service's database. Open it with ``Storage.open``; it is safe to share between
+    threads, and any number of processes may open the same database."""
+
+    def __init__(self, engine: Engine, url: URL, version: int):
+        self._engine = engine
+        self.url = url.render_as_string(hide_password=True)
+        self.schema_version = version
+
+    # -- opening -----------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url: str | None, home: Path) -> Storage:
+        """Open (creating or upgrading) the database at ``url``; None means the SQLite file
+        ``home/service.db``, creating ``home`` with mode 0700. Only ``sqlite`` and
+        ``postgresql`` URLs are accepted. Raises ``SchemaTooNew`` on a database a newer
+        attestcall upgraded, ``StorageUnavailable`` when it cannot be reached."""
+        if url is None:
+            home = Path(home)
+            home.mkdir(mode=0o700, parents=True, exist_ok=True)
+            parsed = URL.create("sqlite", database=str(home / DATABASE_FILE))
+        else:
+            try:
+                parsed = make_url(url)
+            except exc.ArgumentError:
+                raise StorageError(f"not a database URL: {url!r}") from None
+        backend = parsed.get_backend_name()
+        if backend == "sqlite":
+            engine = _sqlite_engine(parsed)
+        elif backend == "postgresql":
+            engine = _postgresql_engine(parsed)
+        else:
+            raise StorageError(
+                f"unsupported database {backend!r}: use sqlite:///PATH or postgresql://...")
+        storage = cls(engine, parsed, 0)
+        try:
+            storage.schema_version = storage._guard(
+                lambda: migrations.upgrade(storage._migration_transaction))
+        except BaseException:
+            engine.dispose()
+            raise
+        return storage
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Storage:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- challenges --------------------------------------------------------------------
+
+    def new_challenge(self, now: datetime | None = None,
+                      ttl: timedelta = CHALLENGE_TTL) -> tuple[bytes, datetime]:
+        """A fresh random challenge of ``CHALLENGE_SIZE`` bytes and the instant it expires."""
+        now = _utc(now)
+        if ttl <= timedelta(0):
+            raise ValueError(f"a challenge's lifetime must be positive: {ttl}")
+        expires_at = now + ttl
+        for attempt in range(3):
+            challenge = secrets.token_bytes(CHALLENGE_SIZE)
+            try:
+                self._write(lambda c, ch=challenge: c.execute(insert(challenges).values(
+                    challenge=ch, created_at=now, expires_at=expires_at, used_at=None)))
+                return challenge, expires_at
+            except StorageConflict:  # 2^-256: a broken random source, not bad luck
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def consume_challenge(self, challenge: bytes, now: datetime | None = None) -> bool:
+        """True exactly once for a challenge this service made and that has not expired at
+        ``now``; False for an unknown, expired or already used one. One atomic UPDATE, so
+        of any number of replicas racing for one challenge exactly one wins."""
+        now = _utc(now)
+        if not isinstance(challenge, bytes) or len(challenge) != CHALLENGE_SIZE:
+            return False
+        statement = (update(challenges)
+                     .where(challenges.c.challenge == challenge,
+                            challenges.c.used_at.is_(None),
+                            challenges.c.expires_at > now)
+                     .values(used_at=now))
+        return self._write(lambda c: c.execute(statement).rowcount) == 1
+
+    def purge_challenges(self, now: datetime | None = None) -> int:
+        """Delete the challenges expired at ``now`` (used or not); returns how many."""
+        now = _utc(now)
+        statement = delete(challenges).where(challenges.c.expires_at <= now)
+        return self._write(lambda c: c.execute(statement).rowcount)
+
+    # -- issuance and the audit log ----------------------------------------------------
+
+    def record_issuance(self, attempt: Attempt, *, serial: int | str, not_after: datetime,
+                        der: bytes) -> AuditRecord:
+        """Record an issued certificate and its ``accepted`` audit record in one
+        transaction: both or neither. The certificate's issue time, technology and
+        measurement are the attempt's. Raises ``MeasurementDenied`` if the measurement is on
+        the deny-list, ``StorageConflict`` if the serial was already issued."""
+        if not attempt.technology or attempt.measurement is None:
+            raise ValueError("an issuance records the technology and the measurement")
+        serial = serial_hex(serial)
+        measurement = _measurement(attempt.measurement)
+        issued_at = _utc(attempt.time)
+        not_after = _utc(not_after)
+
+        def work(connection: Connection) -> int:
+            if _denied(connection, measurement):
+                raise MeasurementDenied(f"measurement {measurement} is on the deny-list")
+            row = _audit_row(attempt, "accepted", serial)
+            audit_id = connection.execute(insert(audit).values(**row)).inserted_primary_key[0]
+            connection.execute(insert(certificates).values(
+                serial=serial, issued_at=issued_at, not_after=not_after,
+                technology=attempt.technology, measurement=measurement, der=bytes(der)))
+            return int(audit_id)
+
+        return _record(self._write(work), attempt, "accepted", serial)
+
+    def record_refusal(self, attempt: Attempt) -> AuditRecord:
+        """Record a refused attempt in the audit log."""
+        row = _audit_row(attempt, "refused", None)
+        audit_id = self._write(
+            lambda c: int(c.execute(insert(audit).values(**row)).inserted_primary_key[0]))
+        return _record(audit_id, attempt, "refused", None)
+
+    def audit_log(self, since: datetime | None = None) -> list[AuditRecord]:
+        """The audit log in time order (ties in insertion order), from ``since`` (inclusive)
+        when given."""
+        statement = select(audit).order_by(audit.c.time, audit.c.id)
+        if since is not None:
+            statement = statement.where(audit.c.time >= _utc(since))
+        rows = self._read(lambda c: c.execute(statement).all())
+        return [AuditRecord(
+            id=int(r.id), time=r.time, peer=r.peer, technology=r.technology,
+            measurement=r.measurement, tcb_status=r.tcb_status, outcome=r.outcome,
+            reasons=tuple(r.reasons), serial=r.serial) for r in rows]
+
+    def certificate(self, serial: int | str) -> CertificateRecord | None:
+        """The issued certificate with this serial, or None."""
+        statement = select(certificates).where(certificates.c.serial == serial_hex(serial))
+        row = self._read(lambda c: c.execute(statement).first())
+        if row is None:
+            return None
+        return CertificateRecord(serial=row.serial, issued_at=row.issued_at,
+                                 not_after=row.not_after, technology=row.technology,
+                                 measurement=row.measurement, der=bytes(row.der))
+
+    # -- revocation --------------------------------------------------------------------
+
+    def revoke_serial(self, serial: int | str, reason: str = "",
+                      now: datetime | None = None) -> bool:
+        """Revoke the certificate with this serial: True if it is revoked now, False if no
+        such certificate was issued or it was already revoked."""
+        serial = serial_hex(serial)
+        now = _utc(now)
+
+        def work(connection: Connection) -> bool:
+            known = connection.scalar(select(literal(1)).where(certificates.c.serial == serial))
+            if known is None or _is_revoked(connection, serial):
+                return False
+            connection.execute(insert(revocations).values(
+                serial=serial, revoked_at=now, reason=reason))
+            return True
+
+        try:
+            return self._write(work)
+        except StorageConflict:  # another replica revoked it between our read and insert
+            return False
+
+    def deny_measurement(self, measurement: str, reason: str = "",
+                         now: datetime | None = None) -> list[str]:
+        """Put ``measurement`` on the deny-list and revoke every certificate issued to it
+        that is live at ``now`` (not expired, not revoked), in one transaction. Returns the
+        serials revoked now, sorted. Denying a measurement again keeps its first entry and
+        revokes whatever is live."""
+        measurement = _measurement(measurement)
+        now = _utc(now)
+
+        def work(connection: Connection) -> list[str]:
+            if not _denied(connection, measurement):
+                connection.execute(insert(denied_measurements).values(
+                    measurement=measurement, denied_at=now, reason=reason))
+            live = connection.scalars(
+                select(certificates.c.serial)
+                .where(certificates.c.measurement == measurement,
+                       certificates.c.not_after > now,
+                       ~exists().where(revocations.c.serial == certificates.c.serial))
+                .order_by(certificates.c.serial)).all()
+            if live:
+                connection.execute(insert(revocations), [
+                    {"serial": s, "revoked_at": now, "reason": reason} for s in live])
+            return list(live)
+
+        for attempt in range(3):
+            try:
+                return self._write(work)
+            except StorageConflict:  # a concurrent revocation or deny: read again
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def is_denied(self, measurement: str) -> bool:
+        """Whether ``measurement`` is on the deny-list."""
+        measurement = _measurement(measurement)
+        return self._read(lambda c: _denied(c, measurement))
+
+    def revoked(self, now: datetime | None = None) -> list[Revocation]:
+        """The CRL's entries: revoked certificates not yet expired at ``now``, in order of
+        revocation."""
+        now = _utc(now)
+        statement = (select(revocations.c.serial, revocations.c.revoked_at,
+                            revocations.c.reason)
+                     .join(certificates, certificates.c.serial == revocations.c.serial)
+                     .where(certificates.c.not_after > now)
+                     .order_by(revocations.c.revoked_at, revocations.c.serial))
+        rows = self._read(lambda c: c.execute(statement).all())
+        return [Revocation(r.serial, r.revoked_at, r.reason) for r in rows]
+
+    # -- health ------------------------------------------------------------------------
+
+    def healthy(self) -> bool:
+        """Whether the database answers (``/healthz``): one read of the one-row
+        ``schema_version`` table, which, unlike ``SELECT 1``, needs the database's file or
+        server to be there and readable. Never raises."""
+        try:
+            return self._read(migrations.current_version) > 0
+        except StorageError:
+            return False
+
+    # -- transactions ------------------------------------------------------------------
+
+    def _read(self, work: Callable[[Connection], T]) -> T:
+        return self._run(work, write=False)
+
+    def _write(self, work: Callable[[Connection], T]) -> T:
+        return self._run(work, write=True)
+
+    def _run(self, work: Callable[[Connection], T], *, write: bool) -> T:
+        """``work`` in one transaction, retried when PostgreSQL aborts it as a serialisation
+        failure or a deadlock; database errors become ``StorageError`` types."""
+        for attempt in range(RETRIES):
+            try:
+                return self._guard(lambda: self._once(work, write), retry=True)
+            except _Retry:
+                if attempt == RETRIES - 1:
+                    raise StorageUnavailable(
+                        "the database kept aborting a transaction under contention") from None
+                _time.sleep(0.005 * 2 ** attempt)
+        raise AssertionError("unreachable")
+
+    def _once(self, work: Callable[[Connection], T], write: bool) -> T:
+        with self._engine.connect() as connection:
+            connection.execution_options(attestcall_write=write)
+            with connection.begin():
+                return work(connection)
+
+    @contextmanager
+    def _migration_transaction(self) -> Iterator[Connection]:
+        with self._engine.connect() as connection:
+            connection.execution_options(attestcall_write=True)
+            if connection.dialect.name == "postgresql":
+                # The schema_version row lock orders replicas; SERIALIZABLE would abort
+                # the waiting one instead of letting it see the new version.
+                connection.execution_options(isolation_level="READ COMMITTED")
+            with connection.begin():
+                yield connection
+
+    @staticmethod
+    def _guard(call: Callable[[], T], retry: bool = False) -> T:
+        """``call()`` with database errors made ``StorageError`` types; with ``retry``, a
+        transaction PostgreSQL aborted raises ``_Retry`` instead."""
+        try:
+            return call()
+        except exc.IntegrityError as error:
+            raise StorageConflict(_describe(error)) from None
+        except exc.DBAPIError as error:
+            if retry and _retryable(error):
+                raise _Retry() from None
+            raise StorageUnavailable(f"the service database failed: {_describe(error)}") from None
+        except exc.SQLAlchemyError as error:
+            raise StorageUnavailable(f"the service database failed: {error}") from None
+
+
+class _Retry(Exception):
+    """A transaction to run again."""
+
+
+def _retryable(error: exc.DBAPIError) -> bool:
+    """PostgreSQL's serialization_failure and deadlock_detected."""
+    code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    return code in ("40001", "40P01")
+
+
+def _describe(error: exc.DBAPIError) -> str:
+    text = str(error.orig).strip().splitlines()
+    return text[0] if text else type(error.orig).__name__
+
+
+def _denied(connection: Connection, measurement: str) -> bool:
+    return connection.scalar(select(literal(1)).where(
+        denied_measurements.c.measurement == measurement)) is not None
+
+
+def _is_revoked(connection: Connection, serial: str) -> bool:
+    return connection.scalar(select(func.count()).select_from(revocations)
+                             .where(revocations.c.serial == serial)) > 0
+
+
+def _audit_row(attempt: Attempt, outcome: str, serial: str | None) -> dict[str, Any]:
+    assert outcome in OUTCOMES
+    reasons = [str(r) for r in attempt.reasons]
+    return {
+        "time": _utc(attempt.time), "peer": attempt.peer, "technology": attempt.technology,
+        "measurement": None if attempt.measurement is None else _measurement(attempt.measurement),
+        "tcb_status": attempt.tcb_status, "outcome": outcome, "reasons": reasons,
+        "serial": serial,
+    }
+
+
+def _record(audit_id: int, attempt: Attempt, outcome: str, serial: str | None) -> AuditRecord:
+    row = _audit_row(attempt, outcome, serial)
+    return AuditRecord(id=audit_id, time=row["time"], peer=row["peer"],
+                       technology=row["technology"], measurement=row["measurement"],
+                       tcb_status=row["tcb_status"], outcome=outcome,
+                       reasons=tuple(row["reasons"]), serial=serial)
+
+
+# -- engines ---------------------------------------------------------------------------
+
+def _sqlite_engine(url: URL) -> Engine:
+    """A SQLite engine several processes can share: WAL journal, a busy timeout, foreign
+    keys on, write transactions opened with BEGIN IMMEDIATE (a reader that later writes
+    cannot deadlock another), and a fresh connection per operation that opens the file
+    read-write without creating it, so a deleted or replaced file is an error."""
+    if url.drivername not in ("sqlite", "sqlite+pysqlite"):
+        raise StorageError(f"unsupported SQLite driver {url.drivername!r}: use sqlite:///PATH")
+    if not url.database or url.database == ":memory:" or url.database.startswith("file:"):
+        raise StorageError("a SQLite service database is a file: use sqlite:///PATH")
+    path = Path(url.database).expanduser().absolute()
+    _create_file(path)
+
+    def connect() -> sqlite3.Connection:
+        return sqlite3.connect(f"file:{quote(str(path))}?mode=rw", uri=True,
+                               timeout=BUSY_TIMEOUT, isolation_level=None,
+                               check_same_thread=False)
+
+    engine = create_engine("sqlite+pysqlite://", creator=connect, poolclass=NullPool)
+
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN, below
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection: Connection) -> None:
+        write = connection.get_execution_options().get("attestcall_write", True)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def _create_file(path: Path) -> None:
+    """Create the database file 0600 if missing (SQLite gives its -wal and -shm files the
+    same mode) and switch it to WAL, which the file remembers."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+    except FileExistsError:
+        pass
+    except OSError as error:
+        raise StorageUnavailable(f"cannot create the service database {path}: "
+                                 f"{error.strerror}") from None
+    try:
+        connection = sqlite3.connect(f"file:{quote(str(path))}?mode=rw", uri=True,
+                                     timeout=BUSY_TIMEOUT, isolation_level=None)
+        try:
+            connection.execute("PRAGMA journal_mode = WAL").fetchone()
+        finally:
+            connection.close()
+    except sqlite3.Error as error:
+        raise StorageUnavailable(f"cannot open the service database {path}: {error}") from None
+
+
+def _postgresql_engine(url: URL) -> Engine:
+    """A pooled PostgreSQL engine whose transactions are SERIALIZABLE (``_run`` retries the
+    ones PostgreSQL aborts); ``pool_pre_ping`` replaces connections a restart broke."""
+    try:
+        return create_engine(url, isolation_level="SERIALIZABLE", pool_pre_ping=True)
+    except ModuleNotFoundError as error:
+        raise StorageError(f"PostgreSQL needs its Python driver ({error.name}); install "
+                           "it, or name another with postgresql+DRIVER://") from None

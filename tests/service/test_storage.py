@@ -1,0 +1,404 @@
+"""The service's database on SQLite: the schema and its upgrades, single-use challenges (also
+across processes), atomic issuance, revocation, the deny-list, the audit log, and a
+database that has gone away."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sqlite3
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import MetaData, create_engine, inspect
+
+from attestcall.errors import AttestcallError
+from attestcall.service import migrations, storage
+from attestcall.service.storage import (
+    Attempt,
+    MeasurementDenied,
+    SchemaTooNew,
+    Storage,
+    StorageConflict,
+    StorageError,
+    StorageUnavailable,
+    serial_hex,
+)
+
+NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+GOOD = "a1" * 48
+BAD = "b2" * 48
+
+
+@pytest.fixture
+def home(tmp_path) -> Path:
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def store(home):
+    with Storage.open(None, home) as opened:
+        yield opened
+
+
+def attempt(measurement: str | None = GOOD, at: datetime = NOW, **fields) -> Attempt:
+    values = {"peer": "192.0.2.7", "technology": "snp", "tcb_status": "UpToDate",
+              "reasons": ()} | fields
+    return Attempt(time=at, measurement=measurement, **values)
+
+
+def issue(store: Storage, serial: int, measurement: str = GOOD, *, at: datetime = NOW,
+          lifetime: timedelta = timedelta(hours=24)):
+    return store.record_issuance(attempt(measurement, at), serial=serial,
+                                 not_after=at + lifetime, der=b"cert-%d" % serial)
+
+
+def table_counts(home: Path) -> dict[str, int]:
+    with sqlite3.connect(home / storage.DATABASE_FILE) as connection:
+        return {name: connection.execute(f"SELECT COUNT(*) FROM {name}").fetchone()[0]
+                for name in ("certificates", "audit", "revocations", "challenges")}
+
+
+# -- opening and the schema ------------------------------------------------------------
+
+def test_the_default_database_is_a_private_file_in_a_private_home(home):
+    with Storage.open(None, home) as opened:
+        assert opened.schema_version == migrations.LATEST
+        assert opened.healthy()
+    assert (home / storage.DATABASE_FILE).is_file()
+    assert home.stat().st_mode & 0o777 == 0o700
+    assert (home / storage.DATABASE_FILE).stat().st_mode & 0o777 == 0o600
+    with sqlite3.connect(home / storage.DATABASE_FILE) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_the_schema_matches_the_tables_storage_queries(home):
+    Storage.open(None, home).close()
+    inspector = inspect(create_engine(f"sqlite:///{home / storage.DATABASE_FILE}"))
+    for table in storage.metadata.tables.values():
+        assert {c["name"] for c in inspector.get_columns(table.name)} == set(table.c.keys())
+
+
+def test_reopening_keeps_the_data_and_the_upgrade_is_idempotent(home):
+    with Storage.open(None, home) as first:
+        issue(first, 0x10)
+        challenge, _ = first.new_challenge(NOW)
+    for _ in range(2):
+        with Storage.open(None, home) as again:
+            assert again.schema_version == migrations.LATEST
+            assert again.certificate(0x10).der == b"cert-16"
+    with Storage.open(None, home) as last:
+        assert last.consume_challenge(challenge, NOW)
+    with sqlite3.connect(home / storage.DATABASE_FILE) as connection:
+        assert connection.execute("SELECT id, version FROM schema_version").fetchall() == [
+            (1, migrations.LATEST)]
+
+
+def test_an_explicit_sqlite_url_is_used(tmp_path, home):
+    path = tmp_path / "elsewhere.db"
+    with Storage.open(f"sqlite:///{path}", home) as opened:
+        issue(opened, 7)
+    assert path.is_file()
+    assert not home.exists()
+
+
+def test_a_newer_schema_is_refused(home):
+    Storage.open(None, home).close()
+    with sqlite3.connect(home / storage.DATABASE_FILE) as connection:
+        connection.execute("UPDATE schema_version SET version = ?", (migrations.LATEST + 1,))
+    with pytest.raises(SchemaTooNew, match=f"schema version {migrations.LATEST + 1}"):
+        Storage.open(None, home)
+
+
+def test_a_partly_upgraded_database_is_finished(home, monkeypatch):
+    """A later step runs once on a database an older attestcall left at its version."""
+    ran: list[int] = []
+
+    def step_two(connection) -> None:
+        ran.append(migrations.current_version(connection))
+
+    Storage.open(None, home).close()
+    monkeypatch.setattr(migrations, "STEPS", migrations.STEPS + (step_two,))
+    monkeypatch.setattr(migrations, "LATEST", migrations.LATEST + 1)
+    with Storage.open(None, home) as upgraded:
+        assert upgraded.schema_version == migrations.LATEST
+    Storage.open(None, home).close()
+    assert ran == [migrations.LATEST]  # the row moved first, inside the same transaction
+
+
+def test_a_failed_step_leaves_the_version_where_it_was(home, monkeypatch):
+    def broken(connection) -> None:
+        connection.exec_driver_sql("CREATE TABLE half_done (x INTEGER)")
+        connection.exec_driver_sql("SELECT * FROM no_such_table")
+
+    Storage.open(None, home).close()
+    monkeypatch.setattr(migrations, "STEPS", migrations.STEPS + (broken,))
+    monkeypatch.setattr(migrations, "LATEST", migrations.LATEST + 1)
+    with pytest.raises(StorageUnavailable):
+        Storage.open(None, home)
+    with sqlite3.connect(home / storage.DATABASE_FILE) as connection:
+        version = connection.execute("SELECT version FROM schema_version").fetchone()[0]
+        tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master")}
+    assert version == migrations.LATEST - 1
+    assert "half_done" not in tables
+
+
+@pytest.mark.parametrize("url", ["mysql://localhost/attest", "oracle://x", "sqlite://",
+                                 "sqlite:///:memory:", "not a url"])
+def test_other_databases_are_refused_clearly(home, url):
+    with pytest.raises(StorageError) as raised:
+        Storage.open(url, home)
+    assert "sqlite:///PATH" in str(raised.value) or "not a database URL" in str(raised.value)
+    assert isinstance(raised.value, AttestcallError)
+
+
+# -- challenges ------------------------------------------------------------------------
+
+def test_a_challenge_is_fresh_random_bytes_with_a_lifetime(store):
+    first, expires = store.new_challenge(NOW)
+    second, _ = store.new_challenge(NOW)
+    assert len(first) == storage.CHALLENGE_SIZE and first != second
+    assert expires == NOW + timedelta(seconds=120)
+    assert expires.tzinfo is not None
+    _, short = store.new_challenge(NOW, ttl=timedelta(seconds=5))
+    assert short == NOW + timedelta(seconds=5)
+
+
+def test_a_challenge_is_consumed_once(store):
+    challenge, _ = store.new_challenge(NOW)
+    assert store.consume_challenge(challenge, NOW + timedelta(seconds=1))
+    assert not store.consume_challenge(challenge, NOW + timedelta(seconds=2))
+
+
+def test_an_expired_challenge_is_refused(store):
+    challenge, expires = store.new_challenge(NOW)
+    assert not store.consume_challenge(challenge, expires)
+    fresh, expires = store.new_challenge(NOW)
+    assert store.consume_challenge(fresh, expires - timedelta(microseconds=1))
+
+
+def test_an_unknown_challenge_is_refused(store):
+    store.new_challenge(NOW)
+    assert not store.consume_challenge(os.urandom(storage.CHALLENGE_SIZE), NOW)
+    assert not store.consume_challenge(b"short", NOW)
+    assert not store.consume_challenge(b"", NOW)
+
+
+def test_expired_challenges_are_purged(store, home):
+    old, _ = store.new_challenge(NOW - timedelta(minutes=10))
+    live, _ = store.new_challenge(NOW)
+    assert store.purge_challenges(NOW) == 1
+    assert table_counts(home)["challenges"] == 1
+    assert store.consume_challenge(live, NOW)
+
+
+def test_times_must_carry_a_zone(store):
+    with pytest.raises(ValueError, match="naive"):
+        store.new_challenge(datetime(2025, 1, 1))
+
+
+def _race_worker(url: str, home: str, barrier, requests, results) -> None:
+    """One replica: each challenge it is handed, consumed the moment the other is ready."""
+    with Storage.open(url, Path(home)) as replica:
+        results.put(("ready", None))
+        while (challenge := requests.get()) is not None:
+            barrier.wait(timeout=120)
+            results.put((challenge, replica.consume_challenge(challenge, NOW)))
+
+
+def test_two_processes_racing_for_one_challenge_exactly_one_wins(store, home):
+    context = multiprocessing.get_context("spawn")
+    url = f"sqlite:///{home / storage.DATABASE_FILE}"
+    barrier = context.Barrier(2)
+    results = context.Queue()
+    queues = [context.Queue() for _ in range(2)]
+    workers = [context.Process(target=_race_worker, args=(url, str(home), barrier, q, results))
+               for q in queues]
+    for worker in workers:
+        worker.start()
+    try:
+        assert [results.get(timeout=120) for _ in workers] == [("ready", None)] * 2
+        rounds = 40
+        wins: dict[bytes, list[bool]] = {}
+        for _ in range(rounds):
+            challenge, _ = store.new_challenge(NOW)
+            for q in queues:
+                q.put(challenge)
+            answers = [results.get(timeout=120) for _ in workers]
+            assert {c for c, _ in answers} == {challenge}
+            wins[challenge] = sorted(won for _, won in answers)
+        assert all(w == [False, True] for w in wins.values()), wins
+        assert not any(store.consume_challenge(c, NOW) for c in wins)
+    finally:
+        for q in queues:
+            q.put(None)
+        for worker in workers:
+            worker.join(timeout=60)
+    assert [w.exitcode for w in workers] == [0, 0]
+
+
+# -- issuance and the audit log --------------------------------------------------------
+
+def test_an_issuance_records_the_certificate_and_its_audit_record(store):
+    record = issue(store, 0xABCDEF)
+    assert record.outcome == "accepted" and record.serial == "abcdef"
+    assert record.measurement == GOOD and record.technology == "snp"
+    cert = store.certificate("0xABCDEF")
+    assert cert.serial == "abcdef" and cert.issued_at == NOW and cert.measurement == GOOD
+    assert cert.not_after == NOW + timedelta(hours=24) and cert.der == b"cert-11259375"
+    assert store.audit_log() == [record]
+    assert store.certificate(0x1234) is None
+
+
+def test_an_issuance_and_its_audit_record_are_one_transaction(store, home):
+    """The second issuance of a serial fails at the certificate insert, after its audit
+    record was written: neither may remain."""
+    issue(store, 0x42)
+    before = table_counts(home)
+    with pytest.raises(StorageConflict):
+        issue(store, 0x42, BAD, at=NOW + timedelta(minutes=1))
+    assert table_counts(home) == before
+    assert [r.measurement for r in store.audit_log()] == [GOOD]
+
+
+def test_a_failure_in_the_middle_of_an_issuance_leaves_nothing(store, home, monkeypatch):
+    """The database fails between the audit insert and the certificate insert (here: the
+    certificate goes to a table that is not there): the audit row is rolled back."""
+    missing = storage.certificates.to_metadata(MetaData(), name="no_such_table")
+    monkeypatch.setattr(storage, "certificates", missing)
+    with pytest.raises(StorageUnavailable):
+        issue(store, 5)
+    monkeypatch.undo()
+    assert table_counts(home) == {"certificates": 0, "audit": 0, "revocations": 0,
+                                  "challenges": 0}
+
+
+def test_an_issuance_for_a_denied_measurement_is_refused_whole(store, home):
+    store.deny_measurement(BAD, "known bad", NOW)
+    with pytest.raises(MeasurementDenied):
+        issue(store, 0x77, BAD)
+    assert table_counts(home)["certificates"] == table_counts(home)["audit"] == 0
+
+
+def test_an_issuance_needs_a_technology_and_a_measurement(store):
+    with pytest.raises(ValueError):
+        store.record_issuance(attempt(None), serial=1, not_after=NOW, der=b"x")
+
+
+def test_refusals_are_audited_with_their_reasons(store):
+    refused = store.record_refusal(attempt(None, technology=None, tcb_status=None,
+                                           reasons=("malformed CSR", "no evidence")))
+    assert refused.outcome == "refused" and refused.serial is None
+    assert refused.reasons == ("malformed CSR", "no evidence")
+    assert store.audit_log() == [refused]
+    assert refused.as_json() == {
+        "time": "2025-06-01T12:00:00+00:00", "peer": "192.0.2.7", "technology": None,
+        "measurement": None, "tcb_status": None, "outcome": "refused",
+        "reasons": ["malformed CSR", "no evidence"], "serial": None}
+
+
+def test_the_audit_log_is_in_time_order_and_filters_by_since(store):
+    late = issue(store, 3, at=NOW + timedelta(minutes=5))
+    early = store.record_refusal(attempt(at=NOW - timedelta(minutes=5), reasons=("policy",)))
+    middle_a = issue(store, 1, at=NOW)
+    middle_b = store.record_refusal(attempt(at=NOW, reasons=("tcb",)))
+    assert store.audit_log() == [early, middle_a, middle_b, late]
+    assert store.audit_log(since=NOW) == [middle_a, middle_b, late]
+    assert store.audit_log(since=NOW + timedelta(seconds=1)) == [late]
+    assert store.audit_log(since=NOW + timedelta(hours=1)) == []
+    other_zone = (NOW + timedelta(seconds=1)).astimezone(timezone(timedelta(hours=-7)))
+    assert store.audit_log(since=other_zone) == [late]
+
+
+# -- revocation and the deny-list ------------------------------------------------------
+
+def test_revoke_a_serial(store):
+    issue(store, 0xAA)
+    issue(store, 0xBB)
+    assert store.revoke_serial("AA", "key compromise", NOW + timedelta(minutes=1))
+    assert not store.revoke_serial(0xAA, "again", NOW + timedelta(minutes=2))
+    assert not store.revoke_serial(0xCC, "never issued", NOW)
+    assert store.revoked(NOW + timedelta(minutes=3)) == [
+        ("aa", NOW + timedelta(minutes=1), "key compromise")]
+
+
+def test_the_crl_leaves_out_expired_certificates(store):
+    issue(store, 1, lifetime=timedelta(hours=1))
+    issue(store, 2, lifetime=timedelta(hours=48))
+    store.revoke_serial(1, "", NOW)
+    store.revoke_serial(2, "", NOW)
+    assert [r.serial for r in store.revoked(NOW + timedelta(minutes=30))] == ["1", "2"]
+    assert [r.serial for r in store.revoked(NOW + timedelta(hours=2))] == ["2"]
+
+
+def test_denying_a_measurement_revokes_its_live_certificates_only(store):
+    issue(store, 0x1, BAD)
+    issue(store, 0x2, BAD)
+    issue(store, 0x3, BAD, lifetime=timedelta(minutes=10))  # expired when denied
+    issue(store, 0x4, GOOD)
+    store.revoke_serial(0x2, "earlier", NOW)  # already revoked: keeps its entry
+    later = NOW + timedelta(hours=1)
+    assert store.deny_measurement(BAD.upper(), "vulnerable firmware", later) == ["1"]
+    assert store.is_denied(BAD) and not store.is_denied(GOOD)
+    assert store.revoked(later) == [("2", NOW, "earlier"), ("1", later, "vulnerable firmware")]
+    assert store.deny_measurement(BAD, "twice", later) == []
+    assert store.certificate(0x4) is not None
+    assert [r.serial for r in store.revoked(later)] == ["2", "1"]
+
+
+def test_serials_and_measurements_are_checked(store):
+    assert serial_hex("00:0A") == serial_hex(10) == serial_hex("0xa") == "a"
+    for bad in ("xyz", "", 0, -1):
+        with pytest.raises(ValueError):
+            serial_hex(bad)
+    with pytest.raises(ValueError):
+        store.deny_measurement("not hex")
+
+
+# -- a database that has gone away -----------------------------------------------------
+
+def every_call(store: Storage):
+    challenge = bytes(storage.CHALLENGE_SIZE)
+    return [
+        lambda: store.new_challenge(NOW),
+        lambda: store.consume_challenge(challenge, NOW),
+        lambda: store.purge_challenges(NOW),
+        lambda: issue(store, 0x99),
+        lambda: store.record_refusal(attempt()),
+        lambda: store.audit_log(),
+        lambda: store.certificate(1),
+        lambda: store.revoke_serial(1, "", NOW),
+        lambda: store.deny_measurement(BAD, "", NOW),
+        lambda: store.is_denied(BAD),
+        lambda: store.revoked(NOW),
+    ]
+
+
+def test_a_deleted_database_is_unavailable_not_a_crash(store, home):
+    issue(store, 1)
+    for name in os.listdir(home):
+        os.unlink(home / name)
+    for call in every_call(store):
+        with pytest.raises(StorageUnavailable):
+            call()
+    assert not store.healthy()
+    assert not (home / storage.DATABASE_FILE).exists()  # nothing recreated it silently
+    with pytest.raises(StorageUnavailable):
+        Storage.open(f"sqlite:///{home / 'missing-dir' / 'x.db'}", home)
+
+
+def test_an_unreadable_database_is_unavailable_and_recovers(store, home):
+    path = home / storage.DATABASE_FILE
+    issue(store, 1)
+    saved = path.read_bytes()
+    for name in os.listdir(home):
+        os.unlink(home / name)
+    path.write_bytes(b"this is not a database" * 300)
+    for call in every_call(store):
+        with pytest.raises(StorageUnavailable):
+            call()
+    assert not store.healthy()
+    path.write_bytes(saved)  # the database is back: the same Storage works again
+    assert store.healthy()
+    assert store.certificate(1) is not None
