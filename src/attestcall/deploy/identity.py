@@ -125,6 +125,27 @@ def _tee(technology: int) -> Tee:
     return tee
 
 
+def evidence_extensions(
+    technology: int, evidence: bytes
+) -> list[x509.Extension[x509.UnrecognizedExtension]]:
+    """The non-critical extensions that carry ``evidence`` of ``technology``: the CMW
+    extension, then Enarx's where Enarx defined one. A keep's certificate and its CSR to
+    the attestation service carry the same ones."""
+    tee = registry().by_id(technology)
+    if tee is None or tee.media_type is None:
+        raise IdentityError(f"technology {technology} has no evidence to put in a "
+                            "certificate")
+    record = CmwRecord(tee.media_type, evidence, EVIDENCE_INDICATOR)
+    oid = x509.ObjectIdentifier(CMW_EXTENSION_OID)
+    extensions = [x509.Extension(oid, False, x509.UnrecognizedExtension(
+        oid, extension_value(record)))]
+    enarx = tee.enarx_value(evidence) if tee.enarx_value is not None else None
+    if tee.enarx_oid is not None and enarx is not None:
+        oid = x509.ObjectIdentifier(tee.enarx_oid)
+        extensions.append(x509.Extension(oid, False, x509.UnrecognizedExtension(oid, enarx)))
+    return extensions
+
+
 def build_certificate(
     private_key: CertificateIssuerPrivateKeyTypes,
     technology: int | None,
@@ -149,19 +170,8 @@ def build_certificate(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
     )
     if technology is not None:
-        tee = registry().by_id(technology)
-        if tee is None or tee.media_type is None:
-            raise IdentityError(f"technology {technology} has no evidence to put in a "
-                                "certificate")
-        record = CmwRecord(tee.media_type, evidence, EVIDENCE_INDICATOR)
-        cmw = x509.UnrecognizedExtension(x509.ObjectIdentifier(CMW_EXTENSION_OID),
-                                         extension_value(record))
-        builder = builder.add_extension(cmw, critical=False)
-        enarx = tee.enarx_value(evidence) if tee.enarx_value is not None else None
-        if tee.enarx_oid is not None and enarx is not None:
-            oid = x509.ObjectIdentifier(tee.enarx_oid)
-            builder = builder.add_extension(x509.UnrecognizedExtension(oid, enarx),
-                                            critical=False)
+        for extension in evidence_extensions(technology, evidence):
+            builder = builder.add_extension(extension.value, critical=extension.critical)
     return builder.sign(private_key, signature_hash(key_type_of(public_key)))
 
 
@@ -195,13 +205,13 @@ def make_identity(
 # ----------------------------------------------------------------------- tenant side
 
 
-def _extension_bytes(cert: x509.Certificate, oid: str) -> bytes | None:
+def _extension_bytes(extensions: x509.Extensions, oid: str, what: str) -> bytes | None:
     try:
-        extension = cert.extensions.get_extension_for_oid(x509.ObjectIdentifier(oid))
+        extension = extensions.get_extension_for_oid(x509.ObjectIdentifier(oid))
     except x509.ExtensionNotFound:
         return None
     except (x509.DuplicateExtension, ValueError) as exc:
-        raise CertificateEvidenceError(f"the certificate's extensions are malformed: {exc}") \
+        raise CertificateEvidenceError(f"the {what}'s extensions are malformed: {exc}") \
             from None
     value = extension.value
     if not isinstance(value, x509.UnrecognizedExtension):
@@ -209,12 +219,13 @@ def _extension_bytes(cert: x509.Certificate, oid: str) -> bytes | None:
     return value.value
 
 
-def _check_enarx(cert: x509.Certificate, technology: int, evidence: bytes) -> None:
+def _check_enarx(extensions: x509.Extensions, technology: int, evidence: bytes,
+                 what: str) -> None:
     """Any Enarx extension present must say what the CMW says."""
     for tee in registry().tees:
         if tee.enarx_oid is None:
             continue
-        value = _extension_bytes(cert, tee.enarx_oid)
+        value = _extension_bytes(extensions, tee.enarx_oid, what)
         if value is None:
             continue
         if tee.technology != technology:
@@ -229,13 +240,16 @@ def _check_enarx(cert: x509.Certificate, technology: int, evidence: bytes) -> No
                                            "the CMW")
 
 
-def evidence_from_certificate(cert: x509.Certificate) -> tuple[int, bytes]:
-    """(technology, evidence) from the certificate's CMW extension. Raises
-    CertificateEvidenceError when there is none or it is unusable."""
-    value = _extension_bytes(cert, CMW_EXTENSION_OID)
+def evidence_from_extensions(
+    extensions: x509.Extensions, *, what: str = "certificate"
+) -> tuple[int, bytes]:
+    """(technology, evidence) from the CMW extension among ``extensions`` (a certificate's
+    or a CSR's, ``what`` naming which in messages), checked against any Enarx extension.
+    Raises CertificateEvidenceError when there is none or it is unusable."""
+    value = _extension_bytes(extensions, CMW_EXTENSION_OID, what)
     if value is None:
         raise CertificateEvidenceError(
-            f"the certificate carries no attestation evidence (no CMW extension "
+            f"the {what} carries no attestation evidence (no CMW extension "
             f"{CMW_EXTENSION_OID})"
         )
     try:
@@ -250,8 +264,19 @@ def evidence_from_certificate(cert: x509.Certificate) -> tuple[int, bytes]:
         raise CertificateEvidenceError("the CMW record is not marked as Evidence")
     if technology == Technology.NONE and record.value:
         raise CertificateEvidenceError("a no-TEE keep's evidence must be empty")
-    _check_enarx(cert, technology, record.value)
+    _check_enarx(extensions, technology, record.value, what)
     return technology, record.value
+
+
+def evidence_from_certificate(cert: x509.Certificate) -> tuple[int, bytes]:
+    """(technology, evidence) from the certificate's CMW extension. Raises
+    CertificateEvidenceError when there is none or it is unusable."""
+    try:
+        extensions = cert.extensions
+    except (x509.DuplicateExtension, ValueError) as exc:
+        raise CertificateEvidenceError(f"the certificate's extensions are malformed: {exc}") \
+            from None
+    return evidence_from_extensions(extensions)
 
 
 def report_data(evidence: bytes, technology: int) -> bytes:
