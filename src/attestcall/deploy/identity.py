@@ -17,9 +17,13 @@ put the evidence in non-critical extensions of a self-signed certificate:
 SEV (technology 1) is pre-attestation: get_attestation gives the PKCS#8 key the tenant
 delivered, the certificate uses that key and carries no evidence; the tenant pins the key.
 
+:func:`evidence_extensions` builds those extensions; the keep's CSR to the attestation
+service (:mod:`attestcall.service.csr`) carries the same ones.
+
 Tenant side: :func:`evidence_from_certificate` reads the CMW record (and checks any Enarx
-extension agrees with it); :func:`check_binding` checks the evidence's report data is the
-nonce of this certificate's own public key.
+extension agrees with it; :func:`evidence_from_extensions` does it for any extensions, a
+CSR's too); :func:`check_binding` checks the evidence's report data is the nonce of this
+certificate's own public key.
 """
 
 from __future__ import annotations
