@@ -94,7 +94,8 @@ def test_unknown_key_type_refused(tmp_path):
 def test_a_key_others_can_read_is_refused(tmp_path, mode):
     ServiceCa.load_or_create(tmp_path)
     os.chmod(tmp_path / KEY_FILE, mode)
-    with pytest.raises(CaKeyExposed, match=f"readable by others \\(mode {mode:o}\\).*chmod 600"):
+    with pytest.raises(CaKeyExposed,
+                       match=f"readable by group or others \\(mode {mode:o}\\).*chmod 600"):
         ServiceCa.load_or_create(tmp_path)
     os.chmod(tmp_path / KEY_FILE, 0o400)  # read-only for the owner is fine
     ServiceCa.load_or_create(tmp_path)

@@ -258,8 +258,8 @@ def _read_key(path: Path) -> CertificateIssuerPrivateKeyTypes:
     with os.fdopen(fd, "rb") as handle:
         mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
         if mode & 0o077:
-            raise CaKeyExposed(f"the CA key {path} is readable by others (mode {mode:o}); "
-                               "fix it with chmod 600")
+            raise CaKeyExposed(f"the CA key {path} is readable by group or others "
+                               f"(mode {mode:o}); fix it with chmod 600")
         data = handle.read()
     try:
         key = serialization.load_pem_private_key(data, password=None)
