@@ -23,6 +23,7 @@ from attestcall.service.ca import (
     Revoked,
     ServiceCa,
 )
+from attestcall.service.storage import Attempt, Storage
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 RESULT = results.AttestationResult(3, "snp", bytes(range(48)), "", (),
@@ -262,3 +263,25 @@ def test_crl_refusals(ca):
     with pytest.raises(CaError, match="timezone-aware"):
         ca.crl([(1, dt.datetime(2025, 1, 1), None)], now=NOW,
                next_update=NOW + dt.timedelta(hours=1))
+
+
+def test_crl_from_the_database_s_revocations(ca, tmp_path):
+    """Storage.revoked() gives hex serials and the operator's reason text: they fit as is."""
+    storage = Storage.open(None, tmp_path)
+    now = dt.datetime.now(dt.UTC)
+    cert = issue(ca, now=now.replace(microsecond=0))
+    attempt = Attempt(time=now, peer="127.0.0.1", technology="snp", measurement="00" * 48,
+                      tcb_status=None)
+    storage.record_issuance(attempt, serial=cert.serial_number,
+                            not_after=cert.not_valid_after_utc,
+                            der=cert.public_bytes(serialization.Encoding.DER))
+    assert storage.revoke_serial(cert.serial_number, "keyCompromise", now=now)
+    crl = ca.crl(storage.revoked(now), now=now, next_update=now + dt.timedelta(hours=1))
+    entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+    assert entry is not None
+    assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason == \
+        x509.ReasonFlags.key_compromise
+    with pytest.raises(CaError, match="not hexadecimal"):
+        ca.crl([("zz", now, None)], now=now, next_update=now + dt.timedelta(hours=1))
+    with pytest.raises(CaError, match="not positive"):
+        ca.crl([(0, now, None)], now=now, next_update=now + dt.timedelta(hours=1))

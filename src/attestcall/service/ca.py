@@ -69,7 +69,7 @@ Reason = x509.ReasonFlags | str | None
 class Revoked:
     """One revoked certificate, as the CRL lists it."""
 
-    serial: int
+    serial: int | str
     revoked_at: dt.datetime
     reason: Reason = None
 
@@ -78,6 +78,18 @@ def _aware(instant: dt.datetime, what: str) -> dt.datetime:
     if instant.tzinfo is None:
         raise CaError(f"{what} must be a timezone-aware datetime")
     return instant.astimezone(dt.UTC).replace(microsecond=0)
+
+
+def _serial(serial: int | str) -> int:
+    """A serial given as an int or as hex text (how the database keys it)."""
+    if isinstance(serial, str):
+        try:
+            serial = int(serial, 16)
+        except ValueError:
+            raise CaError(f"serial {serial!r} is not hexadecimal") from None
+    if serial <= 0:
+        raise CaError(f"serial {serial} is not positive")
+    return serial
 
 
 def _reason_flag(reason: Reason) -> x509.ReasonFlags | None:
@@ -184,14 +196,15 @@ class ServiceCa:
 
     def crl(
         self,
-        revoked: Sequence[tuple[int, dt.datetime, Reason] | Revoked],
+        revoked: Sequence[tuple[int | str, dt.datetime, Reason] | Revoked],
         *,
         now: dt.datetime,
         next_update: dt.datetime,
         number: int | None = None,
     ) -> x509.CertificateRevocationList:
-        """The CRL listing ``revoked`` ((serial, revoked_at, reason) each), issued at
-        ``now``, next update ``next_update``. ``number`` (the CRL number) defaults to
+        """The CRL listing ``revoked`` ((serial, revoked_at, reason) each: an int or hex
+        serial, so :meth:`attestcall.service.storage.Storage.revoked` fits as it is),
+        issued at ``now``, next update ``next_update``. ``number`` (the CRL number) defaults to
         ``now`` in milliseconds since the epoch, which grows with every later CRL."""
         now = _aware(now, "now")
         next_update = _aware(next_update, "next_update")
@@ -212,7 +225,7 @@ class ServiceCa:
                 (entry.serial, entry.revoked_at, entry.reason) if isinstance(entry, Revoked)
                 else entry)
             item = (x509.RevokedCertificateBuilder()
-                    .serial_number(serial)
+                    .serial_number(_serial(serial))
                     .revocation_date(_aware(revoked_at, "revoked_at")))
             flag = _reason_flag(reason)
             if flag is not None:
