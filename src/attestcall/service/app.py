@@ -1,0 +1,577 @@
+"""The attestation service over HTTP: a Starlette application around the sans-I/O pieces.
+
+Endpoints (every one safe to expose; administration goes through the CLI and the database):
+
+    GET  /v1/challenge    {"challenge": base64url of 32 bytes, "expires_at": ISO 8601 UTC}
+    POST /v1/certificate  a PKCS#10 CSR (DER application/pkcs10, or PEM) -> 200 with the
+                          issued certificate and the CA (application/pem-certificate-chain);
+                          403 refused, 400 bad input, 413 over 1 MiB, 503 database down,
+                          each an RFC 9457 problem document
+    GET  /v1/ca           the CA certificate (PEM)
+    GET  /v1/crl          the CRL (DER), signed now, next update CRL_VALIDITY later
+    GET  /healthz         200 when the database answers, else 503
+    GET  /metrics         Prometheus exposition
+    GET  /openapi.json    this protocol, as OpenAPI 3.1
+
+A certificate request goes through :func:`attestcall.service.csr.read_csr`, the single-use
+challenge (consumed in the database), the key binding, ``attestcall.verify`` with the
+policy, the deny-list, the CA's signature and one transaction recording the certificate
+with its audit record. Every attempt that reaches the service, accepted or refused, is in
+the audit log, with the peer's address; only a database that cannot be reached leaves none
+(the client gets 503). Verification, signing and every database call run in worker
+threads, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from attestcall.errors import (
+    AttestcallError,
+    CollateralError,
+    EvidenceError,
+    MeasurementDenied,
+    PolicyError,
+    StorageError,
+    UsageError,
+)
+from attestcall.service import csr as csrs
+from attestcall.service import result as results
+from attestcall.service.ca import ServiceCa
+from attestcall.service.storage import Attempt, Storage, serial_hex
+from attestcall.tees import registry
+from attestcall.verifier.api import verify
+from attestcall.verifier.policy import Policy
+
+LOG = logging.getLogger("attestcall.service")
+
+MAX_BODY = csrs.MAX_CSR_SIZE  # 1 MiB
+DEFAULT_LIFETIME = dt.timedelta(hours=24)
+CRL_VALIDITY = dt.timedelta(minutes=15)  # the CRL's next update: revocations spread fast
+PURGE_INTERVAL = 60.0  # seconds between purges of expired challenges
+PROBLEM = "application/problem+json"
+PEM_CHAIN = "application/pem-certificate-chain"
+PROBLEM_BASE = "https://attestcall.invalid/problems/"  # problem types are names, not pages
+SETTINGS_ENV = "ATTESTCALL_SERVICE_SETTINGS"
+ROUTES = ("/v1/challenge", "/v1/certificate", "/v1/ca", "/v1/crl", "/healthz", "/metrics",
+          "/openapi.json")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class Settings:
+    """What one replica needs. ``policy_bytes`` is the policy file's content (None: the
+    default policy); its SHA-256 goes into every certificate. ``public_url`` is this
+    service's base URL as keeps and tenants reach it (the CRL distribution point)."""
+
+    storage: Storage
+    ca: ServiceCa
+    public_url: str
+    policy_bytes: bytes | None = None
+    lifetime: dt.timedelta = DEFAULT_LIFETIME
+    pccs: str | None = None
+    kds: str | None = None
+    trust_simulated: bool = False
+    clock: Callable[[], dt.datetime] = _now
+    policy: Policy = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.policy = parse_policy(self.policy_bytes)
+        if self.lifetime <= dt.timedelta(0):
+            raise UsageError("the certificate lifetime must be positive")
+        self.public_url = self.public_url.rstrip("/")
+
+    @property
+    def crl_url(self) -> str:
+        return f"{self.public_url}/v1/crl"
+
+
+def parse_policy(policy_bytes: bytes | None) -> Policy:
+    """The policy in a TOML file's bytes (None or empty: the default policy)."""
+    if not policy_bytes:
+        return Policy()
+    import tomllib
+
+    try:
+        return Policy.parse(tomllib.loads(policy_bytes.decode("utf-8")))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise PolicyError(f"the policy is not valid TOML: {exc}") from None
+
+
+# ---------------------------------------------------------------------- problems
+
+
+class Refusal(Exception):
+    """A request answered with a problem document: ``status``, a short ``title`` and the
+    reasons (the first one is the ``detail``)."""
+
+    def __init__(self, status: int, kind: str, title: str, reasons: list[str],
+                 attempt: dict[str, Any] | None = None):
+        super().__init__(reasons[0] if reasons else title)
+        self.status, self.kind, self.title, self.reasons = status, kind, title, reasons
+        self.attempt = attempt or {}
+
+
+def problem(status: int, kind: str, title: str, reasons: list[str],
+            headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """An RFC 9457 problem document with the extension member ``reasons``."""
+    body = {"type": PROBLEM_BASE + kind, "title": title, "status": status,
+            "detail": "; ".join(reasons) if reasons else title, "reasons": reasons}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _unavailable(exc: StorageError) -> JSONResponse:
+    LOG.warning("database unavailable: %s", exc)
+    return problem(503, "unavailable", "Service Unavailable",
+                   ["the service database is unavailable; try again later"],
+                   headers={"Retry-After": "5"})
+
+
+# ---------------------------------------------------------------------- metrics
+
+
+class Metrics:
+    """The service's Prometheus metrics, in their own registry (several applications may
+    live in one process). Under ``PROMETHEUS_MULTIPROC_DIR`` (``serve --workers N``) the
+    exposition gathers every worker's values."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("attestcall_service_requests", "HTTP requests answered",
+                                ["path", "status"], registry=self.registry)
+        self.verdicts = Counter("attestcall_service_verdicts",
+                                "Certificate requests decided, by technology and outcome",
+                                ["technology", "outcome"], registry=self.registry)
+        self.latency = Histogram("attestcall_service_request_seconds",
+                                 "Time to answer an HTTP request", ["path"],
+                                 registry=self.registry,
+                                 buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
+
+    def exposition(self) -> bytes:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            gathered = CollectorRegistry()
+            multiprocess.MultiProcessCollector(gathered)
+            return generate_latest(gathered)
+        return generate_latest(self.registry)
+
+
+class MetricsMiddleware:
+    """Counts every answer by route and status and times it. Paths that are not routes
+    count as ``other``, so garbage requests cannot grow the label set."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        label = path if path in ROUTES else "other"
+        status = 500
+        start = time.perf_counter()
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            self.metrics.requests.labels(label, str(status)).inc()
+            self.metrics.latency.labels(label).observe(time.perf_counter() - start)
+
+
+# ---------------------------------------------------------------------- the service
+
+
+class Service:
+    """The endpoints of one replica over its settings."""
+
+    def __init__(self, settings: Settings, metrics: Metrics):
+        self.settings = settings
+        self.metrics = metrics
+        self._last_purge = 0.0
+
+    # -- small endpoints ------------------------------------------------------------
+
+    async def challenge(self, request: Request) -> Response:
+        """A fresh single-use challenge."""
+        storage = self.settings.storage
+        try:
+            value, expires_at = await run_in_threadpool(
+                storage.new_challenge, self.settings.clock())
+            if time.monotonic() - self._last_purge > PURGE_INTERVAL:
+                self._last_purge = time.monotonic()
+                await run_in_threadpool(storage.purge_challenges, self.settings.clock())
+        except StorageError as exc:
+            return _unavailable(exc)
+        return JSONResponse(
+            {"challenge": csrs.encode_challenge(value), "expires_at": _iso(expires_at)},
+            headers={"Cache-Control": "no-store"})
+
+    async def ca(self, request: Request) -> Response:
+        return Response(self.settings.ca.pem(), media_type="application/x-pem-file")
+
+    async def crl(self, request: Request) -> Response:
+        try:
+            der = await run_in_threadpool(self._crl_der)
+        except StorageError as exc:
+            return _unavailable(exc)
+        return Response(der, media_type="application/pkix-crl")
+
+    def _crl_der(self) -> bytes:
+        now = self.settings.clock()
+        entries = [(int(r.serial, 16), r.revoked_at, r.reason or None)
+                   for r in self.settings.storage.revoked(now)]
+        crl = self.settings.ca.crl(entries, now=now, next_update=now + CRL_VALIDITY)
+        return crl.public_bytes(serialization.Encoding.DER)
+
+    async def healthz(self, request: Request) -> Response:
+        healthy = await run_in_threadpool(self.settings.storage.healthy)
+        if healthy:
+            return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "unavailable", "reason": "the database does not answer"},
+                            status_code=503)
+
+    async def metrics_endpoint(self, request: Request) -> Response:
+        data = await run_in_threadpool(self.metrics.exposition)
+        return Response(data, media_type=CONTENT_TYPE_LATEST)
+
+    async def openapi(self, request: Request) -> Response:
+        return JSONResponse(openapi_document())
+
+    # -- the certificate ------------------------------------------------------------
+
+    async def certificate(self, request: Request) -> Response:
+        """A CSR in, a certificate chain or a problem document out."""
+        peer = request.client.host if request.client else None
+        try:
+            body = await _read_body(request)
+        except Refusal as refusal:
+            return await self._refused(refusal, peer)
+        except ClientDisconnect:
+            return Response(status_code=400)
+        try:
+            chain = await run_in_threadpool(self._issue, body, peer)
+        except Refusal as refusal:
+            return await self._refused(refusal, peer)
+        except StorageError as exc:
+            return _unavailable(exc)
+        return Response(chain, media_type=PEM_CHAIN)
+
+    async def _refused(self, refusal: Refusal, peer: str | None) -> Response:
+        """Audit a refused attempt, count it and answer its problem document."""
+        fields = refusal.attempt
+        attempt = Attempt(time=self.settings.clock(), peer=peer,
+                          technology=fields.get("technology"),
+                          measurement=fields.get("measurement"),
+                          tcb_status=fields.get("tcb_status"), reasons=refusal.reasons)
+        try:
+            await run_in_threadpool(self.settings.storage.record_refusal, attempt)
+        except StorageError as exc:
+            return _unavailable(exc)
+        self.metrics.verdicts.labels(fields.get("technology") or "unknown", "refused").inc()
+        return problem(refusal.status, refusal.kind, refusal.title, refusal.reasons)
+
+    def _issue(self, body: bytes, peer: str | None) -> bytes:
+        """The whole decision, in a worker thread. Raises Refusal or StorageError."""
+        settings = self.settings
+        storage = settings.storage
+        try:
+            contents = csrs.read_csr(body)
+        except csrs.CsrTooLarge as exc:
+            raise Refusal(413, "too-large", "Content Too Large", [str(exc)]) from None
+        except csrs.PreAttestationRefused as exc:
+            raise Refusal(403, "refused", "Forbidden", [str(exc)]) from None
+        except csrs.CsrError as exc:
+            raise Refusal(400, "bad-request", "Bad Request", [str(exc)]) from None
+        tee = registry().by_id(contents.technology)
+        if tee is None or not tee.verifiable:
+            raise Refusal(400, "bad-request", "Bad Request",
+                          [f"technology {contents.technology} evidence cannot be verified "
+                           "by this service"])
+        known: dict[str, Any] = {"technology": tee.name}
+        if not storage.consume_challenge(contents.challenge, settings.clock()):
+            raise Refusal(403, "challenge", "Forbidden",
+                          ["the challenge is unknown, expired or already used (get a fresh "
+                           "one from /v1/challenge)"], known)
+        try:
+            csrs.check_binding(contents)
+        except csrs.CsrBindingError as exc:
+            raise Refusal(403, "binding", "Forbidden", [str(exc)], known) from None
+        except csrs.CsrError as exc:
+            raise Refusal(400, "bad-request", "Bad Request", [str(exc)], known) from None
+
+        now = settings.clock()
+        try:
+            verdict = verify(
+                contents.evidence, technology=tee.name, at=now,
+                nonce=csrs.binding_nonce(contents.public_key, contents.challenge),
+                policy=settings.policy, trust_simulated=settings.trust_simulated,
+                **self._collateral(tee, contents.evidence))
+        except EvidenceError as exc:
+            raise Refusal(400, "bad-request", "Bad Request",
+                          [f"the {tee.label} evidence is unusable: {exc}"], known) from None
+        except (CollateralError, PolicyError, UsageError) as exc:
+            raise Refusal(403, "refused", "Forbidden",
+                          [f"the {tee.label} evidence cannot be verified: {exc}"],
+                          known) from None
+        known["tcb_status"] = verdict.tcb_status
+        try:
+            known["measurement"] = results.measurement_of(verdict).hex()
+        except results.ResultError:
+            pass
+        if not verdict.accepted:
+            raise Refusal(403, "refused", "Forbidden", list(verdict.reasons), known)
+        result = results.from_verdict(verdict, settings.policy_bytes)
+        measurement = result.measurement.hex()
+        if storage.is_denied(measurement):
+            raise Refusal(403, "denied", "Forbidden",
+                          [f"measurement {measurement} is on the service's deny-list"], known)
+
+        certificate = settings.ca.issue(
+            contents.public_key, contents.subject, lifetime=settings.lifetime,
+            result=result, crl_url=settings.crl_url, now=now)
+        attempt = Attempt(time=now, peer=peer, technology=tee.name, measurement=measurement,
+                          tcb_status=verdict.tcb_status, reasons=())
+        try:
+            storage.record_issuance(attempt, serial=certificate.serial_number,
+                                    not_after=certificate.not_valid_after_utc,
+                                    der=certificate.public_bytes(serialization.Encoding.DER))
+        except MeasurementDenied as exc:  # denied between the check and the transaction
+            raise Refusal(403, "denied", "Forbidden", [str(exc)], known) from None
+        self.metrics.verdicts.labels(tee.name, "accepted").inc()
+        LOG.info("issued %s to %s (%s %s)", serial_hex(certificate.serial_number), peer,
+                 tee.name, measurement)
+        return certificate.public_bytes(serialization.Encoding.PEM) + settings.ca.pem()
+
+    def _collateral(self, tee, evidence: bytes) -> dict[str, Any]:
+        """verify()'s collateral arguments for ``tee``: the simulators' own collateral when
+        simulated roots are trusted, else the PCCS or KDS URL the TEE takes."""
+        if self.settings.trust_simulated and tee.simulated_collateral is not None:
+            return {"collateral": tee.simulated_collateral(evidence)}
+        url_option = tee.collateral_options[1] if tee.collateral_options else None
+        url = {"--pccs": self.settings.pccs, "--kds": self.settings.kds}.get(url_option or "")
+        return {"collateral_url": url} if url else {}
+
+
+async def _read_body(request: Request) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed MAX_BODY:
+    from Content-Length before reading anything, else while reading."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise Refusal(400, "bad-request", "Bad Request", ["invalid Content-Length"])
+        if int(declared) > MAX_BODY:
+            raise Refusal(413, "too-large", "Content Too Large",
+                          [f"the request body is {declared} bytes; the limit is {MAX_BODY}"])
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise Refusal(413, "too-large", "Content Too Large",
+                          [f"the request body exceeds {MAX_BODY} bytes"])
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _iso(instant: dt.datetime) -> str:
+    return instant.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+# ---------------------------------------------------------------------- the application
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The ASGI application of one replica."""
+    metrics = Metrics()
+    service = Service(settings, metrics)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        titles = {404: "Not Found", 405: "Method Not Allowed"}
+        title = titles.get(exc.status_code, "Error")
+        return problem(exc.status_code, "http", title, [str(exc.detail)],
+                       headers=getattr(exc, "headers", None))
+
+    routes = [
+        Route("/v1/challenge", service.challenge, methods=["GET"]),
+        Route("/v1/certificate", service.certificate, methods=["POST"]),
+        Route("/v1/ca", service.ca, methods=["GET"]),
+        Route("/v1/crl", service.crl, methods=["GET"]),
+        Route("/healthz", service.healthz, methods=["GET"]),
+        Route("/metrics", service.metrics_endpoint, methods=["GET"]),
+        Route("/openapi.json", service.openapi, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    app.add_middleware(_CatchAll)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.state.service = service
+    return app
+
+
+class _CatchAll:
+    """Turns an exception escaping a route into a 500 problem document (once the answer
+    has started, only the log keeps it), so no request ever sees a traceback."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception:  # noqa: BLE001 - the last line of defence
+            LOG.exception("internal error answering %s", scope.get("path"))
+            if not started:
+                response = problem(500, "internal", "Internal Server Error",
+                                   ["the service failed to answer; the error is in its log"])
+                await response(scope, receive, send)
+
+
+# ---------------------------------------------------------------------- settings from env
+
+
+def settings_from_options(*, home: Path, database: str | None, public_url: str,
+                          policy: str | None = None, lifetime_seconds: float | None = None,
+                          pccs: str | None = None, kds: str | None = None,
+                          trust_simulated: bool = False) -> Settings:
+    """Open the storage and the CA and read the policy file, as ``serve`` gives them."""
+    policy_bytes = None
+    if policy is not None:
+        try:
+            policy_bytes = Path(policy).read_bytes()
+        except OSError as exc:
+            raise PolicyError(f"cannot read policy {policy}: {exc.strerror}") from None
+    ca = ServiceCa.load_or_create(home)
+    storage = Storage.open(database, home)
+    try:
+        return Settings(
+            storage=storage, ca=ca, public_url=public_url, policy_bytes=policy_bytes,
+            lifetime=(dt.timedelta(seconds=lifetime_seconds) if lifetime_seconds
+                      else DEFAULT_LIFETIME),
+            pccs=pccs, kds=kds, trust_simulated=trust_simulated)
+    except AttestcallError:
+        storage.close()
+        raise
+
+
+def app_from_environment() -> Starlette:
+    """The application factory uvicorn's worker processes call (``serve --workers N``):
+    the settings come as JSON in ``$ATTESTCALL_SERVICE_SETTINGS``."""
+    options = json.loads(os.environ[SETTINGS_ENV])
+    options["home"] = Path(options["home"])
+    return create_app(settings_from_options(**options))
+
+
+def openapi_document() -> dict[str, Any]:
+    """The protocol as OpenAPI 3.1."""
+    problem_response = {"content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+
+    def answers(**codes: str) -> dict[str, Any]:
+        return {code.lstrip("_"): {"description": text, **problem_response}
+                for code, text in codes.items()}
+
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "attestcall attestation service", "version": "1",
+                 "description": "Keeps prove what they are once, with a CSR carrying evidence "
+                 "bound to their key and a one-time challenge, and get a short-lived "
+                 "certificate under the service CA carrying the attestation result."},
+        "paths": {
+            "/v1/challenge": {"get": {
+                "summary": "A fresh challenge: 32 random bytes, single use, valid 120 s",
+                "responses": {
+                    "200": {"description": "the challenge", "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/Challenge"}}}},
+                    **answers(_503="the database is unavailable")}}},
+            "/v1/certificate": {"post": {
+                "summary": "Exchange a CSR carrying bound evidence for a certificate",
+                "description": "The CSR carries the challenge (base64url) in the PKCS#9 "
+                "challengePassword attribute and the evidence in the CMW extension "
+                "(1.3.6.1.5.5.7.1.35) or Enarx's; the evidence's report data must be "
+                "SHA-512(DER SubjectPublicKeyInfo || challenge).",
+                "requestBody": {"required": True, "content": {
+                    "application/pkcs10": {"schema": {"type": "string", "format": "binary"}},
+                    "application/x-pem-file": {"schema": {"type": "string"}}}},
+                "responses": {
+                    "200": {"description": "the issued certificate, then the CA's (PEM)",
+                            "content": {PEM_CHAIN: {"schema": {"type": "string"}}}},
+                    **answers(_400="the request is malformed",
+                              _403="refused: challenge, binding, verification, policy or "
+                              "deny-list (the reasons are listed)",
+                              _413="the body is larger than 1 MiB",
+                              _503="the database is unavailable")}}},
+            "/v1/ca": {"get": {"summary": "The CA certificate", "responses": {"200": {
+                "description": "PEM", "content": {"application/x-pem-file": {
+                    "schema": {"type": "string"}}}}}}},
+            "/v1/crl": {"get": {"summary": "The certificate revocation list", "responses": {
+                "200": {"description": "DER, signed by the CA", "content": {
+                    "application/pkix-crl": {"schema": {"type": "string",
+                                                        "format": "binary"}}}},
+                **answers(_503="the database is unavailable")}}},
+            "/healthz": {"get": {"summary": "Whether the database answers", "responses": {
+                "200": {"description": "healthy"}, "503": {"description": "unhealthy"}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
+                "200": {"description": "text exposition format"}}}},
+            "/openapi.json": {"get": {"summary": "This document", "responses": {
+                "200": {"description": "OpenAPI 3.1"}}}},
+        },
+        "components": {"schemas": {
+            "Challenge": {"type": "object", "required": ["challenge", "expires_at"],
+                          "properties": {
+                              "challenge": {"type": "string",
+                                            "description": "base64url, no padding"},
+                              "expires_at": {"type": "string", "format": "date-time"}}},
+            "Problem": {"type": "object", "description": "RFC 9457 problem details",
+                        "properties": {"type": {"type": "string"},
+                                       "title": {"type": "string"},
+                                       "status": {"type": "integer"},
+                                       "detail": {"type": "string"},
+                                       "reasons": {"type": "array",
+                                                   "items": {"type": "string"}}}},
+        }},
+    }

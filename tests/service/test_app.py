@@ -1,0 +1,516 @@
+"""The attestation service over HTTP: a real uvicorn on 127.0.0.1, an SQLite database in a
+temporary directory, CSRs from simulated SGX, SNP and TDX keeps."""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import json
+import os
+import shutil
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from attestcall.deploy.identity import attest
+from attestcall.deploy.keys import generate_key, spki_der
+from attestcall.keep.platforms import open_keep
+from attestcall.service import app as service_app
+from attestcall.service import csr as csrs
+from attestcall.service import result as results
+from attestcall.service.app import ROUTES, Settings, create_app
+from attestcall.service.ca import ServiceCa
+from attestcall.service.storage import DATABASE_FILE, Storage
+from attestcall.tees import registry
+from tests.service.test_csr import assert_no_window, cmw, csr_with
+
+TEES = {"sgx-sim": "sgx", "snp-sim": "snp", "tdx-sim": "tdx"}
+TIMEOUT = 60.0  # seconds any one socket operation may take before the test fails
+
+
+# ------------------------------------------------------------------- the server
+
+
+class Running:
+    """The service on a free loopback port, uvicorn in a thread; ``stop()`` ends it."""
+
+    def __init__(self, home: Path, **options):
+        self.home = home
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.storage = Storage.open(None, home)
+        self.ca = ServiceCa.load_or_create(home)
+        self.settings = Settings(storage=self.storage, ca=self.ca, public_url=self.url,
+                                 **options)
+        self.app = create_app(self.settings)
+        config = uvicorn.Config(self.app, log_level="critical", lifespan="off",
+                                timeout_keep_alive=1)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
+                                       daemon=True)
+        self.thread.start()
+        for _ in range(500):
+            if self.server.started or not self.thread.is_alive():
+                break
+            self.thread.join(0.02)
+        assert self.server.started, "uvicorn did not start"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(TIMEOUT)
+        assert not self.thread.is_alive()
+        self.sock.close()
+        self.storage.close()
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                content_type: str = "application/pkcs10") -> tuple[int, dict[str, str], bytes]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT)
+        try:
+            headers = {"Content-Type": content_type} if body is not None else {}
+            connection.request(method, path, body=body, headers=headers)
+            response = connection.getresponse()
+            return (response.status, {k.lower(): v for k, v in response.getheaders()},
+                    response.read())
+        finally:
+            connection.close()
+
+    def challenge(self) -> bytes:
+        status, headers, body = self.request("GET", "/v1/challenge")
+        assert status == 200, body
+        assert headers["content-type"].startswith("application/json")
+        document = json.loads(body)
+        assert set(document) == {"challenge", "expires_at"}
+        expires = dt.datetime.fromisoformat(document["expires_at"])
+        now = dt.datetime.now(dt.UTC)
+        assert now < expires <= now + dt.timedelta(seconds=121)
+        return csrs.decode_challenge(document["challenge"])
+
+    def post_csr(self, csr: bytes, content_type: str = "application/pkcs10"):
+        return self.request("POST", "/v1/certificate", csr, content_type)
+
+
+@pytest.fixture(scope="module")
+def keeps(tmp_path_factory) -> Iterator[dict]:
+    """The three simulated keeps, open for the module (their evidence on demand)."""
+    home = tmp_path_factory.getbasetemp() / "attestcall-home"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ATTESTCALL_HOME", str(home))
+        opened = {name: open_keep(name, b"") for name in TEES}
+        try:
+            yield {name: keep.source for name, keep in opened.items()}
+        finally:
+            for keep in opened.values():
+                keep.close()
+
+
+@pytest.fixture
+def serve(tmp_path, keeps):
+    """Start a service: ``serve(**settings)``; trust_simulated unless said otherwise."""
+    running: list[Running] = []
+
+    def start(**options) -> Running:
+        options.setdefault("trust_simulated", True)
+        server = Running(tmp_path / f"service-{len(running)}", **options)
+        running.append(server)
+        return server
+
+    yield start
+    for server in running:
+        server.stop()
+
+
+@pytest.fixture
+def service(serve) -> Running:
+    return serve()
+
+
+def make_csr(source, challenge: bytes, *, key=None, bind_key=None, bind_challenge=None,
+             pem: bool = False) -> tuple[bytes, object]:
+    """A keep's CSR: a fresh key (or ``key``), evidence from ``source`` bound to
+    ``bind_key``/``bind_challenge`` (default: the key and ``challenge``)."""
+    key = key or generate_key("p384")
+    nonce = csrs.binding_nonce((bind_key or key).public_key(), bind_challenge or challenge)
+    technology, evidence = attest(source, nonce)
+    tee = registry().by_id(technology)
+    assert tee is not None
+    csr = csrs.build_csr(key, technology, evidence, challenge)
+    encoding = serialization.Encoding.PEM if pem else serialization.Encoding.DER
+    return csr.public_bytes(encoding), key
+
+
+def obtain(service: Running, source, **kw) -> tuple[x509.Certificate, object]:
+    csr, key = make_csr(source, service.challenge(), **kw)
+    status, headers, body = service.post_csr(csr)
+    assert status == 200, body
+    assert headers["content-type"] == "application/pem-certificate-chain"
+    chain = x509.load_pem_x509_certificates(body)
+    assert len(chain) == 2
+    return chain[0], key
+
+
+def assert_problem(status: int, headers: dict, body: bytes, expected: int) -> dict:
+    assert status == expected, body
+    assert headers["content-type"] == "application/problem+json"
+    document = json.loads(body)
+    assert set(document) == {"type", "title", "status", "detail", "reasons"}
+    assert document["status"] == expected
+    assert isinstance(document["reasons"], list) and document["reasons"]
+    assert all(isinstance(r, str) for r in document["reasons"])
+    text = body.decode()
+    assert "Traceback" not in text and "File \"" not in text
+    return document
+
+
+# ------------------------------------------------------------------- issuance
+
+
+@pytest.mark.parametrize("tee", sorted(TEES))
+def test_a_simulated_keep_gets_a_certificate_chaining_to_the_ca(service, keeps, tee):
+    challenge = service.challenge()
+    csr, key = make_csr(keeps[tee], challenge, pem=(tee == "sgx-sim"))
+    status, headers, body = service.post_csr(
+        csr, "application/x-pem-file" if tee == "sgx-sim" else "application/pkcs10")
+    assert status == 200, body
+    assert headers["content-type"] == "application/pem-certificate-chain"
+    issued, ca_cert = x509.load_pem_x509_certificates(body)
+    assert ca_cert == service.ca.certificate
+    issued.verify_directly_issued_by(ca_cert)
+    assert spki_der(issued.public_key()) == spki_der(key.public_key())
+    request = (x509.load_pem_x509_csr(csr) if csr.startswith(b"-----")
+               else x509.load_der_x509_csr(csr))
+    assert issued.subject == request.subject
+    lifetime = issued.not_valid_after_utc - issued.not_valid_before_utc
+    assert dt.timedelta(hours=24) <= lifetime <= dt.timedelta(hours=24, minutes=6)
+    points = issued.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    assert points[0].full_name[0].value == f"{service.url}/v1/crl"
+    result = results.from_certificate(issued)
+    assert result is not None
+    assert result.technology_name == TEES[tee]
+    assert result.technology == registry().by_name(TEES[tee]).technology
+    assert len(result.measurement) in (32, 48)
+    assert result.policy_digest == results.policy_digest(None)
+    record = service.storage.certificate(issued.serial_number)
+    assert record is not None and record.der == issued.public_bytes(serialization.Encoding.DER)
+    assert record.measurement == result.measurement.hex()
+    (entry,) = service.storage.audit_log()
+    assert (entry.outcome, entry.peer, entry.technology, entry.measurement, entry.serial) == (
+        "accepted", "127.0.0.1", TEES[tee], result.measurement.hex(),
+        format(issued.serial_number, "x"))
+    # the same challenge never serves twice
+    again, _ = make_csr(keeps[tee], challenge)
+    document = assert_problem(*service.post_csr(again), 403)
+    assert "challenge" in document["detail"]
+
+
+def test_the_lifetime_and_the_policy_digest_are_the_services(serve, keeps, tmp_path):
+    policy = b"[sgx]\nallow_debug = false\n"
+    service = serve(lifetime=dt.timedelta(minutes=90), policy_bytes=policy)
+    issued, _ = obtain(service, keeps["sgx-sim"])
+    assert issued.not_valid_after_utc - issued.not_valid_before_utc <= dt.timedelta(minutes=96)
+    assert issued.not_valid_after_utc - issued.not_valid_before_utc >= dt.timedelta(minutes=90)
+    assert results.from_certificate(issued).policy_digest == results.policy_digest(policy)
+
+
+# ------------------------------------------------------------------- refusals
+
+
+def test_unknown_and_expired_challenges_are_refused(service, keeps):
+    unknown, _ = make_csr(keeps["sgx-sim"], os.urandom(32))
+    document = assert_problem(*service.post_csr(unknown), 403)
+    assert "unknown, expired or already used" in document["detail"]
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    expired, _ = service.storage.new_challenge(now=past)
+    late, _ = make_csr(keeps["sgx-sim"], expired)
+    document = assert_problem(*service.post_csr(late), 403)
+    assert "unknown, expired or already used" in document["detail"]
+
+
+def test_evidence_bound_to_another_key_or_challenge_is_refused(service, keeps):
+    other = generate_key("p384")
+    csr, _ = make_csr(keeps["snp-sim"], service.challenge(), bind_key=other)
+    document = assert_problem(*service.post_csr(csr), 403)
+    assert "not bound to this request" in document["detail"]
+    csr, _ = make_csr(keeps["tdx-sim"], service.challenge(), bind_challenge=os.urandom(32))
+    assert "not bound" in assert_problem(*service.post_csr(csr), 403)["detail"]
+
+
+def test_a_policy_refusal_lists_its_reasons(serve, keeps):
+    service = serve(policy_bytes=b'[sgx]\nmrenclave = ["' + b"ab" * 32 + b'"]\n')
+    csr, _ = make_csr(keeps["sgx-sim"], service.challenge())
+    document = assert_problem(*service.post_csr(csr), 403)
+    assert any("mrenclave" in r.lower() for r in document["reasons"])
+    (entry,) = service.storage.audit_log()
+    assert entry.outcome == "refused" and entry.technology == "sgx"
+    assert entry.measurement and len(entry.measurement) == 64
+    assert list(entry.reasons) == document["reasons"]
+    # another technology is not constrained by the [sgx] table
+    obtain(service, keeps["snp-sim"])
+
+
+def test_simulated_evidence_is_refused_without_trust_simulated(serve, keeps):
+    service = serve(trust_simulated=False)
+    csr, _ = make_csr(keeps["snp-sim"], service.challenge())
+    document = assert_problem(*service.post_csr(csr), 403)
+    assert any("simulat" in r.lower() for r in document["reasons"])
+
+
+def test_a_denied_measurement_is_refused_and_its_serials_are_in_the_crl(service, keeps):
+    first, _ = obtain(service, keeps["sgx-sim"])
+    second, _ = obtain(service, keeps["sgx-sim"])
+    kept, _ = obtain(service, keeps["tdx-sim"])
+    status, headers, body = service.request("GET", "/v1/crl")
+    assert status == 200 and headers["content-type"] == "application/pkix-crl"
+    assert len(x509.load_der_x509_crl(body)) == 0
+    measurement = results.from_certificate(first).measurement.hex()
+    revoked = service.storage.deny_measurement(measurement, "test")
+    assert sorted(revoked) == sorted(format(c.serial_number, "x") for c in (first, second))
+    csr, _ = make_csr(keeps["sgx-sim"], service.challenge())
+    document = assert_problem(*service.post_csr(csr), 403)
+    assert "deny-list" in document["detail"]
+    status, _, body = service.request("GET", "/v1/crl")
+    crl = x509.load_der_x509_crl(body)
+    assert crl.is_signature_valid(service.ca.certificate.public_key())
+    assert {r.serial_number for r in crl} == {first.serial_number, second.serial_number}
+    assert crl.next_update_utc - crl.last_update_utc <= dt.timedelta(hours=1)
+    assert kept.serial_number not in {r.serial_number for r in crl}
+    # a revoked serial alone
+    assert service.storage.revoke_serial(kept.serial_number, "keyCompromise")
+    crl = x509.load_der_x509_crl(service.request("GET", "/v1/crl")[2])
+    assert kept.serial_number in {r.serial_number for r in crl}
+
+
+def test_garbage_and_truncated_requests_are_bad_requests(service, keeps):
+    csr, _ = make_csr(keeps["sgx-sim"], service.challenge())
+    for body in (b"", b"garbage", csr[: len(csr) // 2], csr[:-1], b"\x30\x82\xff\xff",
+                 b"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"):
+        document = assert_problem(*service.post_csr(body), 400)
+        assert document["title"] == "Bad Request"
+    # a CSR whose signature fails
+    tampered = bytearray(csr)
+    tampered[-3] ^= 1
+    assert_problem(*service.post_csr(bytes(tampered)), 400)
+    # the real one still works afterwards: garbage never consumed its challenge
+    assert service.post_csr(csr)[0] == 200
+
+
+def _raw(port: int, data: bytes) -> bytes:
+    """Send ``data`` on a fresh connection and read the whole answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        sock.sendall(data)
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            if b"\r\n\r\n" in b"".join(chunks) and _complete(b"".join(chunks)):
+                break
+        return b"".join(chunks)
+
+
+def _complete(answer: bytes) -> bool:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return len(body) >= int(line.split(b":")[1])
+    return False
+
+
+def test_a_body_over_one_mebibyte_is_refused_without_being_read(service):
+    # Content-Length says 2 MiB, and only 16 KiB ever come: the answer cannot wait for it.
+    head = (b"POST /v1/certificate HTTP/1.1\r\nHost: x\r\nContent-Type: application/pkcs10\r\n"
+            b"Content-Length: %d\r\n\r\n" % (2 << 20))
+    answer = _raw(service.port, head + b"\0" * 16384)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert b"application/problem+json" in answer
+    # without a length (chunked), refused as soon as the limit is passed
+    chunk = b"\0" * 65536
+    body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(17))
+    head = (b"POST /v1/certificate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            b"Content-Type: application/pkcs10\r\n\r\n")
+    answer = _raw(service.port, head + body)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    reasons = [list(e.reasons) for e in service.storage.audit_log()]
+    assert len(reasons) == 2 and all("limit" in r[0] or "exceeds" in r[0] for r in reasons)
+
+
+def test_a_vanished_database_answers_503_then_recovers(service, keeps):
+    obtain(service, keeps["sgx-sim"])
+    challenge = service.challenge()
+    csr, _ = make_csr(keeps["sgx-sim"], challenge)
+    aside = service.home / "aside"
+    aside.mkdir()
+    moved = [name for name in os.listdir(service.home) if name.startswith(DATABASE_FILE)]
+    for name in moved:
+        shutil.move(service.home / name, aside / name)
+    try:
+        status, _, body = service.request("GET", "/healthz")
+        assert status == 503
+        assert_problem(*service.request("GET", "/v1/challenge"), 503)
+        assert_problem(*service.post_csr(csr), 503)
+        assert_problem(*service.request("GET", "/v1/crl"), 503)
+    finally:
+        for name in moved:
+            shutil.move(aside / name, service.home / name)
+    assert service.request("GET", "/healthz")[0] == 200
+    # the challenge was never consumed: the same CSR now succeeds
+    status, _, body = service.post_csr(csr)
+    assert status == 200, body
+    assert [e.outcome for e in service.storage.audit_log()] == ["accepted", "accepted"]
+
+
+def test_every_attempt_is_audited(service, keeps):
+    obtain(service, keeps["snp-sim"])
+    service.post_csr(b"garbage")
+    csr, _ = make_csr(keeps["sgx-sim"], os.urandom(32))
+    service.post_csr(csr)
+    log = service.storage.audit_log()
+    assert [e.outcome for e in log] == ["accepted", "refused", "refused"]
+    assert all(e.peer == "127.0.0.1" for e in log)
+    assert log[0].serial and log[0].technology == "snp" and log[0].reasons == ()
+    assert log[1].technology is None and log[1].serial is None and log[1].reasons
+    assert log[2].technology == "sgx" and "challenge" in log[2].reasons[0]
+
+
+def test_metrics_healthz_and_openapi(service, keeps):
+    obtain(service, keeps["tdx-sim"])
+    service.post_csr(b"junk")
+    service.request("GET", "/no/such/path")
+    status, headers, body = service.request("GET", "/healthz")
+    assert status == 200 and json.loads(body) == {"status": "ok"}
+    status, headers, body = service.request("GET", "/metrics")
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    text = body.decode()
+    assert 'attestcall_service_requests_total{path="/v1/certificate",status="200"} 1.0' in text
+    assert 'attestcall_service_requests_total{path="/v1/certificate",status="400"} 1.0' in text
+    assert 'attestcall_service_requests_total{path="other",status="404"} 1.0' in text
+    assert 'attestcall_service_verdicts_total{outcome="accepted",technology="tdx"} 1.0' in text
+    assert 'attestcall_service_verdicts_total{outcome="refused",technology="unknown"} 1.0' \
+        in text
+    assert 'attestcall_service_request_seconds_count{path="/v1/certificate"} 2.0' in text
+    status, _, body = service.request("GET", "/openapi.json")
+    document = json.loads(body)
+    assert document["openapi"].startswith("3.")
+    assert set(document["paths"]) == set(ROUTES)
+    assert {r.path for r in service.app.routes} == set(ROUTES)
+    assert "post" in document["paths"]["/v1/certificate"]
+    assert set(document["paths"]["/v1/certificate"]["post"]["responses"]) == {
+        "200", "400", "403", "413", "503"}
+    status, _, body = service.request("GET", "/v1/ca")
+    assert status == 200 and body == service.ca.pem()
+
+
+def test_unknown_paths_and_methods_are_problem_documents(service):
+    assert_problem(*service.request("GET", "/nothing"), 404)
+    assert_problem(*service.request("GET", "/v1/certificate"), 405)
+
+
+def test_an_internal_error_is_a_500_problem_without_internals(service, keeps, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(service.ca, "issue", broken)
+    csr, _ = make_csr(keeps["sgx-sim"], service.challenge())
+    status, headers, body = service.post_csr(csr)
+    document = assert_problem(status, headers, body, 500)
+    assert "secret internal detail" not in body.decode()
+    assert "RuntimeError" not in body.decode()
+    assert document["title"] == "Internal Server Error"
+    monkeypatch.undo()
+    assert service.request("GET", "/healthz")[0] == 200  # still serving
+
+
+def test_garbage_connections_do_not_stop_a_real_keep(service, keeps):
+    """50 connections sending junk, partial requests or nothing, while a keep gets its
+    certificate; then every junk connection gets an answer or is closed."""
+    junk_kinds = [
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + os.urandom(64),  # a TLS hello
+        b"GET /v1/challenge HTTP/1.1\r\nHost: x\r\n",  # headers never finished
+        b"POST /v1/certificate HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nabc",
+        os.urandom(512),
+        b"",  # connects and says nothing
+    ]
+    sockets = []
+    try:
+        for index in range(50):
+            sock = socket.create_connection(("127.0.0.1", service.port), timeout=TIMEOUT)
+            sockets.append(sock)
+            sock.sendall(junk_kinds[index % len(junk_kinds)])
+        garbage_posts = []
+
+        def post_garbage() -> None:
+            garbage_posts.append(service.post_csr(os.urandom(2048))[0])
+
+        threads = [threading.Thread(target=post_garbage) for _ in range(10)]
+        for thread in threads:
+            thread.start()
+        issued, _ = obtain(service, keeps["sgx-sim"])
+        for thread in threads:
+            thread.join(TIMEOUT)
+        assert garbage_posts == [400] * 10
+        assert results.from_certificate(issued) is not None
+        assert service.request("GET", "/healthz")[0] == 200
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+# ------------------------------------------------------------------- SEV key material
+
+
+def test_sev_key_material_never_reaches_the_audit_log(service, monkeypatch):
+    """A CSR carrying an SEV keep's delivered key (technology 1) is refused, and no window
+    of the key is in the answer or the audit log."""
+    sev_key = generate_key("p384").private_bytes(serialization.Encoding.DER,
+                                                 serialization.PrivateFormat.PKCS8,
+                                                 serialization.NoEncryption())
+    key = generate_key("p256")
+    answers = []
+    for extensions in (
+            [cmw("application/vnd.attestcall.evidence.sev-key", sev_key)],
+            [x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.58270.1.2"),
+                                        sev_key)],
+            [cmw(registry().by_id(2).media_type, sev_key)]):
+        body = csr_with(key, extensions,
+                        challenge=csrs.encode_challenge(service.challenge()).encode())
+        answers.append(service.post_csr(body))
+    # a CSR that reads as technology 1: refused by name
+    monkeypatch.setattr(csrs, "evidence_from_extensions", lambda *a, **k: (1, sev_key))
+    body = csr_with(key, [cmw(registry().by_id(2).media_type, b"")],
+                    challenge=csrs.encode_challenge(service.challenge()).encode())
+    answers.append(service.post_csr(body))
+    monkeypatch.undo()
+    statuses = [a[0] for a in answers]
+    assert all(s in (400, 403) for s in statuses), statuses
+    document = assert_problem(*answers[-1], 403)
+    assert "technology 1 is pre-attestation" in document["detail"]
+    log = service.storage.audit_log()
+    assert len(log) == len(answers) and all(e.outcome == "refused" for e in log)
+    for _status, _headers, body in answers:
+        assert_no_window(sev_key, Exception(body.decode("latin-1")))
+    assert_no_window(sev_key, Exception(json.dumps([e.as_json() for e in log])))
+    for name in os.listdir(service.home):
+        if name.startswith(DATABASE_FILE):
+            assert_no_window(sev_key, Exception((service.home / name).read_bytes()
+                                                .decode("latin-1")))
+
+
+def test_settings_refuse_a_broken_policy(tmp_path):
+    storage = Storage.open(None, tmp_path)
+    ca = ServiceCa.load_or_create(tmp_path)
+    try:
+        with pytest.raises(service_app.PolicyError):
+            Settings(storage=storage, ca=ca, public_url="http://x", policy_bytes=b"[nope]\n")
+        with pytest.raises(service_app.PolicyError):
+            Settings(storage=storage, ca=ca, public_url="http://x", policy_bytes=b"[[[")
+    finally:
+        storage.close()
