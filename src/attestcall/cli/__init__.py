@@ -281,6 +281,14 @@ def _build_parser(command: str | None = None) -> _Parser:
                         help="print one JSON object (accepted, technology, tcb_status, "
                         "advisories, claims, reasons)")
 
+    if wanted("service"):
+        from attestcall.cli.service import add_parser as add_service
+
+        add_service(commands, _host_port, _Parser)
+    else:
+        commands.add_parser("service", help="run the attestation service: certificates for "
+                            "a fleet of keeps")
+
     commands.add_parser(
         "devices",
         help="show which real TEE interfaces this machine has, and why the others are unusable",
@@ -468,6 +476,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_verify(args)
         if args.command == "sim":
             return _cmd_sim(args)
+        if args.command == "service":
+            from attestcall.cli.service import run as run_service
+
+            return run_service(args)
         if args.command == "devices":
             from attestcall.keep import real
 

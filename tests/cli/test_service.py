@@ -1,0 +1,257 @@
+"""``attestcall service``: serve, ca, revoke and log, through the real command line."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.client
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from attestcall.cli import main
+from attestcall.cli.service import default_home, duration
+from attestcall.deploy.identity import attest
+from attestcall.deploy.keys import generate_key
+from attestcall.keep.platforms import open_keep
+from attestcall.service import csr as csrs
+from attestcall.service import result as results
+from tests.paths import REPO
+
+SRC = REPO / "src"
+
+TIMEOUT = 60.0
+LOG_KEYS = {"time", "peer", "technology", "measurement", "tcb_status", "outcome", "reasons",
+            "serial"}
+
+
+@pytest.fixture(scope="module")
+def sim_home(tmp_path_factory) -> Path:
+    return tmp_path_factory.getbasetemp() / "attestcall-home"
+
+
+@pytest.fixture(scope="module")
+def sgx(sim_home):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ATTESTCALL_HOME", str(sim_home))
+        with open_keep("sgx-sim", b"") as keep:
+            yield keep.source
+
+
+def environment(sim_home: Path) -> dict[str, str]:
+    env = dict(os.environ, ATTESTCALL_HOME=str(sim_home), PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")])
+    env.pop("ATTESTCALL_SERVICE_HOME", None)
+    return env
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "attestcall", *args], env=env,
+                          capture_output=True, timeout=TIMEOUT)
+
+
+class Served:
+    """``attestcall service serve`` in a subprocess, on a port it picked."""
+
+    def __init__(self, env: dict[str, str], *args: str):
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "attestcall", "service", "serve", "--listen",
+             "127.0.0.1:0", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        ready, _, _ = select.select([self.process.stdout], [], [], TIMEOUT)
+        line = self.process.stdout.readline().decode() if ready else ""
+        match = re.fullmatch(r"listening on http://127\.0\.0\.1:(\d+)( \(\d+ workers\))?\n",
+                             line)
+        if match is None:
+            self.stop()
+            raise AssertionError(f"no listening line: {line!r} "
+                                 f"{self.process.stderr.read().decode()}")
+        self.port = int(match.group(1))
+
+    def request(self, method: str, path: str, body: bytes | None = None):
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT)
+        try:
+            connection.request(method, path, body=body,
+                               headers={"Content-Type": "application/pkcs10"} if body else {})
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
+    def certificate(self, source) -> tuple[int, bytes]:
+        status, body = self.request("GET", "/v1/challenge")
+        assert status == 200
+        challenge = csrs.decode_challenge(json.loads(body)["challenge"])
+        key = generate_key("p256")
+        technology, evidence = attest(source, csrs.binding_nonce(key.public_key(), challenge))
+        csr = csrs.build_csr(key, technology, evidence, challenge)
+        return self.request("POST", "/v1/certificate",
+                            csr.public_bytes(serialization.Encoding.DER))
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(TIMEOUT)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait(TIMEOUT)
+            self.process.stdout.close()
+            self.process.stderr.close()
+
+
+def test_serve_issue_revoke_and_log(tmp_path, sim_home, sgx):
+    env = environment(sim_home)
+    home = tmp_path / "service"
+    served = Served(env, "--home", str(home), "--trust-simulated", "--lifetime", "90m")
+    try:
+        status, body = served.certificate(sgx)
+        assert status == 200, body
+        issued, ca_cert = x509.load_pem_x509_certificates(body)
+        life = issued.not_valid_after_utc - issued.not_valid_before_utc
+        assert dt.timedelta(minutes=90) <= life <= dt.timedelta(minutes=96)
+        status, body = served.certificate(sgx)
+        second = x509.load_pem_x509_certificates(body)[0]
+        assert served.request("POST", "/v1/certificate", b"junk")[0] == 400
+
+        # ca: stdout and -o, the same certificate the service chains to
+        done = cli(env, "service", "ca", "--home", str(home))
+        assert done.returncode == 0
+        assert x509.load_pem_x509_certificate(done.stdout) == ca_cert
+        out = tmp_path / "ca.pem"
+        assert cli(env, "service", "ca", "--home", str(home), "-o", str(out)).returncode == 0
+        assert x509.load_pem_x509_certificate(out.read_bytes()) == ca_cert
+
+        # revoke a serial: it is in the CRL the running service signs
+        serial = format(issued.serial_number, "x")
+        done = cli(env, "service", "revoke", serial, "--home", str(home),
+                   "--reason", "keyCompromise")
+        assert done.returncode == 0 and done.stdout.decode() == f"revoked {serial}\n"
+        again = cli(env, "service", "revoke", serial, "--home", str(home))
+        assert again.returncode == 1 and b"already revoked" in again.stderr
+        crl = x509.load_der_x509_crl(served.request("GET", "/v1/crl")[1])
+        assert [r.serial_number for r in crl] == [issued.serial_number]
+
+        # deny the measurement: the other certificate is revoked, the next keep refused
+        measurement = results.from_certificate(issued).measurement.hex()
+        done = cli(env, "service", "revoke", "--measurement", measurement, "--home", str(home))
+        assert done.returncode == 0
+        assert done.stdout.decode() == (f"measurement {measurement} denied; 1 certificate(s) "
+                                        f"revoked: {format(second.serial_number, 'x')}\n")
+        status, body = served.certificate(sgx)
+        assert status == 403 and b"deny-list" in body
+        crl = x509.load_der_x509_crl(served.request("GET", "/v1/crl")[1])
+        assert {r.serial_number for r in crl} == {issued.serial_number, second.serial_number}
+    finally:
+        assert served.stop() == 0  # SIGINT: a clean shutdown
+
+    # log --json: one object a line, exactly the keys, every attempt
+    done = cli(env, "service", "log", "--json", "--home", str(home))
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    assert all(set(r) == LOG_KEYS for r in records)
+    assert [r["outcome"] for r in records] == ["accepted", "accepted", "refused", "refused"]
+    assert [r["serial"] for r in records] == [format(issued.serial_number, "x"),
+                                              format(second.serial_number, "x"), None, None]
+    assert all(r["peer"] == "127.0.0.1" for r in records)
+    assert records[0]["technology"] == "sgx" and records[0]["measurement"] == measurement
+    assert records[0]["reasons"] == [] and records[0]["tcb_status"]
+    assert "deny-list" in records[3]["reasons"][0]
+    # the table: a header and a line per record, aligned
+    done = cli(env, "service", "log", "--home", str(home))
+    lines = done.stdout.decode().splitlines()
+    assert lines[0].split() == ["time", "peer", "technology", "measurement", "tcb_status",
+                                "outcome", "serial", "reasons"]
+    assert len(lines) == 5
+    assert len({line.index("127.0.0.1") for line in lines[1:]}) == 1
+    assert "accepted" in lines[1] and "refused" in lines[4]
+    # --since: a future instant leaves nothing, an hour ago everything
+    future = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    done = cli(env, "service", "log", "--json", "--since", future, "--home", str(home))
+    assert done.returncode == 0 and done.stdout == b""
+    done = cli(env, "service", "log", "--json", "--since", "1h", "--home", str(home))
+    assert len(done.stdout.decode().splitlines()) == 4
+
+
+def test_serve_with_two_workers_and_the_home_from_the_environment(tmp_path, sim_home, sgx):
+    env = environment(sim_home)
+    env["ATTESTCALL_SERVICE_HOME"] = str(tmp_path / "from-env")
+    served = Served(env, "--workers", "2", "--trust-simulated")
+    try:
+        for _ in range(3):
+            status, body = served.certificate(sgx)
+            assert status == 200, body
+        status, body = served.request("GET", "/metrics")
+        assert status == 200
+        assert b'path="/v1/certificate",status="200"} 3.0' in body  # every worker's count
+        assert served.request("GET", "/healthz")[0] == 200
+    finally:
+        assert served.stop() == 0  # SIGINT: a clean shutdown
+    assert (tmp_path / "from-env" / "ca.key.pem").exists()
+    done = cli(env, "service", "log", "--json")
+    assert [json.loads(line)["outcome"] for line in done.stdout.decode().splitlines()] == [
+        "accepted"] * 3
+
+
+def test_serve_refuses_a_broken_policy_and_a_busy_port(tmp_path, sim_home):
+    env = environment(sim_home)
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[nope]\n")
+    done = cli(env, "service", "serve", "--home", str(tmp_path), "--listen", "127.0.0.1:0",
+               "--policy", str(policy))
+    assert done.returncode == 1 and b"unknown policy table [nope]" in done.stderr
+    assert b"Traceback" not in done.stderr
+
+
+def test_usage_errors(tmp_path, capsys):
+    home = ["--home", str(tmp_path)]
+    assert main(["service", "revoke", *home]) == 2
+    assert "SERIAL or --measurement" in capsys.readouterr().err
+    assert main(["service", "revoke", "ab", "--measurement", "cd", *home]) == 2
+    assert main(["service", "revoke", "not-hex", *home]) == 2
+    assert "not a hexadecimal serial" in capsys.readouterr().err
+    assert main(["service", "revoke", "--measurement", "xyz", *home]) == 2
+    assert main(["service", "serve", "--lifetime", "soon", *home]) == 2
+    assert main(["service", "serve", "--workers", "0", *home]) == 2
+    assert main(["service", "log", "--since", "yesterday", *home]) == 2
+    assert main(["service"]) == 2
+
+
+@pytest.mark.parametrize("text, seconds", [("24h", 86400), ("90m", 5400), ("3600s", 3600),
+                                           ("7d", 604800), ("45", 45)])
+def test_durations(text, seconds):
+    assert duration(text) == dt.timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("text", ["0h", "-1h", "1.5h", "h", "1w", ""])
+def test_bad_durations(text):
+    with pytest.raises(argparse.ArgumentTypeError):
+        duration(text)
+
+
+def test_the_default_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("ATTESTCALL_SERVICE_HOME", str(tmp_path / "a"))
+    assert default_home() == tmp_path / "a"
+    monkeypatch.delenv("ATTESTCALL_SERVICE_HOME")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert default_home() == tmp_path / "xdg" / "attestcall" / "service"
+
+
+def test_the_service_modules_load_only_for_the_service_command():
+    code = ("import sys; from attestcall.cli import main; main(['include-dir']); "
+            "print(sorted(m for m in sys.modules if m.startswith(('attestcall.service', "
+            "'starlette', 'uvicorn', 'sqlalchemy', 'prometheus_client', "
+            "'attestcall.cli.service'))))")
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          timeout=TIMEOUT)
+    assert done.stdout.decode().splitlines()[-1] == "[]"
