@@ -245,6 +245,10 @@ def _build_parser(command: str | None = None) -> _Parser:
                         help="require the keep's TLS key to be of this type")
     deploy.add_argument("--pccs", metavar="URL",
                         help="fetch Intel collateral for the keep's quote from a PCS/PCCS")
+    deploy.add_argument("--ca", metavar="CA.pem",
+                        help="trust the keep because this attestation service CA certified "
+                        "it (issued by it, valid, not revoked per its CRL), then apply the "
+                        "policy to the attestation result in its certificate; no collateral")
     deploy.add_argument("workload", metavar="WORKLOAD", help="the .wasm or .wat module")
     deploy.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
                         help="arguments for the workload")
@@ -448,7 +452,8 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
     try:
         status = deploy(args.keep, workload, args.args, policy=args.policy,
                         trust_simulated=args.trust_simulated, key_type=args.key_type,
-                        collateral_for=pccs_collateral(args.pccs) if args.pccs else None)
+                        collateral_for=pccs_collateral(args.pccs) if args.pccs else None,
+                        ca=args.ca)
     except DeployRefused as exc:
         print("attestcall deploy: keep refused, nothing was sent:", file=sys.stderr)
         for reason in exc.reasons:

@@ -26,6 +26,11 @@ the TLS connection then pins that key. Other keeps answer "not a pre-attestation
 are appraised by their evidence as usual. Without a ``[sev]`` policy no probe is made (one
 connection per deployment, as before); a failed handshake is then explained when the keep
 turns out to be an unprovisioned SEV keep.
+
+With ``ca`` (a service CA: :mod:`attestcall.deploy.ca_trust`), the certificate is judged by
+the attestation service's word instead of by evidence: issued by that CA, valid, not
+revoked per its CRL, and its attestation result accepted by the policy. No collateral is
+needed and no SEV provisioning is attempted.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from cryptography import x509
 
 from attestcall.abi import Technology
 from attestcall.deploy import protocol, provision_tenant
+from attestcall.deploy.ca_trust import CaTrust, Untrusted
 from attestcall.deploy.identity import (
     IdentityError,
     check_binding,
@@ -288,6 +294,23 @@ def _explain_unprovisioned(keep: tuple[str, int], timeout: float) -> None:
                              "launch it cannot check"])
 
 
+def _check_by_ca(trust: CaTrust, certificate_der: bytes, policy: Policy, allow_none: bool,
+                 key_type: str | None) -> None:
+    """Judge the keep's certificate by the service CA (DeployRefused with the reasons)."""
+    try:
+        trust.check(certificate_der, policy=policy, allow_none=allow_none)
+    except Untrusted as exc:
+        raise DeployRefused(exc.reasons) from None
+    if key_type is not None:
+        public_key = x509.load_der_x509_certificate(certificate_der).public_key()
+        try:
+            actual = key_type_of(public_key)  # type: ignore[arg-type]
+        except UnsupportedKeyType as exc:
+            raise DeployRefused([f"the keep's certificate is unusable: {exc}"]) from None
+        if actual != key_type:
+            raise DeployRefused([f"the keep's key is {actual}, the tenant requires {key_type}"])
+
+
 def deploy(
     keep: tuple[str, int],
     workload: bytes,
@@ -304,6 +327,7 @@ def deploy(
     connect_timeout: float = 10.0,
     output_timeout: float | None = None,
     timings: DeployTimings | None = None,
+    ca: CaTrust | Any = None,
 ) -> int:
     """Deploy ``workload`` (Wasm binary or text) with ``args`` to the keep at ``keep`` and
     return its exit status, its output written to ``stdout``/``stderr`` (binary streams,
@@ -311,8 +335,10 @@ def deploy(
 
     ``policy``: a Policy, mapping or TOML path (``attestcall.verify``'s); ``allow_none``: a
     no-TEE keep is acceptable (also when the policy has ``[none] allow = true``);
-    ``key_type``: the keep's key must be of this type. Raises DeployRefused (nothing
-    sent), KeepUnreachable, KeepFailed, PolicyError, PayloadError."""
+    ``key_type``: the keep's key must be of this type; ``ca``: a CaTrust or the service CA
+    certificate (a PEM/DER path, bytes or certificate) to judge the keep by instead of its
+    evidence. Raises DeployRefused (nothing sent), KeepUnreachable, KeepFailed,
+    PolicyError, PayloadError, CaTrustError."""
     timings = timings if timings is not None else DeployTimings()
     timings.start = time.monotonic()
     stdout = stdout if stdout is not None else sys.stdout.buffer
@@ -320,7 +346,8 @@ def deploy(
     rules = Policy.load(policy)
     allow_none = allow_none or bool(rules.get("none", "allow", False))  # [none] allow = true
     frames = list(protocol.workload_frames(workload_binary(workload), args))
-    wants_sev = bool(rules.get("sev", "launch_digest", ()))
+    trust = ca if ca is None or isinstance(ca, CaTrust) else CaTrust(ca)
+    wants_sev = trust is None and bool(rules.get("sev", "launch_digest", ()))
     if expected_public_key is None and wants_sev:
         expected_public_key = provision_sev(keep, policy=rules,
                                             trust_simulated=trust_simulated,
@@ -335,7 +362,7 @@ def deploy(
         try:
             tls = client_context().wrap_socket(raw)
         except (ssl.SSLError, OSError) as exc:
-            if expected_public_key is None and not wants_sev:
+            if trust is None and expected_public_key is None and not wants_sev:
                 _explain_unprovisioned(keep, connect_timeout)
             raise DeployRefused([f"the TLS handshake with the keep failed: {exc}"]) from None
         with tls:
@@ -343,11 +370,14 @@ def deploy(
             certificate = tls.getpeercert(binary_form=True)
             if tls.version() != "TLSv1.3" or not certificate:
                 raise DeployRefused(["the keep did not present a certificate over TLS 1.3"])
-            appraise_certificate(
-                certificate, policy=rules, trust_simulated=trust_simulated,
-                collateral_for=collateral_for, allow_none=allow_none,
-                expected_public_key=expected_public_key, key_type=key_type,
-            )
+            if trust is not None:
+                _check_by_ca(trust, certificate, rules, allow_none, key_type)
+            else:
+                appraise_certificate(
+                    certificate, policy=rules, trust_simulated=trust_simulated,
+                    collateral_for=collateral_for, allow_none=allow_none,
+                    expected_public_key=expected_public_key, key_type=key_type,
+                )
             timings.trusted = time.monotonic()
             tls.settimeout(output_timeout)
             try:
