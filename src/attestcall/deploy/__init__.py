@@ -14,6 +14,7 @@ sends a Wasm workload that runs in the keep (docs/design.md section 9).
 - :mod:`.session`: one tenant's session over TLS, in the keep;
 - :mod:`.provision_keep`: SEV provisioning, the keep's transport;
 - :mod:`.provision_tenant`: SEV provisioning, the tenant's transport;
+- :mod:`.ca_trust`: ``deploy --ca``: a keep certified by the attestation service's CA;
 - :mod:`.tenant`: ``attestcall deploy``.
 """
 
