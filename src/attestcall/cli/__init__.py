@@ -223,6 +223,10 @@ def _build_parser(command: str | None = None) -> _Parser:
     serve.add_argument("--listen", type=_host_port, default=("127.0.0.1", 7443),
                        metavar="HOST:PORT", help="where to listen (default 127.0.0.1:7443)")
     serve.add_argument("--once", action="store_true", help="serve one tenant, then exit")
+    serve.add_argument("--service", metavar="URL",
+                       help="get the keep's TLS certificate from this attestation service "
+                       "(renewed at two thirds of its lifetime); exit non-zero if it refuses "
+                       "or cannot be reached. Not for pre-attestation keeps (SEV)")
     serve.add_argument("--key-type", choices=KEY_TYPES, metavar="TYPE",
                        help=f"the keep's TLS key ({', '.join(KEY_TYPES)}; default p256, "
                        "p384 for SNP)")
@@ -430,7 +434,8 @@ def _cmd_keep(args: argparse.Namespace) -> int:
     from attestcall.deploy.server import ServerSettings, serve
 
     serve(resolve_tee(args.tee), args.listen, once=args.once,
-          settings=ServerSettings(key_type=args.key_type), **_keep_options(args))
+          settings=ServerSettings(key_type=args.key_type), service=args.service,
+          **_keep_options(args))
     return 0
 
 

@@ -78,25 +78,30 @@ class BindingError(IdentityError):
 
 @dataclass(frozen=True)
 class KeepIdentity:
-    """The keep's TLS key, its certificate and the evidence inside it."""
+    """The keep's TLS key, its certificate and the evidence inside it; ``chain`` holds the
+    issuers served after the certificate (the attestation service's CA; empty when the
+    certificate is self-signed)."""
 
     private_key: CertificateIssuerPrivateKeyTypes
     certificate: x509.Certificate
     technology: int
     evidence: bytes
+    chain: tuple[x509.Certificate, ...] = ()
 
     @property
     def certificate_der(self) -> bytes:
         return self.certificate.public_bytes(serialization.Encoding.DER)
 
     def pem(self) -> bytes:
-        """Certificate and private key (unencrypted PKCS#8), PEM, for the TLS stack."""
+        """Certificate, its chain and private key (unencrypted PKCS#8), PEM, for the TLS
+        stack."""
         key = self.private_key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        return self.certificate.public_bytes(serialization.Encoding.PEM) + key
+        certificates = (self.certificate, *self.chain)
+        return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certificates) + key
 
 
 # ------------------------------------------------------------------------- keep side

@@ -20,6 +20,7 @@ with it. Other keeps answer the magic "not a pre-attestation keep".
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import socket
 import ssl
 import sys
@@ -37,11 +38,13 @@ from attestcall.deploy.runner import WasmSandbox
 from attestcall.deploy.session import SerialSource, TenantSessions
 from attestcall.deploy.settings import ServerSettings, ServerStats
 from attestcall.deploy.tls import server_context
-from attestcall.errors import UsageError
+from attestcall.errors import AttestcallError, UsageError
 
-__all__ = ["KeepServer", "ServerSettings", "ServerStats", "serve"]
+__all__ = ["KeepServer", "Renewal", "ServerSettings", "ServerStats", "serve"]
 
 _POLL_SECONDS = 0.2
+RENEW_FRACTION = 2 / 3  # of the certificate's remaining lifetime when it was received
+RETRY_SECONDS = 5.0  # after a failed renewal, at most this long before the next attempt
 
 
 class KeepServer:
@@ -175,6 +178,13 @@ class KeepServer:
             self.context = context
         self.stats.add(provisioned=1)
 
+    def replace_identity(self, identity: KeepIdentity) -> None:
+        """Serve ``identity`` to new connections; connections already open keep theirs."""
+        context = server_context(identity)
+        with self._lock:
+            self.identity = identity
+            self.context = context
+
     # ------------------------------------------------------------------ connections
 
     def _say(self, peer: Any, message: str) -> None:
@@ -230,6 +240,72 @@ class KeepServer:
             self._slots.release()
 
 
+class Renewal:
+    """Renews the server's service-issued certificate in a background thread: at two
+    thirds of its lifetime (counted from when it was received), a new key, new evidence
+    and a new certificate, served to new connections. A failed attempt is logged and
+    retried until it succeeds or the renewal is stopped."""
+
+    def __init__(self, server: KeepServer, service: str, key_type: str | None, *,
+                 name: str, log: TextIO | None = None):
+        self.server = server
+        self.service = service
+        self.key_type = key_type
+        self.name = name
+        self.log = log
+        self.renewals = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="renewal", daemon=True)
+
+    @staticmethod
+    def delay(identity: KeepIdentity, now: dt.datetime | None = None) -> float:
+        """Seconds from ``now`` until ``identity``'s certificate is due for renewal."""
+        now = now or dt.datetime.now(dt.UTC)
+        remaining = (identity.certificate.not_valid_after_utc - now).total_seconds()
+        return max(0.0, remaining * RENEW_FRACTION)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _say(self, message: str) -> None:
+        if self.log is not None:
+            print(f"attestcall: {message}", file=self.log, flush=True)
+
+    def _run(self) -> None:
+        from attestcall.deploy.service_client import obtain_identity
+
+        with self.server._lock:
+            identity = self.server.identity
+        if identity is None:
+            return
+        wait = self.delay(identity)
+        while not self._stop.wait(wait):
+            source = self.server.source
+            if source is None:
+                return
+            try:
+                identity = obtain_identity(source, self.service, self.key_type,
+                                           name=self.name)
+            except AttestcallError as exc:
+                wait = min(RETRY_SECONDS, max(self.delay(identity) / 2, 0.5))
+                self._say(f"certificate renewal failed (retrying in {wait:.1f} s): {exc}")
+                continue
+            except Exception as exc:  # noqa: BLE001 - a bug must not end renewal silently
+                wait = RETRY_SECONDS
+                self._say(f"certificate renewal failed (internal error): {exc!r}")
+                continue
+            self.server.replace_identity(identity)
+            self.renewals += 1
+            self._say(f"certificate renewed: serial {identity.certificate.serial_number:x}, "
+                      f"valid until {identity.certificate.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}")
+            wait = self.delay(identity)
+
+
 def serve(
     tee: str,
     listen: tuple[str, int],
@@ -239,21 +315,52 @@ def serve(
     settings: ServerSettings | None = None,
     out: TextIO | None = None,
     log: TextIO | None = None,
+    service: str | None = None,
     **keep_options: Any,
 ) -> None:
     """Open a ``tee`` keep (options as ``open_keep``), make its identity and serve tenants
     on ``listen`` until Ctrl-C (or one tenant with ``once``). Prints the listening address
     on ``out`` (stdout) and one line per tenant on ``log`` (stderr); ``ready(host, port)``
     is called once listening. A keep whose owner provisions it (it has a ``provisioner``)
-    waits, unprovisioned, for a tenant to provision it over the network."""
+    waits, unprovisioned, for a tenant to provision it over the network.
+
+    With ``service`` (the attestation service's URL) the keep's certificate is issued by
+    that service (:mod:`attestcall.deploy.service_client`) and renewed at two thirds of its
+    lifetime; if the service refuses or cannot be reached at start, the error is raised and
+    nothing is served. Pre-attestation keeps are refused with ``service``."""
     from attestcall.keep.platforms import open_keep
+    from attestcall.tees import registry
+
+    if service is not None:
+        from attestcall.deploy.service_client import PreAttestationKeep, pre_attestation_message
+
+        found = registry().backend(tee)
+        record = found[0] if found is not None else None
+        if record is not None and record.pre_attestation:
+            raise PreAttestationKeep(pre_attestation_message(record.label))
 
     out = sys.stdout if out is None else out
     log = sys.stderr if log is None else log
     settings = settings or ServerSettings()
     with open_keep(tee, b"", **keep_options) as keep:
         provisioner = cast("pv.Provisioner | None", keep.provisioner)
-        if provisioner is not None:
+        renewal: Renewal | None = None
+        if service is not None and provisioner is not None:
+            from attestcall.deploy.service_client import PreAttestationKeep, pre_attestation_message
+
+            raise PreAttestationKeep(pre_attestation_message(tee))
+        if service is not None:
+            from attestcall.deploy.service_client import obtain_identity
+
+            name = f"attestcall keep ({tee})"
+            identity = obtain_identity(keep.source, service, settings.key_type, name=name)
+            server = KeepServer(keep.source, identity, settings, log=log)
+            renewal = Renewal(server, service, settings.key_type, name=name, log=log)
+            print(f"attestcall: certificate from {service}: serial "
+                  f"{identity.certificate.serial_number:x}", file=log, flush=True)
+            what = (f"keep {tee} (technology {identity.technology}, certified by the "
+                    "attestation service)")
+        elif provisioner is not None:
             if provisioner.owner_choices:
                 raise UsageError(f"{tee} over the network: the tenant chooses the "
                                  f"{provisioner.owner_choices[0]}")
@@ -267,7 +374,13 @@ def serve(
                                      name=f"attestcall keep ({tee})")
             server = KeepServer(keep.source, identity, settings, log=log)
             what = f"keep {tee} (technology {identity.technology})"
-        _run(server, listen, what, once=once, ready=ready, out=out, log=log)
+        if renewal is not None:
+            renewal.start()
+        try:
+            _run(server, listen, what, once=once, ready=ready, out=out, log=log)
+        finally:
+            if renewal is not None:
+                renewal.stop()
 
 
 def _run(

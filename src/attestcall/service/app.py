@@ -334,13 +334,16 @@ class Service:
         except csrs.CsrError as exc:
             raise Refusal(400, "bad-request", "Bad Request", [str(exc)], known) from None
 
-        now = settings.clock()
         try:
+            # the collateral first: simulated collateral is issued "now", and must not be
+            # issued after the instant it is verified at
+            collateral = self._collateral(tee, contents.evidence)
+            now = settings.clock()
             verdict = verify(
                 contents.evidence, technology=tee.name, at=now,
                 nonce=csrs.binding_nonce(contents.public_key, contents.challenge),
                 policy=settings.policy, trust_simulated=settings.trust_simulated,
-                **self._collateral(tee, contents.evidence))
+                **collateral)
         except EvidenceError as exc:
             raise Refusal(400, "bad-request", "Bad Request",
                           [f"the {tee.label} evidence is unusable: {exc}"], known) from None

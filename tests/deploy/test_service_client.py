@@ -1,0 +1,215 @@
+"""``keep serve --service URL``: a keep whose TLS certificate comes from a real attestation
+service (uvicorn on 127.0.0.1, simulated roots trusted), refusals, an unreachable service,
+SEV refused before any request, and renewal without dropping connections."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import wasmtime
+from cryptography import x509
+
+from attestcall.cli import main
+from attestcall.deploy import protocol, service_client
+from attestcall.deploy.keys import spki_der
+from attestcall.deploy.server import KeepServer, Renewal
+from attestcall.deploy.tls import client_context
+from attestcall.keep.platforms import open_keep
+from attestcall.service import result as results
+from tests.deploy.conftest import read_frames
+from tests.service.test_app import Running
+
+TIMEOUT = 60.0  # seconds any one socket or process operation may take
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def service(tmp_path) -> Iterator:
+    running: list[Running] = []
+
+    def start(**options) -> Running:
+        options.setdefault("trust_simulated", True)
+        server = Running(tmp_path / f"service-{len(running)}", **options)
+        running.append(server)
+        return server
+
+    yield start
+    for server in running:
+        server.stop()
+
+
+def peer_chain(address: tuple[str, int]) -> list[x509.Certificate]:
+    """The chain a TLS client is served (leaf first)."""
+    with socket.create_connection(address, timeout=TIMEOUT) as sock, \
+            client_context().wrap_socket(sock) as tls:
+        # Python 3.11 has no public accessor for the served chain: the ssl object's
+        # certificates, as DER (ssl._ssl.ENCODING_DER)
+        chain = tls._sslobj.get_unverified_chain()  # type: ignore[union-attr]
+        return [x509.load_der_x509_certificate(c.public_bytes(ssl._ssl.ENCODING_DER))  # type: ignore[attr-defined]
+                for c in chain]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def keep_process(url: str, tee: str = "sgx-sim") -> tuple[subprocess.Popen, tuple[str, int]]:
+    """``attestcall keep serve --service URL`` in a subprocess, once it listens."""
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + str(ROOT))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "attestcall", "keep", "serve", "--tee", tee, "--service", url,
+         "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    line = process.stdout.readline()  # type: ignore[union-attr]
+    if "listening on" not in line:
+        process.kill()
+        _, err = process.communicate(timeout=TIMEOUT)
+        pytest.fail(f"the keep did not start: {line!r} {err!r}")
+    return process, ("127.0.0.1", port)
+
+
+def stop(process: subprocess.Popen) -> str:
+    process.terminate()
+    _, err = process.communicate(timeout=TIMEOUT)
+    return err
+
+
+# ----------------------------------------------------------------------- issuance
+
+
+def test_keep_serves_the_chain_the_service_issued(service):
+    running = service()
+    process, address = keep_process(running.url)
+    try:
+        chain = peer_chain(address)
+    finally:
+        stop(process)
+    assert len(chain) == 2
+    leaf, ca = chain
+    assert ca == running.ca.certificate
+    leaf.verify_directly_issued_by(running.ca.certificate)
+    result = results.from_certificate(leaf)
+    assert result is not None and result.technology_name == "sgx"
+    log = running.storage.audit_log()
+    assert [r.outcome for r in log] == ["accepted"]
+    assert log[0].serial is not None and int(log[0].serial, 16) == leaf.serial_number
+
+
+def test_obtain_identity_checks_the_chain_is_for_our_key(service):
+    running = service()
+    with open_keep("sgx-sim", b"") as keep:
+        identity = service_client.obtain_identity(keep.source, running.url)
+    assert identity.chain == (running.ca.certificate,)
+    assert spki_der(identity.certificate.public_key()) == \
+        spki_der(identity.private_key.public_key())
+    other = service_client.generate_key("p256")
+    body = identity.pem().split(b"-----BEGIN PRIVATE KEY-----")[0]
+    with pytest.raises(service_client.IssuedChainInvalid, match="not for the keep's key"):
+        service_client.check_chain(body, other)
+    with pytest.raises(service_client.IssuedChainInvalid, match="does not chain"):
+        service_client.check_chain(
+            identity.certificate.public_bytes(service_client.serialization.Encoding.PEM) * 2,
+            identity.private_key)
+
+
+# ----------------------------------------------------------------------- refusals
+
+
+def test_a_refusing_service_makes_keep_serve_exit_with_its_reason(service, capsys):
+    running = service(policy_bytes=b'[sgx]\nmrenclave = ["' + b"ab" * 32 + b'"]\n')
+    status = main(["keep", "serve", "--tee", "sgx-sim", "--service", running.url,
+                   "--listen", "127.0.0.1:0"])
+    err = capsys.readouterr().err
+    assert status != 0
+    assert "refused the keep (HTTP 403)" in err
+    assert "mrenclave" in err.lower()
+    assert "listening" not in err
+    assert [r.outcome for r in running.storage.audit_log()] == ["refused"]
+
+
+def test_an_unreachable_service_makes_keep_serve_exit_non_zero(capsys):
+    url = f"http://127.0.0.1:{free_port()}"
+    status = main(["keep", "serve", "--tee", "sgx-sim", "--service", url,
+                   "--listen", "127.0.0.1:0"])
+    captured = capsys.readouterr()
+    assert status != 0
+    assert "cannot reach the attestation service" in captured.err
+    assert "listening" not in captured.out
+
+
+def test_sev_with_a_service_is_refused_in_one_line_before_any_request(service, capsys):
+    running = service()
+    status = main(["keep", "serve", "--tee", "sev-sim", "--service", running.url,
+                   "--listen", "127.0.0.1:0"])
+    captured = capsys.readouterr()
+    assert status != 0
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "pre-attestation" in lines[0], captured.err
+    assert "listening" not in captured.out
+    assert running.storage.audit_log() == []
+    with open_keep("sev-sim", b"") as keep:
+        with pytest.raises(service_client.PreAttestationKeep):
+            service_client.obtain_identity(keep.source, running.url)  # type: ignore[arg-type]
+    assert running.storage.audit_log() == []
+
+
+# ----------------------------------------------------------------------- renewal
+
+
+def test_renewal_swaps_the_certificate_for_new_connections_only(service, workload):
+    module = wasmtime.wat2wasm(workload.decode())
+    running = service(lifetime=dt.timedelta(seconds=6))
+    with open_keep("sgx-sim", b"") as keep:
+        identity = service_client.obtain_identity(keep.source, running.url)
+        assert 0 < Renewal.delay(identity) <= 4.0
+        server = KeepServer(keep.source, identity, log=io.StringIO())
+        address = server.bind(("127.0.0.1", 0))
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        renewed = threading.Event()
+        renewal = Renewal(server, running.url, None, name="attestcall keep (sgx-sim)")
+        original = server.replace_identity
+
+        def replace(new) -> None:
+            original(new)
+            renewed.set()
+
+        server.replace_identity = replace  # type: ignore[method-assign]
+        try:
+            sock = socket.create_connection(address, timeout=TIMEOUT)
+            old = client_context().wrap_socket(sock)
+            first = x509.load_der_x509_certificate(old.getpeercert(binary_form=True))
+            assert first.serial_number == identity.certificate.serial_number
+            renewal.start()
+            assert renewed.wait(TIMEOUT), "no renewal"
+            second = peer_chain(address)[0]
+            assert second.serial_number != first.serial_number
+            second.verify_directly_issued_by(running.ca.certificate)
+            assert results.from_certificate(second) is not None
+            # the connection opened before the renewal still runs a workload
+            old.sendall(protocol.hello() + b"".join(protocol.workload_frames(module, [])))
+            frames = read_frames(old)
+            assert frames[-1].type == protocol.FrameType.EXIT
+            assert protocol.parse_exit(frames[-1].payload) == 42  # the workload's status
+            assert b"hello from the keep" in b"".join(
+                protocol.parse_output(f.payload)[1] for f in frames
+                if f.type == protocol.FrameType.OUTPUT)
+            old.close()
+        finally:
+            renewal.stop()
+            server.close()
+            thread.join(TIMEOUT)
+    assert [r.outcome for r in running.storage.audit_log()][:2] == ["accepted", "accepted"]
