@@ -20,7 +20,7 @@ import wasmtime
 from cryptography import x509
 
 from attestcall.cli import main
-from attestcall.deploy import protocol, service_client
+from attestcall.deploy import deploy, protocol, service_client
 from attestcall.deploy.keys import spki_der
 from attestcall.deploy.server import KeepServer, Renewal
 from attestcall.deploy.tls import client_context
@@ -90,13 +90,18 @@ def stop(process: subprocess.Popen) -> str:
 # ----------------------------------------------------------------------- issuance
 
 
-def test_keep_serves_the_chain_the_service_issued(service):
+def test_keep_serves_the_chain_the_service_issued(service, workload):
     running = service()
     process, address = keep_process(running.url)
     try:
         chain = peer_chain(address)
+        # and a tenant trusting the service CA (deploy --ca) runs its workload there
+        out = io.BytesIO()
+        status = deploy(address, workload, [], ca=running.ca.certificate, stdout=out,
+                        stderr=io.BytesIO())
     finally:
         stop(process)
+    assert status == 42 and b"hello from the keep" in out.getvalue()
     assert len(chain) == 2
     leaf, ca = chain
     assert ca == running.ca.certificate
