@@ -109,12 +109,7 @@ def get(
         with _opener(url).open(request, timeout=timeout) as answer:
             status = answer.status
             headers = _headers(answer.headers)
-            declared = headers_length(headers)
-            if declared is not None and declared > max_size:
-                raise CollateralError(
-                    f"{url}: response of {declared} bytes exceeds the {max_size}-byte limit"
-                )
-            body = _read(answer, url, max_size, deadline, timeout)
+            body = read_body(answer, url, max_size, deadline, timeout)
     except CollateralError:
         raise
     except urllib.error.HTTPError as exc:
@@ -154,18 +149,30 @@ def headers_length(headers: Mapping[str, str]) -> int | None:
     return None
 
 
-def _read(
-    answer: http.client.HTTPResponse, url: str, max_size: int, deadline: float, timeout: float
+def read_body(
+    answer: http.client.HTTPResponse,
+    url: str,
+    max_size: int,
+    deadline: float,
+    timeout: float,
+    *,
+    error: type[Exception] = CollateralError,
 ) -> bytes:
+    """The body of ``answer``, at most ``max_size`` bytes (a larger Content-Length is refused
+    before reading) and read before ``deadline``; ``error`` (one line naming ``url``)
+    otherwise. Shared by every bounded HTTP client of attestcall."""
+    declared = headers_length(_headers(answer.headers))
+    if declared is not None and declared > max_size:
+        raise error(f"{url}: response of {declared} bytes exceeds the {max_size}-byte limit")
     chunks: list[bytes] = []
     size = 0
     while True:
         if time.monotonic() > deadline:
-            raise CollateralError(f"{url}: timed out after {timeout:g} s")
+            raise error(f"{url}: timed out after {timeout:g} s")
         chunk = answer.read1(_CHUNK)
         if not chunk:
             return b"".join(chunks)
         size += len(chunk)
         if size > max_size:
-            raise CollateralError(f"{url}: response exceeds the {max_size}-byte limit")
+            raise error(f"{url}: response exceeds the {max_size}-byte limit")
         chunks.append(chunk)

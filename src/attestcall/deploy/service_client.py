@@ -27,10 +27,9 @@ import urllib.parse
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
-from attestcall import abi
+from attestcall import abi, fetch, pki
 from attestcall.deploy.identity import KeepIdentity, attest
 from attestcall.deploy.keys import generate_key, spki_der
 from attestcall.errors import AttestcallError
@@ -39,7 +38,6 @@ from attestcall.tees import registry
 
 DEFAULT_TIMEOUT = 30.0  # seconds, per socket operation and for the whole answer
 MAX_ANSWER = 256 * 1024  # bytes; a chain of two certificates is a few KiB
-_CHUNK = 16 * 1024
 
 
 class ServiceError(AttestcallError):
@@ -98,20 +96,9 @@ def request(base: str, method: str, path: str, body: bytes | None = None, *,
     try:
         connection.request(method, target, body=body, headers=headers)
         answer = connection.getresponse()
-        declared = answer.getheader("Content-Length")
-        if declared is not None and declared.isdigit() and int(declared) > max_size:
-            raise ServiceUnreachable(f"{url}: answer of {declared} bytes exceeds the "
-                                     f"{max_size}-byte limit")
-        chunks: list[bytes] = []
-        size = 0
-        while chunk := answer.read1(_CHUNK):
-            size += len(chunk)
-            if size > max_size:
-                raise ServiceUnreachable(f"{url}: answer exceeds the {max_size}-byte limit")
-            if time.monotonic() > deadline:
-                raise TimeoutError
-            chunks.append(chunk)
-        return Answer(answer.status, answer.getheader("Content-Type") or "", b"".join(chunks))
+        body = fetch.read_body(answer, url, max_size, deadline, timeout,
+                               error=ServiceUnreachable)
+        return Answer(answer.status, answer.getheader("Content-Type") or "", body)
     except TimeoutError:
         raise ServiceUnreachable(f"{url}: timed out after {timeout:g} s") from None
     except http.client.HTTPException as exc:
@@ -171,13 +158,11 @@ def check_chain(body: bytes, private_key, *, now: dt.datetime | None = None,
     leaf, ca = certificates
     if spki_der(leaf.public_key()) != spki_der(private_key.public_key()):  # type: ignore[arg-type]
         raise IssuedChainInvalid("the issued certificate is not for the keep's key")
-    try:
-        leaf.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature) as exc:
+    failure = pki.issued_by(leaf, ca)
+    if failure is not None:
         raise IssuedChainInvalid(f"the issued certificate does not chain to the CA "
-                                 f"returned: {exc or type(exc).__name__}") from None
-    now = now or dt.datetime.now(dt.UTC)
-    if not leaf.not_valid_before_utc <= now < leaf.not_valid_after_utc:
+                                 f"returned: {failure.detail}")
+    if pki.cert_window(leaf).timing(now or dt.datetime.now(dt.UTC)) is not pki.Timing.VALID:
         raise IssuedChainInvalid("the issued certificate is not valid now")
     return leaf, ca
 

@@ -253,9 +253,8 @@ class Service:
 
     def _crl_der(self) -> bytes:
         now = self.settings.clock()
-        entries = [(int(r.serial, 16), r.revoked_at, r.reason or None)
-                   for r in self.settings.storage.revoked(now)]
-        crl = self.settings.ca.crl(entries, now=now, next_update=now + CRL_VALIDITY)
+        crl = self.settings.ca.crl(self.settings.storage.revoked(now), now=now,
+                                   next_update=now + CRL_VALIDITY)
         return crl.public_bytes(serialization.Encoding.DER)
 
     async def healthz(self, request: Request) -> Response:
