@@ -9,3 +9,20 @@ def _private_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("ATTESTCALL_HOME", str(home))
     monkeypatch.setenv("ATTESTCALL_CACHE", str(tmp_path_factory.getbasetemp() / "attestcall-cache"))
     yield home
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server for the session (tests/postgres.py), started on first use."""
+    from tests.postgres import cluster
+
+    with cluster() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(postgres) -> str:
+    """The URL of a new, empty database on the session's PostgreSQL server."""
+    if not postgres.running:  # a test that stopped the server must not break the next
+        postgres.start()
+    return postgres.create_database()

@@ -1,6 +1,6 @@
-"""The service's database on SQLite: the schema and its upgrades, single-use challenges (also
-across processes), atomic issuance, revocation, the deny-list, the audit log, and a
-database that has gone away."""
+"""The service's database on SQLite and on a real PostgreSQL server (tests/postgres.py): the
+schema and its upgrades, single-use challenges (also across processes), atomic issuance,
+revocation, the deny-list, the audit log, and a database that has gone away."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import MetaData, create_engine, inspect
+from sqlalchemy import MetaData, create_engine, inspect, text
 
 from attestcall.errors import AttestcallError
 from attestcall.service import migrations, storage
@@ -36,9 +36,16 @@ def home(tmp_path) -> Path:
     return tmp_path / "home"
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, home) -> str | None:
+    """The database URL under test: None (the SQLite default under ``home``) or a new
+    database on the session's PostgreSQL server."""
+    return None if request.param == "sqlite" else request.getfixturevalue("pg_url")
+
+
 @pytest.fixture
-def store(home):
-    with Storage.open(None, home) as opened:
+def store(database, home):
+    with Storage.open(database, home) as opened:
         yield opened
 
 
@@ -54,10 +61,17 @@ def issue(store: Storage, serial: int, measurement: str = GOOD, *, at: datetime 
                                  not_after=at + lifetime, der=b"cert-%d" % serial)
 
 
-def table_counts(home: Path) -> dict[str, int]:
-    with sqlite3.connect(home / storage.DATABASE_FILE) as connection:
-        return {name: connection.execute(f"SELECT COUNT(*) FROM {name}").fetchone()[0]
-                for name in ("certificates", "audit", "revocations", "challenges")}
+def table_counts(store: Storage) -> dict[str, int]:
+    """Rows per table, read through a connection of the test's own."""
+    engine = create_engine(store._engine.url) if store._engine.dialect.name == "postgresql" \
+        else store._engine
+    try:
+        with engine.connect() as connection:
+            return {name: connection.execute(text(f"SELECT COUNT(*) FROM {name}")).scalar()
+                    for name in ("certificates", "audit", "revocations", "challenges")}
+    finally:
+        if engine is not store._engine:
+            engine.dispose()
 
 
 # -- opening and the schema ------------------------------------------------------------
@@ -73,26 +87,47 @@ def test_the_default_database_is_a_private_file_in_a_private_home(home):
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_the_schema_matches_the_tables_storage_queries(home):
-    Storage.open(None, home).close()
-    inspector = inspect(create_engine(f"sqlite:///{home / storage.DATABASE_FILE}"))
-    for table in storage.metadata.tables.values():
-        assert {c["name"] for c in inspector.get_columns(table.name)} == set(table.c.keys())
+def engine_for(database: str | None, home: Path):
+    """An engine of the test's own on the database under test."""
+    if database is None:
+        return create_engine(f"sqlite:///{home / storage.DATABASE_FILE}")
+    return create_engine(database.replace("postgresql://", "postgresql+psycopg://", 1))
 
 
-def test_reopening_keeps_the_data_and_the_upgrade_is_idempotent(home):
-    with Storage.open(None, home) as first:
+def sql(database: str | None, home: Path, statement: str) -> list[tuple]:
+    engine = engine_for(database, home)
+    try:
+        with engine.begin() as connection:
+            result = connection.execute(text(statement))
+            return [tuple(row) for row in result] if result.returns_rows else []
+    finally:
+        engine.dispose()
+
+
+def test_the_schema_matches_the_tables_storage_queries(database, home):
+    Storage.open(database, home).close()
+    engine = engine_for(database, home)
+    try:
+        inspector = inspect(engine)
+        for table in storage.metadata.tables.values():
+            columns = {c["name"] for c in inspector.get_columns(table.name)}
+            assert columns == set(table.c.keys())
+    finally:
+        engine.dispose()
+
+
+def test_reopening_keeps_the_data_and_the_upgrade_is_idempotent(database, home):
+    with Storage.open(database, home) as first:
         issue(first, 0x10)
         challenge, _ = first.new_challenge(NOW)
     for _ in range(2):
-        with Storage.open(None, home) as again:
+        with Storage.open(database, home) as again:
             assert again.schema_version == migrations.LATEST
             assert again.certificate(0x10).der == b"cert-16"
-    with Storage.open(None, home) as last:
+    with Storage.open(database, home) as last:
         assert last.consume_challenge(challenge, NOW)
-    with sqlite3.connect(home / storage.DATABASE_FILE) as connection:
-        assert connection.execute("SELECT id, version FROM schema_version").fetchall() == [
-            (1, migrations.LATEST)]
+    assert sql(database, home, "SELECT id, version FROM schema_version") == [
+        (1, migrations.LATEST)]
 
 
 def test_an_explicit_sqlite_url_is_used(tmp_path, home):
@@ -103,45 +138,83 @@ def test_an_explicit_sqlite_url_is_used(tmp_path, home):
     assert not home.exists()
 
 
-def test_a_newer_schema_is_refused(home):
-    Storage.open(None, home).close()
-    with sqlite3.connect(home / storage.DATABASE_FILE) as connection:
-        connection.execute("UPDATE schema_version SET version = ?", (migrations.LATEST + 1,))
+def test_a_postgresql_url_needs_no_home(pg_url, home):
+    with Storage.open(pg_url, home) as opened:
+        assert opened._engine.dialect.driver == "psycopg"
+        assert opened.healthy()
+    assert not home.exists()
+
+
+def test_a_newer_schema_is_refused(database, home):
+    Storage.open(database, home).close()
+    sql(database, home, f"UPDATE schema_version SET version = {migrations.LATEST + 1}")
     with pytest.raises(SchemaTooNew, match=f"schema version {migrations.LATEST + 1}"):
-        Storage.open(None, home)
+        Storage.open(database, home)
 
 
-def test_a_partly_upgraded_database_is_finished(home, monkeypatch):
+def test_a_partly_upgraded_database_is_finished(database, home, monkeypatch):
     """A later step runs once on a database an older attestcall left at its version."""
     ran: list[int] = []
 
     def step_two(connection) -> None:
         ran.append(migrations.current_version(connection))
 
-    Storage.open(None, home).close()
+    Storage.open(database, home).close()
     monkeypatch.setattr(migrations, "STEPS", migrations.STEPS + (step_two,))
     monkeypatch.setattr(migrations, "LATEST", migrations.LATEST + 1)
-    with Storage.open(None, home) as upgraded:
+    with Storage.open(database, home) as upgraded:
         assert upgraded.schema_version == migrations.LATEST
-    Storage.open(None, home).close()
+    Storage.open(database, home).close()
     assert ran == [migrations.LATEST]  # the row moved first, inside the same transaction
 
 
-def test_a_failed_step_leaves_the_version_where_it_was(home, monkeypatch):
+def test_a_failed_step_leaves_the_version_where_it_was(database, home, monkeypatch):
     def broken(connection) -> None:
         connection.exec_driver_sql("CREATE TABLE half_done (x INTEGER)")
         connection.exec_driver_sql("SELECT * FROM no_such_table")
 
-    Storage.open(None, home).close()
+    Storage.open(database, home).close()
     monkeypatch.setattr(migrations, "STEPS", migrations.STEPS + (broken,))
     monkeypatch.setattr(migrations, "LATEST", migrations.LATEST + 1)
     with pytest.raises(StorageUnavailable):
-        Storage.open(None, home)
-    with sqlite3.connect(home / storage.DATABASE_FILE) as connection:
-        version = connection.execute("SELECT version FROM schema_version").fetchone()[0]
-        tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master")}
-    assert version == migrations.LATEST - 1
-    assert "half_done" not in tables
+        Storage.open(database, home)
+    assert sql(database, home, "SELECT version FROM schema_version") == [
+        (migrations.LATEST - 1,)]
+    engine = engine_for(database, home)
+    try:
+        assert "half_done" not in inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+
+
+def _open_worker(url: str, home: str, barrier, results) -> None:
+    barrier.wait(timeout=120)
+    try:
+        with Storage.open(url, Path(home)) as opened:
+            results.put(opened.schema_version)
+    except Exception as error:  # reported to the test, which fails on it
+        results.put(repr(error))
+
+
+def test_replicas_starting_together_on_an_empty_database_create_it_once(database, home):
+    """Four processes open one new database at the same instant: each sees the latest
+    schema, built exactly once."""
+    url = database or f"sqlite:///{home / storage.DATABASE_FILE}"
+    home.mkdir(mode=0o700)
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(4)
+    results = context.Queue()
+    workers = [context.Process(target=_open_worker, args=(url, str(home), barrier, results))
+               for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    try:
+        assert sorted(results.get(timeout=120) for _ in workers) == [migrations.LATEST] * 4
+    finally:
+        for worker in workers:
+            worker.join(timeout=60)
+    assert sql(database, home, "SELECT id, version FROM schema_version") == [
+        (1, migrations.LATEST)]
 
 
 @pytest.mark.parametrize("url", ["mysql://localhost/attest", "oracle://x", "sqlite://",
@@ -185,11 +258,11 @@ def test_an_unknown_challenge_is_refused(store):
     assert not store.consume_challenge(b"", NOW)
 
 
-def test_expired_challenges_are_purged(store, home):
+def test_expired_challenges_are_purged(store):
     old, _ = store.new_challenge(NOW - timedelta(minutes=10))
     live, _ = store.new_challenge(NOW)
     assert store.purge_challenges(NOW) == 1
-    assert table_counts(home)["challenges"] == 1
+    assert table_counts(store)["challenges"] == 1
     assert store.consume_challenge(live, NOW)
 
 
@@ -207,9 +280,9 @@ def _race_worker(url: str, home: str, barrier, requests, results) -> None:
             results.put((challenge, replica.consume_challenge(challenge, NOW)))
 
 
-def test_two_processes_racing_for_one_challenge_exactly_one_wins(store, home):
+def test_two_processes_racing_for_one_challenge_exactly_one_wins(store, database, home):
     context = multiprocessing.get_context("spawn")
-    url = f"sqlite:///{home / storage.DATABASE_FILE}"
+    url = database or f"sqlite:///{home / storage.DATABASE_FILE}"
     barrier = context.Barrier(2)
     results = context.Queue()
     queues = [context.Queue() for _ in range(2)]
@@ -251,18 +324,18 @@ def test_an_issuance_records_the_certificate_and_its_audit_record(store):
     assert store.certificate(0x1234) is None
 
 
-def test_an_issuance_and_its_audit_record_are_one_transaction(store, home):
+def test_an_issuance_and_its_audit_record_are_one_transaction(store):
     """The second issuance of a serial fails at the certificate insert, after its audit
     record was written: neither may remain."""
     issue(store, 0x42)
-    before = table_counts(home)
+    before = table_counts(store)
     with pytest.raises(StorageConflict):
         issue(store, 0x42, BAD, at=NOW + timedelta(minutes=1))
-    assert table_counts(home) == before
+    assert table_counts(store) == before
     assert [r.measurement for r in store.audit_log()] == [GOOD]
 
 
-def test_a_failure_in_the_middle_of_an_issuance_leaves_nothing(store, home, monkeypatch):
+def test_a_failure_in_the_middle_of_an_issuance_leaves_nothing(store, monkeypatch):
     """The database fails between the audit insert and the certificate insert (here: the
     certificate goes to a table that is not there): the audit row is rolled back."""
     missing = storage.certificates.to_metadata(MetaData(), name="no_such_table")
@@ -270,15 +343,15 @@ def test_a_failure_in_the_middle_of_an_issuance_leaves_nothing(store, home, monk
     with pytest.raises(StorageUnavailable):
         issue(store, 5)
     monkeypatch.undo()
-    assert table_counts(home) == {"certificates": 0, "audit": 0, "revocations": 0,
+    assert table_counts(store) == {"certificates": 0, "audit": 0, "revocations": 0,
                                   "challenges": 0}
 
 
-def test_an_issuance_for_a_denied_measurement_is_refused_whole(store, home):
+def test_an_issuance_for_a_denied_measurement_is_refused_whole(store):
     store.deny_measurement(BAD, "known bad", NOW)
     with pytest.raises(MeasurementDenied):
         issue(store, 0x77, BAD)
-    assert table_counts(home)["certificates"] == table_counts(home)["audit"] == 0
+    assert table_counts(store)["certificates"] == table_counts(store)["audit"] == 0
 
 
 def test_an_issuance_needs_a_technology_and_a_measurement(store):
@@ -375,7 +448,14 @@ def every_call(store: Storage):
     ]
 
 
-def test_a_deleted_database_is_unavailable_not_a_crash(store, home):
+@pytest.fixture
+def sqlite_store(home):
+    with Storage.open(None, home) as opened:
+        yield opened
+
+
+def test_a_deleted_database_is_unavailable_not_a_crash(sqlite_store, home):
+    store = sqlite_store
     issue(store, 1)
     for name in os.listdir(home):
         os.unlink(home / name)
@@ -388,7 +468,8 @@ def test_a_deleted_database_is_unavailable_not_a_crash(store, home):
         Storage.open(f"sqlite:///{home / 'missing-dir' / 'x.db'}", home)
 
 
-def test_an_unreadable_database_is_unavailable_and_recovers(store, home):
+def test_an_unreadable_database_is_unavailable_and_recovers(sqlite_store, home):
+    store = sqlite_store
     path = home / storage.DATABASE_FILE
     issue(store, 1)
     saved = path.read_bytes()
@@ -402,3 +483,23 @@ def test_an_unreadable_database_is_unavailable_and_recovers(store, home):
     path.write_bytes(saved)  # the database is back: the same Storage works again
     assert store.healthy()
     assert store.certificate(1) is not None
+
+
+def test_a_stopped_postgresql_server_is_unavailable_then_recovers(postgres, pg_url, home):
+    """The server goes down under an open Storage: every call fails with
+    StorageUnavailable, promptly; once it is back, the same Storage works, its data
+    intact."""
+    with Storage.open(pg_url, home) as store:
+        issue(store, 1)
+        challenge, _ = store.new_challenge(NOW)
+        postgres.stop()
+        try:
+            for call in every_call(store):
+                with pytest.raises(StorageUnavailable):
+                    call()
+            assert not store.healthy()
+        finally:
+            postgres.start()
+        assert store.healthy()
+        assert store.certificate(1) is not None
+        assert store.consume_challenge(challenge, NOW)

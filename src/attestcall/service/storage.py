@@ -82,6 +82,10 @@ DATABASE_FILE = "service.db"
 BUSY_TIMEOUT = 10.0  # seconds a SQLite writer waits for another process's lock
 RETRIES = 5  # attempts of a transaction that PostgreSQL aborted as a serialisation failure
 OUTCOMES = ("accepted", "refused")
+CONNECT_TIMEOUT = 5  # seconds to reach the PostgreSQL server, or to wait for a pooled connection
+STATEMENT_TIMEOUT = 30  # seconds one PostgreSQL statement may run
+POOL_SIZE = 10  # PostgreSQL connections a replica keeps open ...
+POOL_OVERFLOW = 30  # ... and how many more it opens under load (its threads number 40)
 
 
 class UtcDateTime(TypeDecorator):
@@ -631,9 +635,21 @@ def _create_file(path: Path) -> None:
 
 def _postgresql_engine(url: URL) -> Engine:
     """A pooled PostgreSQL engine whose transactions are SERIALIZABLE (``_run`` retries the
-    ones PostgreSQL aborts); ``pool_pre_ping`` replaces connections a restart broke."""
+    ones PostgreSQL aborts); ``pool_pre_ping`` replaces connections a restart broke. A bare
+    ``postgresql://`` URL uses psycopg (version 3); ``postgresql+DRIVER://`` another. A server
+    that does not answer fails a connection after ``CONNECT_TIMEOUT`` seconds and a statement
+    after ``STATEMENT_TIMEOUT``, so a request never hangs on a dead database."""
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    connect_args: dict[str, Any] = {}
+    if url.drivername in ("postgresql+psycopg", "postgresql+psycopg2"):
+        connect_args = {"connect_timeout": CONNECT_TIMEOUT,
+                        "options": f"-c statement_timeout={STATEMENT_TIMEOUT * 1000}",
+                        "application_name": "attestcall-service"}
     try:
-        return create_engine(url, isolation_level="SERIALIZABLE", pool_pre_ping=True)
+        return create_engine(url, isolation_level="SERIALIZABLE", pool_pre_ping=True,
+                             pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW,
+                             pool_timeout=CONNECT_TIMEOUT, connect_args=connect_args)
     except ModuleNotFoundError as error:
         raise StorageError(f"PostgreSQL needs its Python driver ({error.name}); install "
                            "it, or name another with postgresql+DRIVER://") from None
