@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from attestcall import fetch
-from attestcall.errors import CollateralError
+from attestcall.errors import CollateralError, CollateralUnavailable
 from tests.fakes.collateral_server import CollateralServer, Route
 
 
@@ -42,7 +42,7 @@ def test_redirects_are_refused(server: CollateralServer, status: int) -> None:
     assert server.url + "/moved" in str(caught.value)
 
 
-@pytest.mark.parametrize("status", [400, 404, 500, 503])
+@pytest.mark.parametrize("status", [400, 404, 429, 500, 503])
 def test_non_2xx_is_an_http_status_error(server: CollateralServer, status: int) -> None:
     server.routes["/bad"] = Route(b"no", status=status)
     with pytest.raises(fetch.HttpStatusError) as caught:
@@ -50,6 +50,8 @@ def test_non_2xx_is_an_http_status_error(server: CollateralServer, status: int) 
     assert caught.value.status == status
     assert f"HTTP {status}" in str(caught.value) and "/bad" in str(caught.value)
     assert isinstance(caught.value, CollateralError)
+    # a server error or a rate limit is transient; a client error is an answer
+    assert isinstance(caught.value, CollateralUnavailable) == (status in (429, 500, 503))
 
 
 def test_a_declared_length_over_the_cap_is_refused_before_reading(
@@ -69,7 +71,7 @@ def test_an_undeclared_body_over_the_cap_is_cut_off(server: CollateralServer) ->
 
 def test_a_slow_server_times_out(server: CollateralServer) -> None:
     server.routes["/slow"] = Route(b"late", delay=2.0)
-    with pytest.raises(CollateralError, match="timed out"):
+    with pytest.raises(CollateralUnavailable, match="timed out"):
         fetch.get(server.url + "/slow", timeout=0.2)
 
 
@@ -82,7 +84,7 @@ def test_an_answer_that_is_not_http_is_refused(server: CollateralServer) -> None
 def test_nobody_listening_is_a_collateral_error() -> None:
     with CollateralServer() as gone:
         url = gone.url + "/x"
-    with pytest.raises(CollateralError, match="cannot connect|request failed|timed out"):
+    with pytest.raises(CollateralUnavailable, match="cannot connect|timed out"):
         fetch.get(url, timeout=2.0)
 
 

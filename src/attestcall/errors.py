@@ -37,6 +37,12 @@ class CollateralError(AttestcallError):
     certificate (exit status 2). Collateral that parses but fails a check is a rejection."""
 
 
+class CollateralUnavailable(CollateralError):
+    """The collateral service could not be had just now: unreachable, timed out, or it
+    answered with a server error or a rate limit. Transient: asking again later may work
+    (the attestation service answers 503, not a refusal)."""
+
+
 class PolicyError(AttestcallError):
     """The policy file is unreadable, not TOML, or has an unknown key or a bad value."""
 

@@ -3,7 +3,9 @@
 Every request has a per-operation socket timeout and an overall deadline, the body is capped
 (by Content-Length up front, then while reading), redirects are refused, only http and
 https URLs are allowed, and every failure raises :class:`CollateralError` with one line that
-names the URL. Proxies from the environment are honoured, except for loopback hosts.
+names the URL: :class:`CollateralUnavailable` (transient) when the service cannot be reached,
+times out, or answers 5xx or 429. Proxies from the environment are honoured, except for
+loopback hosts.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from email.message import Message
 from typing import Any
 
-from attestcall.errors import CollateralError
+from attestcall.errors import CollateralError, CollateralUnavailable
 
 DEFAULT_TIMEOUT = 20.0  # seconds, per socket operation and for the whole body
 DEFAULT_MAX_SIZE = 4 * 1024 * 1024  # bytes; the largest real TCB info is ~100 KiB
@@ -32,6 +34,16 @@ class HttpStatusError(CollateralError):
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message)
         self.status = status
+
+
+class HttpUnavailable(HttpStatusError, CollateralUnavailable):
+    """The service answered 5xx or 429: it is down or busy, not refusing."""
+
+
+def status_error(message: str, status: int) -> HttpStatusError:
+    """The error for a non-2xx answer: ``HttpUnavailable`` for 5xx and 429."""
+    kind = HttpUnavailable if status >= 500 or status == 429 else HttpStatusError
+    return kind(message, status)
 
 
 @dataclass(frozen=True)
@@ -115,15 +127,15 @@ def get(
     except urllib.error.HTTPError as exc:
         exc.close()
         message = f"{url}: HTTP {exc.code} {exc.reason}".rstrip()
-        raise HttpStatusError(message, exc.code) from None
+        raise status_error(message, exc.code) from None
     except TimeoutError:
-        raise CollateralError(f"{url}: timed out after {timeout:g} s") from None
+        raise CollateralUnavailable(f"{url}: timed out after {timeout:g} s") from None
     except urllib.error.URLError as exc:
         reason = exc.reason
         if isinstance(reason, TimeoutError):
-            raise CollateralError(f"{url}: timed out after {timeout:g} s") from None
+            raise CollateralUnavailable(f"{url}: timed out after {timeout:g} s") from None
         text = getattr(reason, "strerror", None) or str(reason)
-        raise CollateralError(f"{url}: cannot connect: {text}") from None
+        raise CollateralUnavailable(f"{url}: cannot connect: {text}") from None
     except http.client.HTTPException as exc:
         name = type(exc).__name__
         raise CollateralError(f"{url}: not a valid HTTP answer ({name})") from None

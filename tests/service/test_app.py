@@ -28,6 +28,7 @@ from attestcall.service.app import ROUTES, Settings, create_app
 from attestcall.service.ca import ServiceCa
 from attestcall.service.storage import DATABASE_FILE, Storage
 from attestcall.tees import registry
+from tests.fakes.collateral_server import CollateralServer
 from tests.service.test_csr import assert_no_window, cmw, csr_with
 
 TEES = {"sgx-sim": "sgx", "snp-sim": "snp", "tdx-sim": "tdx"}
@@ -261,6 +262,31 @@ def test_simulated_evidence_is_refused_without_trust_simulated(serve, keeps):
     csr, _ = make_csr(keeps["snp-sim"], service.challenge())
     document = assert_problem(*service.post_csr(csr), 403)
     assert any("simulat" in r.lower() for r in document["reasons"])
+
+
+def test_a_collateral_outage_is_503_and_a_missing_item_is_403(serve, keeps):
+    """Real (not simulated) verification of an SGX quote needs Intel collateral from the
+    PCCS: a PCCS that cannot be reached is the service's trouble (503, Retry-After, try
+    again), one that answers 404 is a refusal (403). Both are audited."""
+    with CollateralServer() as gone:
+        down = gone.url
+    with CollateralServer() as empty:  # every path 404
+        for pccs, expected in ((down, 503), (empty.url, 403)):
+            service = serve(trust_simulated=False, pccs=pccs)
+            csr, _ = make_csr(keeps["sgx-sim"], service.challenge())
+            status, headers, body = service.post_csr(csr)
+            document = assert_problem(status, headers, body, expected)
+            if expected == 503:
+                assert document["type"].endswith("/collateral-unavailable")
+                assert int(headers["retry-after"]) > 0
+                assert "cannot connect" in document["detail"]
+            else:
+                assert "retry-after" not in headers
+                assert "404" in document["detail"]
+            [record] = service.storage.audit_log()
+            assert record.outcome == "refused" and record.technology == "sgx"
+            assert record.reasons == tuple(document["reasons"])
+        assert empty.requests  # the service did ask the live PCCS
 
 
 def test_a_denied_measurement_is_refused_and_its_serials_are_in_the_crl(service, keeps):

@@ -5,7 +5,8 @@ Endpoints (every one safe to expose; administration goes through the CLI and the
     GET  /v1/challenge    {"challenge": base64url of 32 bytes, "expires_at": ISO 8601 UTC}
     POST /v1/certificate  a PKCS#10 CSR (DER application/pkcs10, or PEM) -> 200 with the
                           issued certificate and the CA (application/pem-certificate-chain);
-                          403 refused, 400 bad input, 413 over 1 MiB, 503 database down,
+                          403 refused, 400 bad input, 413 over 1 MiB, 503 database or
+                          collateral service down,
                           each an RFC 9457 problem document
     GET  /v1/ca           the CA certificate (PEM)
     GET  /v1/crl          the CRL (DER), signed now, next update CRL_VALIDITY later
@@ -53,6 +54,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from attestcall.errors import (
     AttestcallError,
     CollateralError,
+    CollateralUnavailable,
     EvidenceError,
     MeasurementDenied,
     PolicyError,
@@ -72,6 +74,7 @@ LOG = logging.getLogger("attestcall.service")
 MAX_BODY = csrs.MAX_CSR_SIZE  # 1 MiB
 DEFAULT_LIFETIME = dt.timedelta(hours=24)
 CRL_VALIDITY = dt.timedelta(minutes=15)  # the CRL's next update: revocations spread fast
+RETRY_AFTER = 5  # seconds a 503 asks the client to wait
 PURGE_INTERVAL = 60.0  # seconds between purges of expired challenges
 PROBLEM = "application/problem+json"
 PEM_CHAIN = "application/pem-certificate-chain"
@@ -138,6 +141,10 @@ class Refusal(Exception):
         self.status, self.kind, self.title, self.reasons = status, kind, title, reasons
         self.attempt = attempt or {}
 
+    @property
+    def headers(self) -> dict[str, str] | None:
+        return {"Retry-After": str(RETRY_AFTER)} if self.status == 503 else None
+
 
 def problem(status: int, kind: str, title: str, reasons: list[str],
             headers: Mapping[str, str] | None = None) -> JSONResponse:
@@ -151,7 +158,7 @@ def _unavailable(exc: StorageError) -> JSONResponse:
     LOG.warning("database unavailable: %s", exc)
     return problem(503, "unavailable", "Service Unavailable",
                    ["the service database is unavailable; try again later"],
-                   headers={"Retry-After": "5"})
+                   headers={"Retry-After": str(RETRY_AFTER)})
 
 
 # ---------------------------------------------------------------------- metrics
@@ -302,7 +309,8 @@ class Service:
         except StorageError as exc:
             return _unavailable(exc)
         self.metrics.verdicts.labels(fields.get("technology") or "unknown", "refused").inc()
-        return problem(refusal.status, refusal.kind, refusal.title, refusal.reasons)
+        return problem(refusal.status, refusal.kind, refusal.title, refusal.reasons,
+                       headers=refusal.headers)
 
     def _issue(self, body: bytes, peer: str | None) -> bytes:
         """The whole decision, in a worker thread. Raises Refusal or StorageError."""
@@ -346,6 +354,11 @@ class Service:
         except EvidenceError as exc:
             raise Refusal(400, "bad-request", "Bad Request",
                           [f"the {tee.label} evidence is unusable: {exc}"], known) from None
+        except CollateralUnavailable as exc:  # the upstream is down: not the keep's fault
+            LOG.warning("collateral unavailable: %s", exc)
+            raise Refusal(503, "collateral-unavailable", "Service Unavailable",
+                          [f"the {tee.label} collateral cannot be fetched just now ({exc}); "
+                           "try again later with a fresh challenge"], known) from None
         except (CollateralError, PolicyError, UsageError) as exc:
             raise Refusal(403, "refused", "Forbidden",
                           [f"the {tee.label} evidence cannot be verified: {exc}"],
@@ -546,7 +559,9 @@ def openapi_document() -> dict[str, Any]:
                               _403="refused: challenge, binding, verification, policy or "
                               "deny-list (the reasons are listed)",
                               _413="the body is larger than 1 MiB",
-                              _503="the database is unavailable")}}},
+                              _503="the database, or the upstream collateral service, is "
+                              "unavailable: try again after Retry-After seconds with a "
+                              "fresh challenge")}}},
             "/v1/ca": {"get": {"summary": "The CA certificate", "responses": {"200": {
                 "description": "PEM", "content": {"application/x-pem-file": {
                     "schema": {"type": "string"}}}}}}},
