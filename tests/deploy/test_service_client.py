@@ -171,6 +171,24 @@ def test_sev_with_a_service_is_refused_in_one_line_before_any_request(service, c
     assert running.storage.audit_log() == []
 
 
+def test_an_sev_keep_never_opens_a_connection_to_the_service(capsys):
+    """Not one byte of an SEV keep's delivered key can reach a service that is never
+    connected to: with a bare listening socket as the 'service', neither ``keep serve``
+    nor ``obtain_identity`` (with a key delivered through LAUNCH_SECRET) connects."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        status = main(["keep", "serve", "--tee", "sev-sim", "--service", url,
+                       "--listen", "127.0.0.1:0"])
+        assert status != 0 and "pre-attestation" in capsys.readouterr().err
+        with open_keep("sev-sim", b"") as keep:
+            with pytest.raises(service_client.PreAttestationKeep) as raised:
+                service_client.obtain_identity(keep.source, url)  # type: ignore[arg-type]
+            assert "pre-attestation" in str(raised.value)
+        listener.settimeout(0.5)
+        with pytest.raises(TimeoutError):  # nobody knocked
+            listener.accept()
+
+
 # ----------------------------------------------------------------------- renewal
 
 
