@@ -171,6 +171,16 @@ def test_sev_with_a_service_is_refused_in_one_line_before_any_request(service, c
     assert running.storage.audit_log() == []
 
 
+def test_a_keep_without_a_tee_is_refused_before_any_request(service, capsys):
+    running = service()
+    status = main(["keep", "serve", "--tee", "none", "--service", running.url,
+                   "--listen", "127.0.0.1:0"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert status != 0
+    assert len(lines) == 1 and "no evidence" in lines[0], lines
+    assert running.storage.audit_log() == []
+
+
 def test_an_sev_keep_never_opens_a_connection_to_the_service(capsys):
     """Not one byte of an SEV keep's delivered key can reach a service that is never
     connected to: with a bare listening socket as the 'service', neither ``keep serve``

@@ -9,7 +9,8 @@ public key, directly issued by the CA certificate that follows it, valid now. Th
 a :class:`~attestcall.deploy.identity.KeepIdentity` whose ``chain`` is the CA.
 
 Pre-attestation keeps (SEV) are refused before any request: what their get_attestation
-gives is the keep's delivered private key, which never leaves the keep.
+gives is the keep's delivered private key, which never leaves the keep. So is a keep without
+a TEE (technology 0), which has no evidence to certify.
 
 HTTP is the standard library's, bounded: a timeout per socket operation and an overall
 deadline, a cap on every answer, no redirects. A refusal (a problem document) raises
@@ -63,6 +64,11 @@ class IssuedChainInvalid(ServiceError):
 
 class PreAttestationKeep(ServiceError):
     """A pre-attestation keep (SEV) never asks the service: its tenant provisions it."""
+
+
+class NoEvidenceKeep(ServiceError):
+    """A keep whose TEE gives no verifiable evidence (technology 0, no TEE): there is
+    nothing for the service to certify."""
 
 
 @dataclass(frozen=True)
@@ -175,6 +181,10 @@ def obtain_identity(source: abi.EvidenceSource, service: str, key_type: str | No
     tee = registry().by_id(technology)
     if technology == abi.Technology.SEV or (tee is not None and tee.pre_attestation):
         raise PreAttestationKeep(pre_attestation_message(tee.label if tee else "SEV"))
+    if tee is None or not tee.verifiable:
+        what = tee.label if tee is not None else f"technology {technology}"
+        raise NoEvidenceKeep(f"keep serve --service: a {what} keep has no evidence the "
+                             "attestation service could verify; nothing was sent to it")
     challenge = get_challenge(service, timeout=timeout)
     key = generate_key(key_type or (tee.default_key_type if tee is not None else "p256"))
     technology, evidence = attest(source, csrs.binding_nonce(key.public_key(), challenge))
