@@ -4,32 +4,21 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import http.client
 import json
 import os
-import re
-import select
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from attestcall.cli import main
 from attestcall.cli.service import default_home, duration
-from attestcall.deploy.identity import attest
-from attestcall.deploy.keys import generate_key
 from attestcall.keep.platforms import open_keep
-from attestcall.service import csr as csrs
 from attestcall.service import result as results
-from tests.paths import REPO
+from tests.service.helpers import SRC, TIMEOUT, Served, cli, environment
 
-SRC = REPO / "src"
-
-TIMEOUT = 60.0
 LOG_KEYS = {"time", "peer", "technology", "measurement", "tcb_status", "outcome", "reasons",
             "serial"}
 
@@ -45,68 +34,6 @@ def sgx(sim_home):
         patch.setenv("ATTESTCALL_HOME", str(sim_home))
         with open_keep("sgx-sim", b"") as keep:
             yield keep.source
-
-
-def environment(sim_home: Path) -> dict[str, str]:
-    env = dict(os.environ, ATTESTCALL_HOME=str(sim_home), PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")])
-    env.pop("ATTESTCALL_SERVICE_HOME", None)
-    return env
-
-
-def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "attestcall", *args], env=env,
-                          capture_output=True, timeout=TIMEOUT)
-
-
-class Served:
-    """``attestcall service serve`` in a subprocess, on a port it picked."""
-
-    def __init__(self, env: dict[str, str], *args: str):
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "attestcall", "service", "serve", "--listen",
-             "127.0.0.1:0", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        ready, _, _ = select.select([self.process.stdout], [], [], TIMEOUT)
-        line = self.process.stdout.readline().decode() if ready else ""
-        match = re.fullmatch(r"listening on http://127\.0\.0\.1:(\d+)( \(\d+ workers\))?\n",
-                             line)
-        if match is None:
-            self.stop()
-            raise AssertionError(f"no listening line: {line!r} "
-                                 f"{self.process.stderr.read().decode()}")
-        self.port = int(match.group(1))
-
-    def request(self, method: str, path: str, body: bytes | None = None):
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT)
-        try:
-            connection.request(method, path, body=body,
-                               headers={"Content-Type": "application/pkcs10"} if body else {})
-            response = connection.getresponse()
-            return response.status, response.read()
-        finally:
-            connection.close()
-
-    def certificate(self, source) -> tuple[int, bytes]:
-        status, body = self.request("GET", "/v1/challenge")
-        assert status == 200
-        challenge = csrs.decode_challenge(json.loads(body)["challenge"])
-        key = generate_key("p256")
-        technology, evidence = attest(source, csrs.binding_nonce(key.public_key(), challenge))
-        csr = csrs.build_csr(key, technology, evidence, challenge)
-        return self.request("POST", "/v1/certificate",
-                            csr.public_bytes(serialization.Encoding.DER))
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-        try:
-            return self.process.wait(TIMEOUT)
-        finally:
-            if self.process.poll() is None:
-                self.process.kill()
-                self.process.wait(TIMEOUT)
-            self.process.stdout.close()
-            self.process.stderr.close()
 
 
 def test_serve_issue_revoke_and_log(tmp_path, sim_home, sgx):

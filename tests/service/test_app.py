@@ -4,13 +4,11 @@ temporary directory, CSRs from simulated SGX, SNP and TDX keeps."""
 from __future__ import annotations
 
 import datetime as dt
-import http.client
 import json
 import os
 import shutil
 import socket
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,9 +16,7 @@ import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from attestcall.deploy.identity import attest
 from attestcall.deploy.keys import generate_key, spki_der
-from attestcall.keep.platforms import open_keep
 from attestcall.service import app as service_app
 from attestcall.service import csr as csrs
 from attestcall.service import result as results
@@ -29,11 +25,8 @@ from attestcall.service.ca import ServiceCa
 from attestcall.service.storage import DATABASE_FILE, Storage
 from attestcall.tees import registry
 from tests.fakes.collateral_server import CollateralServer
+from tests.service.helpers import TEES, TIMEOUT, assert_problem, exchange, make_csr
 from tests.service.test_csr import assert_no_window, cmw, csr_with
-
-TEES = {"sgx-sim": "sgx", "snp-sim": "snp", "tdx-sim": "tdx"}
-TIMEOUT = 60.0  # seconds any one socket operation may take before the test fails
-
 
 # ------------------------------------------------------------------- the server
 
@@ -74,15 +67,7 @@ class Running:
 
     def request(self, method: str, path: str, body: bytes | None = None,
                 content_type: str = "application/pkcs10") -> tuple[int, dict[str, str], bytes]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT)
-        try:
-            headers = {"Content-Type": content_type} if body is not None else {}
-            connection.request(method, path, body=body, headers=headers)
-            response = connection.getresponse()
-            return (response.status, {k.lower(): v for k, v in response.getheaders()},
-                    response.read())
-        finally:
-            connection.close()
+        return exchange(self.port, method, path, body, content_type)
 
     def challenge(self) -> bytes:
         status, headers, body = self.request("GET", "/v1/challenge")
@@ -97,20 +82,6 @@ class Running:
 
     def post_csr(self, csr: bytes, content_type: str = "application/pkcs10"):
         return self.request("POST", "/v1/certificate", csr, content_type)
-
-
-@pytest.fixture(scope="module")
-def keeps(tmp_path_factory) -> Iterator[dict]:
-    """The three simulated keeps, open for the module (their evidence on demand)."""
-    home = tmp_path_factory.getbasetemp() / "attestcall-home"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ATTESTCALL_HOME", str(home))
-        opened = {name: open_keep(name, b"") for name in TEES}
-        try:
-            yield {name: keep.source for name, keep in opened.items()}
-        finally:
-            for keep in opened.values():
-                keep.close()
 
 
 @pytest.fixture
@@ -134,20 +105,6 @@ def service(serve) -> Running:
     return serve()
 
 
-def make_csr(source, challenge: bytes, *, key=None, bind_key=None, bind_challenge=None,
-             pem: bool = False) -> tuple[bytes, object]:
-    """A keep's CSR: a fresh key (or ``key``), evidence from ``source`` bound to
-    ``bind_key``/``bind_challenge`` (default: the key and ``challenge``)."""
-    key = key or generate_key("p384")
-    nonce = csrs.binding_nonce((bind_key or key).public_key(), bind_challenge or challenge)
-    technology, evidence = attest(source, nonce)
-    tee = registry().by_id(technology)
-    assert tee is not None
-    csr = csrs.build_csr(key, technology, evidence, challenge)
-    encoding = serialization.Encoding.PEM if pem else serialization.Encoding.DER
-    return csr.public_bytes(encoding), key
-
-
 def obtain(service: Running, source, **kw) -> tuple[x509.Certificate, object]:
     csr, key = make_csr(source, service.challenge(), **kw)
     status, headers, body = service.post_csr(csr)
@@ -156,19 +113,6 @@ def obtain(service: Running, source, **kw) -> tuple[x509.Certificate, object]:
     chain = x509.load_pem_x509_certificates(body)
     assert len(chain) == 2
     return chain[0], key
-
-
-def assert_problem(status: int, headers: dict, body: bytes, expected: int) -> dict:
-    assert status == expected, body
-    assert headers["content-type"] == "application/problem+json"
-    document = json.loads(body)
-    assert set(document) == {"type", "title", "status", "detail", "reasons"}
-    assert document["status"] == expected
-    assert isinstance(document["reasons"], list) and document["reasons"]
-    assert all(isinstance(r, str) for r in document["reasons"])
-    text = body.decode()
-    assert "Traceback" not in text and "File \"" not in text
-    return document
 
 
 # ------------------------------------------------------------------- issuance

@@ -1,0 +1,147 @@
+"""What the service's tests share: a keep's CSR, one bounded HTTP exchange, the problem
+document check, and ``attestcall service`` run as real processes (``Served``, ``cli``)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+
+from attestcall.deploy.identity import attest
+from attestcall.deploy.keys import generate_key
+from attestcall.service import csr as csrs
+from attestcall.tees import registry
+from tests.paths import REPO
+
+SRC = REPO / "src"
+TEES = {"sgx-sim": "sgx", "snp-sim": "snp", "tdx-sim": "tdx"}  # simulated keeps
+TIMEOUT = 60.0  # seconds any one socket or process operation may take before the test fails
+
+
+def exchange(port: int, method: str, path: str, body: bytes | None = None,
+             content_type: str = "application/pkcs10",
+             timeout: float = TIMEOUT) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP request to 127.0.0.1:``port`` on a fresh connection: the status, the headers
+    (lower-case names) and the body."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        headers = {"Content-Type": content_type} if body is not None else {}
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        return (response.status, {k.lower(): v for k, v in response.getheaders()},
+                response.read())
+    finally:
+        connection.close()
+
+
+def make_csr(source, challenge: bytes, *, key=None, bind_key=None, bind_challenge=None,
+             pem: bool = False) -> tuple[bytes, object]:
+    """A keep's CSR: a fresh key (or ``key``), evidence from ``source`` bound to
+    ``bind_key``/``bind_challenge`` (default: the key and ``challenge``)."""
+    key = key or generate_key("p384")
+    nonce = csrs.binding_nonce((bind_key or key).public_key(), bind_challenge or challenge)
+    technology, evidence = attest(source, nonce)
+    tee = registry().by_id(technology)
+    assert tee is not None
+    csr = csrs.build_csr(key, technology, evidence, challenge)
+    encoding = serialization.Encoding.PEM if pem else serialization.Encoding.DER
+    return csr.public_bytes(encoding), key
+
+
+def assert_problem(status: int, headers: dict, body: bytes, expected: int) -> dict:
+    """An RFC 9457 problem document with status ``expected`` and its reasons, no traceback."""
+    assert status == expected, body
+    assert headers["content-type"] == "application/problem+json"
+    document = json.loads(body)
+    assert set(document) == {"type", "title", "status", "detail", "reasons"}
+    assert document["status"] == expected
+    assert isinstance(document["reasons"], list) and document["reasons"]
+    assert all(isinstance(r, str) for r in document["reasons"])
+    text = body.decode()
+    assert "Traceback" not in text and "File \"" not in text
+    return document
+
+
+# ------------------------------------------------------------------- real processes
+
+
+def environment(sim_home: Path) -> dict[str, str]:
+    """The environment of an ``attestcall`` subprocess: these sources first, the tests'
+    simulated-platform home, no service home of the user's."""
+    env = dict(os.environ, ATTESTCALL_HOME=str(sim_home), PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")])
+    env.pop("ATTESTCALL_SERVICE_HOME", None)
+    return env
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "attestcall", *args], env=env,
+                          capture_output=True, timeout=TIMEOUT)
+
+
+class Served:
+    """``attestcall service serve`` in a subprocess, on a port it picked. Its log goes to a
+    temporary file (a pipe nobody reads would stall a service that logs a lot)."""
+
+    def __init__(self, env: dict[str, str], *args: str):
+        self.log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "attestcall", "service", "serve", "--listen",
+             "127.0.0.1:0", *args], env=env, stdout=subprocess.PIPE, stderr=self.log,
+            start_new_session=True)  # its own process group: kill() reaches its workers
+        ready, _, _ = select.select([self.process.stdout], [], [], TIMEOUT)
+        line = self.process.stdout.readline().decode() if ready else ""
+        match = re.fullmatch(r"listening on http://127\.0\.0\.1:(\d+)( \(\d+ workers\))?\n",
+                             line)
+        if match is None:
+            self.stop()
+            raise AssertionError(f"no listening line: {line!r} {self.errors()}")
+        self.port = int(match.group(1))
+
+    def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        status, _, answer = exchange(self.port, method, path, body)
+        return status, answer
+
+    def challenge(self) -> bytes:
+        status, body = self.request("GET", "/v1/challenge")
+        assert status == 200, body
+        return csrs.decode_challenge(json.loads(body)["challenge"])
+
+    def certificate(self, source) -> tuple[int, bytes]:
+        """A fresh challenge, a CSR with ``source``'s evidence, the service's answer."""
+        csr, _ = make_csr(source, self.challenge())
+        return self.request("POST", "/v1/certificate", csr)
+
+    def errors(self) -> str:
+        """What the service wrote on its standard error so far."""
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL to the service and whatever is left of its process group (its workers):
+        no shutdown of any kind. (The group's id cannot be reused while a member lives.)"""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(TIMEOUT)
+
+    def stop(self) -> int:
+        """SIGINT and the exit status (killed if it does not end in time)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(TIMEOUT)
+        finally:
+            self.kill()
+            self.process.stdout.close()
+            self.log.close()
