@@ -10,7 +10,7 @@ Endpoints (every one safe to expose; administration goes through the CLI and the
                           each an RFC 9457 problem document
     GET  /v1/ca           the CA certificate (PEM)
     GET  /v1/crl          the CRL (DER), signed now, next update CRL_VALIDITY later
-    GET  /healthz         200 when the database answers, else 503
+    GET  /healthz         200 when the database answers, else 503 (a problem document)
     GET  /metrics         Prometheus exposition
     GET  /openapi.json    this protocol, as OpenAPI 3.1
 
@@ -265,11 +265,10 @@ class Service:
         return crl.public_bytes(serialization.Encoding.DER)
 
     async def healthz(self, request: Request) -> Response:
-        healthy = await run_in_threadpool(self.settings.storage.healthy)
-        if healthy:
+        if await run_in_threadpool(self.settings.storage.healthy):
             return JSONResponse({"status": "ok"})
-        return JSONResponse({"status": "unavailable", "reason": "the database does not answer"},
-                            status_code=503)
+        return problem(503, "unavailable", "Service Unavailable",
+                       ["the service database does not answer"], headers={"Retry-After": "5"})
 
     async def metrics_endpoint(self, request: Request) -> Response:
         data = await run_in_threadpool(self.metrics.exposition)
@@ -571,7 +570,8 @@ def openapi_document() -> dict[str, Any]:
                                                         "format": "binary"}}}},
                 **answers(_503="the database is unavailable")}}},
             "/healthz": {"get": {"summary": "Whether the database answers", "responses": {
-                "200": {"description": "healthy"}, "503": {"description": "unhealthy"}}}},
+                "200": {"description": "healthy"},
+                **answers(_503="the database does not answer")}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
                 "200": {"description": "text exposition format"}}}},
             "/openapi.json": {"get": {"summary": "This document", "responses": {
