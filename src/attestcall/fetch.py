@@ -6,12 +6,17 @@ https URLs are allowed, and every failure raises :class:`CollateralError` with o
 names the URL: :class:`CollateralUnavailable` (transient) when the service cannot be reached,
 times out, or answers 5xx or 429. Proxies from the environment are honoured, except for
 loopback hosts.
+
+HTTPS always verifies the server's certificate and host name (TLS 1.2 or later): against
+the system's trust store by default, or against one CA file (:func:`https_context`).
 """
 
 from __future__ import annotations
 
 import http.client
 import ipaddress
+import os
+import ssl
 import time
 import urllib.error
 import urllib.parse
@@ -21,7 +26,7 @@ from dataclasses import dataclass
 from email.message import Message
 from typing import Any
 
-from attestcall.errors import CollateralError, CollateralUnavailable
+from attestcall.errors import CollateralError, CollateralUnavailable, UsageError
 
 DEFAULT_TIMEOUT = 20.0  # seconds, per socket operation and for the whole body
 DEFAULT_MAX_SIZE = 4 * 1024 * 1024  # bytes; the largest real TCB info is ~100 KiB
@@ -78,7 +83,8 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
                                      headers, fp)  # fmt: skip
 
 
-def _is_loopback(host: str | None) -> bool:
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` (a name or an address) is this machine's loopback."""
     if not host:
         return False
     if host == "localhost":
@@ -89,11 +95,38 @@ def _is_loopback(host: str | None) -> bool:
         return False
 
 
-def _opener(url: str) -> urllib.request.OpenerDirector:
+def https_context(cafile: str | os.PathLike[str] | None = None) -> ssl.SSLContext:
+    """A TLS client context (TLS 1.2 or later) that verifies the server's certificate and
+    host name: against the system's trust store, or with ``cafile`` (PEM) against the CAs in
+    that file only. UsageError, one line, when the file cannot be read or holds no CA."""
+    try:
+        context = ssl.create_default_context(
+            cafile=None if cafile is None else os.fspath(cafile))
+    except ssl.SSLError as exc:
+        raise UsageError(f"{os.fspath(cafile or '')} holds no PEM CA certificate "
+                         f"({exc.reason or exc})") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read the CA file {os.fspath(cafile or '')}: "
+                         f"{exc.strerror or exc}") from None
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def tls_failure(exc: ssl.SSLError) -> str:
+    """One line for a failed TLS handshake: an untrusted certificate says why."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (f"the server's HTTPS certificate is not trusted "
+                f"({exc.verify_message or exc.reason})")
+    return f"the TLS handshake failed ({exc.reason or exc})"
+
+
+def _opener(url: str, tls: ssl.SSLContext | None = None) -> urllib.request.OpenerDirector:
     host = urllib.parse.urlsplit(url).hostname
     handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
-    if _is_loopback(host):
+    if is_loopback(host):
         handlers.append(urllib.request.ProxyHandler({}))
+    if tls is not None:
+        handlers.append(urllib.request.HTTPSHandler(context=tls))
     return urllib.request.build_opener(*handlers)
 
 
@@ -110,15 +143,17 @@ def get(
     timeout: float = DEFAULT_TIMEOUT,
     max_size: int = DEFAULT_MAX_SIZE,
     accept: str = "*/*",
+    tls: ssl.SSLContext | None = None,
 ) -> Response:
-    """GET ``url``; the 2xx response, or CollateralError with one line saying why not."""
+    """GET ``url``; the 2xx response, or CollateralError with one line saying why not.
+    ``tls``: the context for an https URL (default: :func:`https_context`, system trust)."""
     check_url(url)
     request = urllib.request.Request(
         url, headers={"Accept": accept, "User-Agent": "attestcall"}, method="GET"
     )
     deadline = time.monotonic() + timeout
     try:
-        with _opener(url).open(request, timeout=timeout) as answer:
+        with _opener(url, tls).open(request, timeout=timeout) as answer:
             status = answer.status
             headers = _headers(answer.headers)
             body = read_body(answer, url, max_size, deadline, timeout)
@@ -134,6 +169,8 @@ def get(
         reason = exc.reason
         if isinstance(reason, TimeoutError):
             raise CollateralUnavailable(f"{url}: timed out after {timeout:g} s") from None
+        if isinstance(reason, ssl.SSLError):  # not transient: the same answer next time
+            raise CollateralError(f"{url}: {tls_failure(reason)}") from None
         text = getattr(reason, "strerror", None) or str(reason)
         raise CollateralUnavailable(f"{url}: cannot connect: {text}") from None
     except http.client.HTTPException as exc:

@@ -227,6 +227,9 @@ def _build_parser(command: str | None = None) -> _Parser:
                        help="get the keep's TLS certificate from this attestation service "
                        "(renewed at two thirds of its lifetime); exit non-zero if it refuses "
                        "or cannot be reached. Not for pre-attestation keeps (SEV)")
+    serve.add_argument("--service-ca", metavar="FILE",
+                       help="trust only this CA (PEM) for the https:// service's certificate "
+                       "(default: the system's trust store)")
     serve.add_argument("--key-type", choices=KEY_TYPES, metavar="TYPE",
                        help=f"the keep's TLS key ({', '.join(KEY_TYPES)}; default p256, "
                        "p384 for SNP)")
@@ -253,6 +256,10 @@ def _build_parser(command: str | None = None) -> _Parser:
                         help="trust the keep because this attestation service CA certified "
                         "it (issued by it, valid, not revoked per its CRL), then apply the "
                         "policy to the attestation result in its certificate; no collateral")
+    deploy.add_argument("--service-ca", metavar="FILE",
+                        help="with --ca: trust only this CA (PEM) for the attestation "
+                        "service's HTTPS when fetching the CRL from an https:// distribution "
+                        "point (default: the system's trust store)")
     deploy.add_argument("workload", metavar="WORKLOAD", help="the .wasm or .wat module")
     deploy.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
                         help="arguments for the workload")
@@ -435,7 +442,7 @@ def _cmd_keep(args: argparse.Namespace) -> int:
 
     serve(resolve_tee(args.tee), args.listen, once=args.once,
           settings=ServerSettings(key_type=args.key_type), service=args.service,
-          **_keep_options(args))
+          service_ca=args.service_ca, **_keep_options(args))
     return 0
 
 
@@ -445,6 +452,8 @@ EXIT_REFUSED = 3
 def _cmd_deploy(args: argparse.Namespace) -> int:
     from attestcall.deploy.tenant import DeployRefused, deploy, pccs_collateral
 
+    if args.service_ca is not None and args.ca is None:
+        raise UsageError("--service-ca goes with --ca CA.pem (it is for the CRL's HTTPS)")
     workload = _read_payload(args.workload)
     if args.workload.endswith(".wat"):
         try:
@@ -458,7 +467,7 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
         status = deploy(args.keep, workload, args.args, policy=args.policy,
                         trust_simulated=args.trust_simulated, key_type=args.key_type,
                         collateral_for=pccs_collateral(args.pccs) if args.pccs else None,
-                        ca=args.ca)
+                        ca=args.ca, service_ca=args.service_ca)
     except DeployRefused as exc:
         print("attestcall deploy: keep refused, nothing was sent:", file=sys.stderr)
         for reason in exc.reasons:

@@ -62,7 +62,8 @@ def add_parser(commands, host_port, parser_class: type[argparse.ArgumentParser])
     serve = actions.add_parser(
         "serve", help="serve the HTTP protocol",
         description="Serve GET /v1/challenge, POST /v1/certificate, GET /v1/ca, GET /v1/crl, "
-        "/healthz, /metrics and /openapi.json (see the README).")
+        "/healthz, /metrics and /openapi.json (see the README): plain HTTP, or HTTPS with "
+        "--tls-cert and --tls-key.")
     common(serve)
     serve.add_argument("--listen", type=host_port, default=("127.0.0.1", 8443),
                        metavar="HOST:PORT", help="where to listen (default 127.0.0.1:8443; "
@@ -78,7 +79,13 @@ def add_parser(commands, host_port, parser_class: type[argparse.ArgumentParser])
                        help="accept evidence signed by this machine's simulated roots")
     serve.add_argument("--public-url", metavar="URL",
                        help="this service's base URL as keeps and tenants reach it, for the "
-                       "CRL distribution point (default http://HOST:PORT of --listen)")
+                       "CRL distribution point (default http://HOST:PORT of --listen, "
+                       "https:// with --tls-cert)")
+    serve.add_argument("--tls-cert", metavar="FILE",
+                       help="serve HTTPS with this PEM certificate (the server's first, then "
+                       "any intermediates); needs --tls-key")
+    serve.add_argument("--tls-key", metavar="FILE",
+                       help="the certificate's PEM private key, unencrypted")
 
     ca = actions.add_parser("ca", help="print or write the CA certificate (PEM)",
                             description="The service CA's certificate, created with its key "
@@ -133,26 +140,36 @@ def _storage(args: argparse.Namespace, home: Path):
 def _serve(args: argparse.Namespace, home: Path) -> int:
     import uvicorn
 
+    from attestcall import fetch
     from attestcall.service import app as service_app
+    from attestcall.service.serving import ServiceConfig
+    from attestcall.service.tls import check_files
 
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
+    tls = check_files(args.tls_cert, args.tls_key)  # before anything listens or starts
     host, port = args.listen
     log_level = "warning"
     sock = _listen(host, port)
     port = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
+    scheme = "https" if tls else "http"
+    if tls is None and not fetch.is_loopback(host):
+        print(f"attestcall: warning: plain HTTP on {shown}:{port}, which is not a loopback "
+              "address: give --tls-cert and --tls-key to serve HTTPS", file=sys.stderr,
+              flush=True)
     options = {
         "home": str(home), "database": args.database,
-        "public_url": args.public_url or f"http://{shown}:{port}",
+        "public_url": args.public_url or f"{scheme}://{shown}:{port}",
         "policy": args.policy, "lifetime_seconds": args.lifetime.total_seconds(),
         "pccs": args.pccs, "kds": args.kds, "trust_simulated": args.trust_simulated,
     }
     if args.workers == 1:
         settings = service_app.settings_from_options(**{**options, "home": home})
-        config = uvicorn.Config(service_app.create_app(settings), log_level=log_level,
-                                lifespan="off")
-        print(f"listening on http://{shown}:{port}", flush=True)
+        config = ServiceConfig(service_app.create_app(settings), log_level=log_level,
+                               lifespan="off", header_timeout=settings.header_timeout,
+                               tls=tls)
+        print(f"listening on {scheme}://{shown}:{port}", flush=True)
         try:
             uvicorn.Server(config).run(sockets=[sock])
         except KeyboardInterrupt:  # uvicorn shut down cleanly, then passed Ctrl-C on
@@ -164,13 +181,15 @@ def _serve(args: argparse.Namespace, home: Path) -> int:
     from uvicorn.supervisors import Multiprocess
 
     # Check everything once here, so a bad option fails before any worker starts.
-    service_app.settings_from_options(**{**options, "home": home}).storage.close()
+    settings = service_app.settings_from_options(**{**options, "home": home})
+    settings.storage.close()
     os.environ[service_app.SETTINGS_ENV] = json.dumps(options)
     with tempfile.TemporaryDirectory(prefix="attestcall-metrics-") as metrics_dir:
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
-        config = uvicorn.Config("attestcall.service.app:app_from_environment", factory=True,
-                                workers=args.workers, log_level=log_level, lifespan="off")
-        print(f"listening on http://{shown}:{port} ({args.workers} workers)", flush=True)
+        config = ServiceConfig("attestcall.service.app:app_from_environment", factory=True,
+                               workers=args.workers, log_level=log_level, lifespan="off",
+                               header_timeout=settings.header_timeout, tls=tls)
+        print(f"listening on {scheme}://{shown}:{port} ({args.workers} workers)", flush=True)
         if "target" in inspect.signature(Multiprocess).parameters:  # uvicorn before 0.36
             supervisor = Multiprocess(config, target=uvicorn.Server(config).run,
                                       sockets=[sock])

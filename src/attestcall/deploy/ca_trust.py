@@ -12,7 +12,12 @@ policy to the result that certificate carries. :meth:`CaTrust.check` refuses unl
    bounded HTTP GET (:mod:`attestcall.fetch`), its signature verified with the CA's key
    (:func:`attestcall.pki.crl_issued_by`), and it must be current (thisUpdate <= now <
    nextUpdate). A verified CRL is cached in memory and on disk (:mod:`attestcall.diskcache`)
-   until its nextUpdate. An unreachable, unsigned, foreign or stale CRL refuses the keep;
+   until its nextUpdate. An unreachable, unsigned, foreign or stale CRL refuses the keep.
+   The distribution point is followed as the service wrote it: plain http is fine (the CRL
+   is signed by the CA, which is what is trusted, as RFC 5280 intends), and https is
+   verified like any HTTPS, against the system's trust store or the one CA given as
+   ``service_ca`` (``deploy --service-ca``, the same file ``keep serve --service-ca``
+   takes), so that a private service need not be in the system's store;
 4. the certificate carries an attestation result (:mod:`attestcall.service.result`) that
    the tenant's policy accepts (:func:`check_result`).
 
@@ -28,6 +33,7 @@ the service's policy's decision, and the result does not say).
 from __future__ import annotations
 
 import datetime as dt
+import ssl
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -159,7 +165,8 @@ class CaTrust:
     """A service CA the tenant trusts, and the CRLs of its keeps' certificates.
 
     ``cache``: the disk cache for verified CRLs (default: the user's collateral cache);
-    ``clock``: "now" (timezone-aware), injected by tests."""
+    ``clock``: "now" (timezone-aware), injected by tests; ``service_ca``: the only CA
+    trusted for an https distribution point (default: the system's trust store)."""
 
     def __init__(
         self,
@@ -168,8 +175,10 @@ class CaTrust:
         cache: diskcache.Cache | None = None,
         clock: Callable[[], dt.datetime] = _utc_now,
         crl_timeout: float = CRL_TIMEOUT,
+        service_ca: str | Path | None = None,
     ) -> None:
         self.ca = load_ca(ca)
+        self.https: ssl.SSLContext = fetch.https_context(service_ca)
         self.cache = cache if cache is not None else diskcache.Cache()
         self.clock = clock
         self.crl_timeout = crl_timeout
@@ -251,7 +260,8 @@ class CaTrust:
                     _MEMORY[key] = crl
                 return crl
         try:
-            body = fetch.get(url, timeout=self.crl_timeout, max_size=CRL_MAX_SIZE).body
+            body = fetch.get(url, timeout=self.crl_timeout, max_size=CRL_MAX_SIZE,
+                             tls=self.https).body
         except CollateralError as exc:
             raise Untrusted([f"cannot get the CA's CRL, so revocation cannot be checked: "
                              f"{exc}"]) from None

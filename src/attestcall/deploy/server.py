@@ -247,9 +247,10 @@ class Renewal:
     retried until it succeeds or the renewal is stopped."""
 
     def __init__(self, server: KeepServer, service: str, key_type: str | None, *,
-                 name: str, log: TextIO | None = None):
+                 name: str, log: TextIO | None = None, tls: ssl.SSLContext | None = None):
         self.server = server
         self.service = service
+        self.tls = tls
         self.key_type = key_type
         self.name = name
         self.log = log
@@ -290,7 +291,7 @@ class Renewal:
                 return
             try:
                 identity = obtain_identity(source, self.service, self.key_type,
-                                           name=self.name)
+                                           name=self.name, tls=self.tls)
             except AttestcallError as exc:
                 wait = min(RETRY_SECONDS, max(self.delay(identity) / 2, 0.5))
                 self._say(f"certificate renewal failed (retrying in {wait:.1f} s): {exc}")
@@ -316,6 +317,7 @@ def serve(
     out: TextIO | None = None,
     log: TextIO | None = None,
     service: str | None = None,
+    service_ca: str | None = None,
     **keep_options: Any,
 ) -> None:
     """Open a ``tee`` keep (options as ``open_keep``), make its identity and serve tenants
@@ -327,20 +329,29 @@ def serve(
     With ``service`` (the attestation service's URL) the keep's certificate is issued by
     that service (:mod:`attestcall.deploy.service_client`) and renewed at two thirds of its
     lifetime; if the service refuses or cannot be reached at start, the error is raised and
-    nothing is served. Pre-attestation keeps are refused with ``service``."""
+    nothing is served. Pre-attestation keeps are refused with ``service``. An https
+    service's certificate is verified against ``service_ca`` (a PEM file) if given, else
+    the system's trust store; plain http to another machine is warned about on ``log``."""
     from attestcall.keep.platforms import open_keep
     from attestcall.tees import registry
 
+    out = sys.stdout if out is None else out
+    log = sys.stderr if log is None else log
+    service_tls: ssl.SSLContext | None = None
     if service is not None:
-        from attestcall.deploy.service_client import PreAttestationKeep, pre_attestation_message
+        from attestcall.deploy import service_client
 
         found = registry().backend(tee)
         record = found[0] if found is not None else None
         if record is not None and record.pre_attestation:
-            raise PreAttestationKeep(pre_attestation_message(record.label))
-
-    out = sys.stdout if out is None else out
-    log = sys.stderr if log is None else log
+            raise service_client.PreAttestationKeep(
+                service_client.pre_attestation_message(record.label))
+        service_tls = service_client.service_tls(service, service_ca)
+        warning = service_client.plain_http_warning(service)
+        if warning is not None:
+            print(f"attestcall: {warning}", file=log, flush=True)
+    elif service_ca is not None:
+        raise UsageError("--service-ca goes with --service URL")
     settings = settings or ServerSettings()
     with open_keep(tee, b"", **keep_options) as keep:
         provisioner = cast("pv.Provisioner | None", keep.provisioner)
@@ -353,9 +364,11 @@ def serve(
             from attestcall.deploy.service_client import obtain_identity
 
             name = f"attestcall keep ({tee})"
-            identity = obtain_identity(keep.source, service, settings.key_type, name=name)
+            identity = obtain_identity(keep.source, service, settings.key_type, name=name,
+                                       tls=service_tls)
             server = KeepServer(keep.source, identity, settings, log=log)
-            renewal = Renewal(server, service, settings.key_type, name=name, log=log)
+            renewal = Renewal(server, service, settings.key_type, name=name, log=log,
+                              tls=service_tls)
             print(f"attestcall: certificate from {service}: serial "
                   f"{identity.certificate.serial_number:x}", file=log, flush=True)
             what = (f"keep {tee} (technology {identity.technology}, certified by the "

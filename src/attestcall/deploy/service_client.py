@@ -13,9 +13,17 @@ gives is the keep's delivered private key, which never leaves the keep. So is a 
 a TEE (technology 0), which has no evidence to certify.
 
 HTTP is the standard library's, bounded: a timeout per socket operation and an overall
-deadline, a cap on every answer, no redirects. A refusal (a problem document) raises
-:class:`ServiceRefused` carrying the service's reasons; a service that cannot be reached or
-answers nonsense raises :class:`ServiceUnreachable`.
+deadline, a cap on every answer, no redirects. An https service's certificate and host name
+are verified (:func:`service_tls`): against the system's trust store, or against the CA
+given with ``--service-ca``; a certificate that does not verify ends the exchange before a
+byte of the request is sent. Plain http to a host that is not this machine's loopback is
+allowed, with a warning (:func:`plain_http_warning`): the tenants' trust does not rest on the
+transport (they check the issued certificate against the service CA they hold), but an
+attacker on the path could read the evidence and keep the keep from being certified.
+
+A refusal (a problem document) raises :class:`ServiceRefused` carrying the service's
+reasons; a service that cannot be reached or answers nonsense raises
+:class:`ServiceUnreachable`.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import http.client
 import json
+import ssl
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -33,7 +42,7 @@ from cryptography.hazmat.primitives import serialization
 from attestcall import abi, fetch, pki
 from attestcall.deploy.identity import KeepIdentity, attest
 from attestcall.deploy.keys import generate_key, spki_der
-from attestcall.errors import AttestcallError
+from attestcall.errors import AttestcallError, UsageError
 from attestcall.service import csr as csrs
 from attestcall.tees import registry
 
@@ -78,6 +87,29 @@ class Answer:
     body: bytes
 
 
+def service_tls(service: str, ca_file: str | None = None) -> ssl.SSLContext | None:
+    """The TLS context for the service at ``service``: None for plain http (where
+    ``ca_file`` makes no sense: UsageError), else one verifying the service's certificate
+    against ``ca_file`` only, or the system's trust store without one."""
+    scheme = urllib.parse.urlsplit(service).scheme
+    if scheme != "https":
+        if ca_file is not None:
+            raise UsageError(f"--service-ca is for an https:// service, and {service} is not")
+        return None
+    return fetch.https_context(ca_file)
+
+
+def plain_http_warning(service: str) -> str | None:
+    """A warning when ``service`` is plain http to another machine (see the module
+    docstring for why it is not refused)."""
+    parts = urllib.parse.urlsplit(service)
+    if parts.scheme != "http" or fetch.is_loopback(parts.hostname):
+        return None
+    return (f"warning: the attestation service {service} is plain HTTP to another machine: "
+            "the evidence crosses the network in clear and an attacker on the path could "
+            "keep this keep from being certified; use an https:// service")
+
+
 def _endpoint(base: str, path: str) -> tuple[urllib.parse.SplitResult, str]:
     parts = urllib.parse.urlsplit(base.rstrip("/") + path)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -87,13 +119,18 @@ def _endpoint(base: str, path: str) -> tuple[urllib.parse.SplitResult, str]:
 
 def request(base: str, method: str, path: str, body: bytes | None = None, *,
             content_type: str | None = None, timeout: float = DEFAULT_TIMEOUT,
-            max_size: int = MAX_ANSWER) -> Answer:
+            max_size: int = MAX_ANSWER, tls: ssl.SSLContext | None = None) -> Answer:
     """One bounded HTTP request to the service; any status comes back as an Answer.
-    ServiceUnreachable when there is no usable answer."""
+    ServiceUnreachable when there is no usable answer. ``tls``: the context for an https
+    service (default: :func:`service_tls` without a CA file, the system's trust store)."""
     parts, url = _endpoint(base, path)
-    connection_type = (http.client.HTTPSConnection if parts.scheme == "https"
-                       else http.client.HTTPConnection)
-    connection = connection_type(parts.hostname, parts.port, timeout=timeout)
+    connection: http.client.HTTPConnection
+    if parts.scheme == "https":
+        connection = http.client.HTTPSConnection(
+            parts.hostname, parts.port, timeout=timeout,
+            context=tls if tls is not None else fetch.https_context())
+    else:
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     target = parts.path + (f"?{parts.query}" if parts.query else "")
     headers = {"User-Agent": "attestcall keep", "Accept": "*/*"}
     if content_type is not None:
@@ -107,6 +144,13 @@ def request(base: str, method: str, path: str, body: bytes | None = None, *,
         return Answer(answer.status, answer.getheader("Content-Type") or "", body)
     except TimeoutError:
         raise ServiceUnreachable(f"{url}: timed out after {timeout:g} s") from None
+    except ssl.SSLCertVerificationError as exc:
+        raise ServiceUnreachable(
+            f"{url}: the attestation service's HTTPS certificate is not trusted "
+            f"({exc.verify_message or exc.reason}); give the CA that issued it with "
+            "--service-ca FILE") from None
+    except ssl.SSLError as exc:
+        raise ServiceUnreachable(f"{url}: {fetch.tls_failure(exc)}") from None
     except http.client.HTTPException as exc:
         raise ServiceUnreachable(f"{url}: not a valid HTTP answer "
                                  f"({type(exc).__name__})") from None
@@ -138,9 +182,10 @@ def _refusal(url: str, answer: Answer) -> ServiceError:
                               f"{answer.status}): {said}")
 
 
-def get_challenge(base: str, *, timeout: float = DEFAULT_TIMEOUT) -> bytes:
+def get_challenge(base: str, *, timeout: float = DEFAULT_TIMEOUT,
+                  tls: ssl.SSLContext | None = None) -> bytes:
     """A fresh challenge from ``GET /v1/challenge``."""
-    answer = request(base, "GET", "/v1/challenge", timeout=timeout)
+    answer = request(base, "GET", "/v1/challenge", timeout=timeout, tls=tls)
     if answer.status != 200:
         raise _refusal(base, answer)
     try:
@@ -174,9 +219,10 @@ def check_chain(body: bytes, private_key, *, now: dt.datetime | None = None,
 
 
 def obtain_identity(source: abi.EvidenceSource, service: str, key_type: str | None = None,
-                    *, name: str = "attestcall keep",
-                    timeout: float = DEFAULT_TIMEOUT) -> KeepIdentity:
-    """The keep's identity certified by the attestation service at ``service``."""
+                    *, name: str = "attestcall keep", timeout: float = DEFAULT_TIMEOUT,
+                    tls: ssl.SSLContext | None = None) -> KeepIdentity:
+    """The keep's identity certified by the attestation service at ``service`` (``tls``:
+    the context for an https service, :func:`service_tls`)."""
     technology = int(source.technology)
     tee = registry().by_id(technology)
     if technology == abi.Technology.SEV or (tee is not None and tee.pre_attestation):
@@ -185,13 +231,13 @@ def obtain_identity(source: abi.EvidenceSource, service: str, key_type: str | No
         what = tee.label if tee is not None else f"technology {technology}"
         raise NoEvidenceKeep(f"keep serve --service: a {what} keep has no evidence the "
                              "attestation service could verify; nothing was sent to it")
-    challenge = get_challenge(service, timeout=timeout)
+    challenge = get_challenge(service, timeout=timeout, tls=tls)
     key = generate_key(key_type or (tee.default_key_type if tee is not None else "p256"))
     technology, evidence = attest(source, csrs.binding_nonce(key.public_key(), challenge))
     csr = csrs.build_csr(key, technology, evidence, challenge, name)
     answer = request(service, "POST", "/v1/certificate",
                      csr.public_bytes(serialization.Encoding.DER),
-                     content_type="application/pkcs10", timeout=timeout)
+                     content_type="application/pkcs10", timeout=timeout, tls=tls)
     if answer.status != 200:
         raise _refusal(service, answer)
     leaf, ca = check_chain(answer.body, key)

@@ -328,6 +328,7 @@ def deploy(
     output_timeout: float | None = None,
     timings: DeployTimings | None = None,
     ca: CaTrust | Any = None,
+    service_ca: str | None = None,
 ) -> int:
     """Deploy ``workload`` (Wasm binary or text) with ``args`` to the keep at ``keep`` and
     return its exit status, its output written to ``stdout``/``stderr`` (binary streams,
@@ -337,8 +338,9 @@ def deploy(
     no-TEE keep is acceptable (also when the policy has ``[none] allow = true``);
     ``key_type``: the keep's key must be of this type; ``ca``: a CaTrust or the service CA
     certificate (a PEM/DER path, bytes or certificate) to judge the keep by instead of its
-    evidence. Raises DeployRefused (nothing sent), KeepUnreachable, KeepFailed,
-    PolicyError, PayloadError, CaTrustError."""
+    evidence, with ``service_ca`` (a PEM file) the only CA trusted for an https CRL
+    distribution point (default: the system's trust store). Raises DeployRefused (nothing
+    sent), KeepUnreachable, KeepFailed, PolicyError, PayloadError, CaTrustError."""
     timings = timings if timings is not None else DeployTimings()
     timings.start = time.monotonic()
     stdout = stdout if stdout is not None else sys.stdout.buffer
@@ -346,7 +348,8 @@ def deploy(
     rules = Policy.load(policy)
     allow_none = allow_none or bool(rules.get("none", "allow", False))  # [none] allow = true
     frames = list(protocol.workload_frames(workload_binary(workload), args))
-    trust = ca if ca is None or isinstance(ca, CaTrust) else CaTrust(ca)
+    trust = (ca if ca is None or isinstance(ca, CaTrust)
+             else CaTrust(ca, service_ca=service_ca))
     wants_sev = trust is None and bool(rules.get("sev", "launch_digest", ()))
     if expected_public_key is None and wants_sev:
         expected_public_key = provision_sev(keep, policy=rules,

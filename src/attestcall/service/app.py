@@ -5,8 +5,8 @@ Endpoints (every one safe to expose; administration goes through the CLI and the
     GET  /v1/challenge    {"challenge": base64url of 32 bytes, "expires_at": ISO 8601 UTC}
     POST /v1/certificate  a PKCS#10 CSR (DER application/pkcs10, or PEM) -> 200 with the
                           issued certificate and the CA (application/pem-certificate-chain);
-                          403 refused, 400 bad input, 413 over 1 MiB, 503 database or
-                          collateral service down,
+                          403 refused, 400 bad input, 408 body too slow, 413 over 1 MiB,
+                          503 database or collateral service down,
                           each an RFC 9457 problem document
     GET  /v1/ca           the CA certificate (PEM)
     GET  /v1/crl          the CRL (DER), signed now, next update CRL_VALIDITY later
@@ -21,10 +21,15 @@ with its audit record. Every attempt that reaches the service, accepted or refus
 the audit log, with the peer's address; only a database that cannot be reached leaves none
 (the client gets 503). Verification, signing and every database call run in worker
 threads, never on the event loop.
+
+Slow clients are bounded: the request body by ``Settings.body_timeout`` (:func:`read_body`),
+the request head by ``Settings.header_timeout`` (enforced by the server's protocol,
+:mod:`attestcall.service.serving`, which explains what uvicorn does and does not bound).
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
@@ -76,6 +81,8 @@ DEFAULT_LIFETIME = dt.timedelta(hours=24)
 CRL_VALIDITY = dt.timedelta(minutes=15)  # the CRL's next update: revocations spread fast
 RETRY_AFTER = 5  # seconds a 503 asks the client to wait
 PURGE_INTERVAL = 60.0  # seconds between purges of expired challenges
+HEADER_TIMEOUT = 10.0  # seconds from connection (or previous answer) to a whole request head
+BODY_TIMEOUT = 30.0  # seconds from the request head to the whole body
 PROBLEM = "application/problem+json"
 PEM_CHAIN = "application/pem-certificate-chain"
 PROBLEM_BASE = "https://attestcall.invalid/problems/"  # problem types are names, not pages
@@ -92,7 +99,10 @@ def _now() -> dt.datetime:
 class Settings:
     """What one replica needs. ``policy_bytes`` is the policy file's content (None: the
     default policy); its SHA-256 goes into every certificate. ``public_url`` is this
-    service's base URL as keeps and tenants reach it (the CRL distribution point)."""
+    service's base URL as keeps and tenants reach it (the CRL distribution point).
+    ``header_timeout`` and ``body_timeout`` (seconds) bound how long a client may take to
+    send a request's head and its body (the server's protocol enforces the first, see
+    :mod:`attestcall.service.serving`; the certificate endpoint the second)."""
 
     storage: Storage
     ca: ServiceCa
@@ -103,12 +113,16 @@ class Settings:
     kds: str | None = None
     trust_simulated: bool = False
     clock: Callable[[], dt.datetime] = _now
+    header_timeout: float = HEADER_TIMEOUT
+    body_timeout: float = BODY_TIMEOUT
     policy: Policy = field(init=False)
 
     def __post_init__(self) -> None:
         self.policy = parse_policy(self.policy_bytes)
         if self.lifetime <= dt.timedelta(0):
             raise UsageError("the certificate lifetime must be positive")
+        if not (self.header_timeout > 0 and self.body_timeout > 0):
+            raise UsageError("the header and body timeouts must be positive")
         self.public_url = self.public_url.rstrip("/")
 
     @property
@@ -143,15 +157,24 @@ class Refusal(Exception):
 
     @property
     def headers(self) -> dict[str, str] | None:
-        return {"Retry-After": str(RETRY_AFTER)} if self.status == 503 else None
+        if self.status == 503:
+            return {"Retry-After": str(RETRY_AFTER)}
+        if self.status == 408:  # the rest of a late body is not worth waiting for
+            return {"Connection": "close"}
+        return None
+
+
+def problem_document(status: int, kind: str, title: str, reasons: list[str]) -> dict[str, Any]:
+    """An RFC 9457 problem document with the extension member ``reasons``."""
+    return {"type": PROBLEM_BASE + kind, "title": title, "status": status,
+            "detail": "; ".join(reasons) if reasons else title, "reasons": reasons}
 
 
 def problem(status: int, kind: str, title: str, reasons: list[str],
             headers: Mapping[str, str] | None = None) -> JSONResponse:
-    """An RFC 9457 problem document with the extension member ``reasons``."""
-    body = {"type": PROBLEM_BASE + kind, "title": title, "status": status,
-            "detail": "; ".join(reasons) if reasons else title, "reasons": reasons}
-    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+    """:func:`problem_document` as a response."""
+    return JSONResponse(problem_document(status, kind, title, reasons), status_code=status,
+                        media_type=PROBLEM, headers=headers)
 
 
 def _unavailable(exc: StorageError) -> JSONResponse:
@@ -283,7 +306,7 @@ class Service:
         """A CSR in, a certificate chain or a problem document out."""
         peer = request.client.host if request.client else None
         try:
-            body = await _read_body(request)
+            body = await read_body(request, self.settings.body_timeout)
         except Refusal as refusal:
             return await self._refused(refusal, peer)
         except ClientDisconnect:
@@ -401,9 +424,10 @@ class Service:
         return {"collateral_url": url} if url else {}
 
 
-async def _read_body(request: Request) -> bytes:
-    """The request body, refused with 413 as soon as it is known to exceed MAX_BODY:
-    from Content-Length before reading anything, else while reading."""
+async def read_body(request: Request, timeout: float) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed MAX_BODY (from
+    Content-Length before reading anything, else while reading), and with 408 when it is
+    not all there ``timeout`` seconds after the request head."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -413,12 +437,18 @@ async def _read_body(request: Request) -> bytes:
                           [f"the request body is {declared} bytes; the limit is {MAX_BODY}"])
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise Refusal(413, "too-large", "Content Too Large",
-                          [f"the request body exceeds {MAX_BODY} bytes"])
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_BODY:
+                    raise Refusal(413, "too-large", "Content Too Large",
+                                  [f"the request body exceeds {MAX_BODY} bytes"])
+                chunks.append(chunk)
+    except TimeoutError:
+        raise Refusal(408, "timeout", "Request Timeout",
+                      [f"the request body did not arrive within {timeout:g} s ({size} bytes "
+                       "came)"]) from None
     return b"".join(chunks)
 
 
@@ -555,6 +585,8 @@ def openapi_document() -> dict[str, Any]:
                     "200": {"description": "the issued certificate, then the CA's (PEM)",
                             "content": {PEM_CHAIN: {"schema": {"type": "string"}}}},
                     **answers(_400="the request is malformed",
+                              _408="the body did not arrive in time (the connection is "
+                              "closed)",
                               _403="refused: challenge, binding, verification, policy or "
                               "deny-list (the reasons are listed)",
                               _413="the body is larger than 1 MiB",

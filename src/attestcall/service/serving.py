@@ -1,0 +1,127 @@
+"""How uvicorn serves the application: HTTPS, and a bound on slow request heads.
+
+What uvicorn (0.54, its h11 protocol) bounds by itself, and what it does not:
+``timeout_keep_alive`` closes a connection idle *between* requests, but its timer starts only
+once a response is complete and the first byte of the next request cancels it. Nothing
+bounds a connection that sends nothing at all, a request head that arrives a byte at a time
+(slowloris) or never ends, or a request body. Each such client would hold a socket and its
+buffers for as long as it liked.
+
+The two bounds added here (both in :class:`~attestcall.service.app.Settings`):
+
+- **The request head**, ``header_timeout``: :class:`HeaderDeadlineProtocol`, uvicorn's h11
+  protocol with one more timer. It is armed when the connection is made and again when a
+  response is complete (the next request may begin), it is *not* pushed back by arriving
+  bytes (so trickling cannot stretch it), and it is disarmed when h11 has a whole request
+  head. When it fires, a client that had sent part of a head gets a 408 problem document,
+  and the connection is closed. The protocol is the simplest robust place for this: it is
+  the one object that sees, per connection and on the event loop, both the connection
+  beginning and h11 completing a head; an ASGI middleware only ever sees finished heads,
+  and a watchdog outside would have to reach into it anyway.
+- **The request body**, ``body_timeout``: timed where it is read, by the application
+  (:func:`attestcall.service.app.read_body`): a body not complete in time is answered 408
+  (a problem document, ``Connection: close``) and audited like any refusal.
+
+Over HTTPS the TLS handshake comes first, bounded by asyncio's handshake timeout (60 s); the
+head's deadline starts when the handshake is done.
+
+:class:`ServiceConfig` is uvicorn's ``Config`` with that protocol, the head's deadline and
+the service's own TLS context (:mod:`attestcall.service.tls`): a plain picklable object, so
+``--workers N`` hands it to every worker process, and each builds its TLS context itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import h11
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from attestcall.service.app import HEADER_TIMEOUT, PROBLEM, problem_document
+from attestcall.service.tls import TlsFiles, server_context
+
+
+class HeaderDeadlineProtocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline on every request head (module docstring)."""
+
+    def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        self.header_timeout: float = getattr(config, "header_timeout", HEADER_TIMEOUT)
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    # -- when a head is awaited -----------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def handle_events(self) -> None:
+        cycle = self.cycle
+        super().handle_events()
+        if self.cycle is not cycle:  # h11 gave a whole request head: a new cycle began
+            self._disarm()
+
+    def on_response_complete(self) -> None:
+        if not self.transport.is_closing():
+            self._arm()  # before the base class looks at pipelined requests (and disarms)
+        super().on_response_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    # -- the timer --------------------------------------------------------------------
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._head_timer = self.loop.call_later(self.header_timeout, self._head_expired)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_expired(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing():
+            return
+        begun, _ = self.conn.trailing_data  # bytes of a head h11 has not finished
+        if begun and self.conn.our_state is h11.IDLE and self.conn.their_state is h11.IDLE:
+            self._send_408()
+        self.transport.close()
+
+    def _send_408(self) -> None:
+        body = json.dumps(problem_document(
+            408, "timeout", "Request Timeout",
+            [f"the request head did not arrive within {self.header_timeout:g} s"]),
+            separators=(",", ":")).encode()
+        headers = [(b"content-type", PROBLEM.encode()),
+                   (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
+        try:
+            for event in (h11.Response(status_code=408, headers=headers,
+                                       reason=b"Request Timeout"),
+                          h11.Data(data=body), h11.EndOfMessage()):
+                self.transport.write(self.conn.send(event))
+        except h11.LocalProtocolError:  # h11 would not: closing is answer enough
+            pass
+
+
+class ServiceConfig(uvicorn.Config):
+    """uvicorn's Config for the service: :class:`HeaderDeadlineProtocol` with
+    ``header_timeout``, and HTTPS from ``tls`` (:func:`attestcall.service.tls.server_context`,
+    built by :meth:`load` in the process that serves)."""
+
+    def __init__(self, app: Any, *, header_timeout: float = HEADER_TIMEOUT,
+                 tls: TlsFiles | None = None, **options: Any) -> None:
+        options.setdefault("http", HeaderDeadlineProtocol)
+        super().__init__(app, **options)
+        self.header_timeout = header_timeout
+        self.tls = tls
+
+    def load(self) -> None:
+        super().load()
+        if self.tls is not None:
+            self.ssl = server_context(self.tls)

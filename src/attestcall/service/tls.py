@@ -1,0 +1,95 @@
+"""The attestation service's HTTPS: the certificate and key given to ``serve``.
+
+:func:`check_files` reads the pair once, before anything listens or any worker starts, and
+refuses with one line naming the file: missing or unreadable, not PEM, an encrypted key
+(``serve`` runs unattended and cannot ask for a passphrase), or a certificate for another
+key. :func:`server_context` is the context every worker builds from the same files: TLS 1.2
+at least (1.3 is negotiated whenever the client offers it), Python's default AEAD cipher
+suites, no client certificates.
+
+This is the standard library's ``ssl`` under uvicorn, for now; a later issue moves every
+TLS endpoint of attestcall to one implementation.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+
+from attestcall.errors import UsageError
+
+MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """The PEM certificate (the server's first, then any intermediates) and its key."""
+
+    cert: Path
+    key: Path
+
+
+def _read(path: Path, option: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: cannot read it: {exc.strerror or exc}") from None
+
+
+def _spki(public_key) -> bytes:
+    return public_key.public_bytes(serialization.Encoding.DER,
+                                   serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def check_files(cert: str | Path | None, key: str | Path | None) -> TlsFiles | None:
+    """The pair as ``serve`` was given it: None for neither (plain HTTP), else the files once
+    they are known to make a working TLS server. UsageError, one line, otherwise."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise UsageError("HTTPS needs both --tls-cert FILE and --tls-key FILE (or neither, "
+                         "for plain HTTP)")
+    files = TlsFiles(Path(cert), Path(key))
+    cert_pem = _read(files.cert, "--tls-cert")
+    key_pem = _read(files.key, "--tls-key")
+    try:
+        chain = x509.load_pem_x509_certificates(cert_pem)
+    except ValueError:
+        raise UsageError(f"--tls-cert {files.cert}: not a PEM certificate") from None
+    try:
+        private_key = serialization.load_pem_private_key(key_pem, password=None)
+    except TypeError:  # cryptography: "Password was not given but private key is encrypted"
+        raise UsageError(f"--tls-key {files.key}: the key is encrypted; give it unencrypted "
+                         "(mode 0600): serve cannot ask for a passphrase") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise UsageError(f"--tls-key {files.key}: not a PEM private key") from None
+    if _spki(chain[0].public_key()) != _spki(private_key.public_key()):
+        raise UsageError(f"--tls-cert {files.cert} and --tls-key {files.key} do not match: "
+                         "the certificate is for another key")
+    server_context(files)  # what OpenSSL itself thinks of the pair
+    return files
+
+
+def _no_passphrase() -> bytes:
+    raise UsageError("the TLS key is encrypted; give it unencrypted")
+
+
+def server_context(files: TlsFiles) -> ssl.SSLContext:
+    """The server side of the service's HTTPS (see the module docstring)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = MINIMUM_VERSION
+    try:
+        # a password callback, so that OpenSSL never prompts on a terminal for one
+        context.load_cert_chain(str(files.cert), str(files.key), password=_no_passphrase)
+    except ssl.SSLError as exc:
+        raise UsageError(f"--tls-cert {files.cert} / --tls-key {files.key} cannot serve TLS: "
+                         f"{exc.reason or exc}") from None
+    except OSError as exc:
+        raise UsageError(f"--tls-cert {files.cert} / --tls-key {files.key}: cannot read: "
+                         f"{exc.strerror or exc}") from None
+    return context
