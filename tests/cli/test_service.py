@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import http.client
 import json
 import os
 import subprocess
@@ -17,7 +18,8 @@ from attestcall.cli import main
 from attestcall.cli.service import default_home, duration
 from attestcall.keep.platforms import open_keep
 from attestcall.service import result as results
-from tests.service.helpers import SRC, TIMEOUT, Served, cli, environment
+from tests.service.helpers import SRC, TIMEOUT, Served, cli, environment, exchange
+from tests.tls_material import encrypted_key, https_files
 
 LOG_KEYS = {"time", "peer", "technology", "measurement", "tcb_status", "outcome", "reasons",
             "serial"}
@@ -127,6 +129,59 @@ def test_serve_with_two_workers_and_the_home_from_the_environment(tmp_path, sim_
     done = cli(env, "service", "log", "--json")
     assert [json.loads(line)["outcome"] for line in done.stdout.decode().splitlines()] == [
         "accepted"] * 3
+
+
+def test_serve_https_with_two_workers(tmp_path, sim_home, sgx):
+    """``--tls-cert``/``--tls-key`` with ``--workers 2``: every worker serves HTTPS, the
+    default public URL (the CRL distribution point) is https, plain HTTP gets nothing."""
+    env = environment(sim_home)
+    files = https_files(tmp_path / "https")
+    served = Served(env, "--home", str(tmp_path / "service"), "--workers", "2",
+                    "--trust-simulated", "--tls-cert", str(files.cert), "--tls-key",
+                    str(files.key), trust=files.ca)
+    try:
+        assert served.scheme == "https"
+        for _ in range(3):  # connections spread over the workers
+            status, body = served.certificate(sgx)
+            assert status == 200, body
+            issued = x509.load_pem_x509_certificates(body)[0]
+            points = issued.extensions.get_extension_for_class(x509.CRLDistributionPoints)
+            assert points.value[0].full_name[0].value == f"{served.url}/v1/crl"
+        assert served.request("GET", "/healthz") == (200, b'{"status":"ok"}')
+        with pytest.raises((http.client.HTTPException, ConnectionError)):
+            exchange(served.port, "GET", "/healthz")  # no TLS: no answer
+        assert "warning" not in served.errors()
+    finally:
+        assert served.stop() == 0  # SIGINT: a clean shutdown
+
+
+@pytest.mark.parametrize("fault", ["only the certificate", "a missing key", "not a key",
+                                   "an encrypted key", "a mismatched pair"])
+def test_serve_refuses_a_bad_tls_pair_before_any_worker_starts(tmp_path, sim_home, fault):
+    env = environment(sim_home)
+    files = https_files(tmp_path / "https")
+    other = https_files(tmp_path / "other", name="other")
+    cert, key = {
+        "only the certificate": (str(files.cert), None),
+        "a missing key": (str(files.cert), str(tmp_path / "absent.pem")),
+        "not a key": (str(files.cert), str(files.ca)),
+        "an encrypted key": (str(files.cert), str(encrypted_key(files))),
+        "a mismatched pair": (str(files.cert), str(other.key)),
+    }[fault]
+    expected = {
+        "only the certificate": "needs both --tls-cert FILE and --tls-key FILE",
+        "a missing key": "cannot read it: No such file or directory",
+        "not a key": "not a PEM private key",
+        "an encrypted key": "the key is encrypted",
+        "a mismatched pair": "do not match",
+    }[fault]
+    args = ["service", "serve", "--home", str(tmp_path / "service"), "--listen",
+            "127.0.0.1:0", "--workers", "2", "--tls-cert", cert]
+    done = cli(env, *args, *(["--tls-key", key] if key else []))
+    assert done.returncode == 2 and done.stdout == b""
+    lines = done.stderr.decode().splitlines()
+    assert len(lines) == 1 and expected in lines[0], lines
+    assert not (tmp_path / "service").exists()  # nothing started, nothing created
 
 
 def test_serve_refuses_a_broken_policy_and_a_busy_port(tmp_path, sim_home):

@@ -28,6 +28,7 @@ from attestcall.keep.platforms import open_keep
 from attestcall.service import result as results
 from tests.deploy.conftest import read_frames
 from tests.service.test_app import Running
+from tests.tls_material import https_files
 
 TIMEOUT = 60.0  # seconds any one socket or process operation may take
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,13 +66,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def keep_process(url: str, tee: str = "sgx-sim") -> tuple[subprocess.Popen, tuple[str, int]]:
-    """``attestcall keep serve --service URL`` in a subprocess, once it listens."""
+def keep_process(url: str, tee: str = "sgx-sim",
+                 *extra: str) -> tuple[subprocess.Popen, tuple[str, int]]:
+    """``attestcall keep serve --service URL [EXTRA...]`` in a subprocess, once it listens."""
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + str(ROOT))
     process = subprocess.Popen(
         [sys.executable, "-m", "attestcall", "keep", "serve", "--tee", tee, "--service", url,
-         "--listen", f"127.0.0.1:{port}"],
+         "--listen", f"127.0.0.1:{port}", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
     line = process.stdout.readline()  # type: ignore[union-attr]
     if "listening on" not in line:
@@ -197,6 +199,81 @@ def test_an_sev_keep_never_opens_a_connection_to_the_service(capsys):
         listener.settimeout(0.5)
         with pytest.raises(TimeoutError):  # nobody knocked
             listener.accept()
+
+
+# ----------------------------------------------------------------------- HTTPS
+
+
+def test_a_keep_certified_by_a_service_on_https(service, workload, tmp_path, capsys):
+    """``keep serve --service https://... --service-ca``: the keep gets its certificate over
+    HTTPS, whose CRL distribution point is https too; a tenant reaches that CRL when it
+    trusts the service's HTTPS CA (``--service-ca``), and refuses the keep when it cannot."""
+    files = https_files(tmp_path / "https")
+    running = service(tls=files)
+    process, address = keep_process(running.url, "snp-sim", "--service-ca", str(files.ca))
+    try:
+        leaf, ca = peer_chain(address)
+        status = main(["deploy", "--keep", f"127.0.0.1:{address[1]}", "--ca",
+                       str(running.home / "ca.pem"), str(ROOT / "examples" / "hello.wat")])
+        refused = capsys.readouterr().err
+        out = io.BytesIO()
+        accepted = deploy(address, workload, [], ca=running.ca.certificate,
+                          service_ca=str(files.ca), stdout=out, stderr=io.BytesIO())
+    finally:
+        stop(process)
+    assert ca == running.ca.certificate
+    points = leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    assert points[0].full_name[0].value == f"{running.url}/v1/crl"
+    assert running.url.startswith("https://")
+    assert status == 3, refused  # refused: the CRL's HTTPS is not trusted, nothing was sent
+    assert "cannot get the CA's CRL" in refused
+    assert "HTTPS certificate is not trusted" in refused
+    assert accepted == 43 and b"hello from the keep" in out.getvalue()  # 40 + SNP (3)
+    assert [r.outcome for r in running.storage.audit_log()] == ["accepted"]
+
+
+def test_keep_serve_refuses_an_untrusted_https_service_in_one_line(service, tmp_path, capsys):
+    running = service(tls=https_files(tmp_path / "https"))
+    status = main(["keep", "serve", "--tee", "sgx-sim", "--service", running.url,
+                   "--listen", "127.0.0.1:0"])
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert status == 1 and "listening" not in captured.out
+    assert len(lines) == 1, lines
+    assert "HTTPS certificate is not trusted" in lines[0] and "--service-ca" in lines[0]
+    assert running.storage.audit_log() == []
+
+
+def test_service_ca_usage_errors(tmp_path, capsys):
+    files = https_files(tmp_path / "https")
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    keep = ["keep", "serve", "--tee", "sgx-sim", "--listen", "127.0.0.1:0"]
+    cases = [
+        ([*keep, "--service", "http://127.0.0.1:9", "--service-ca", str(files.ca)],
+         "--service-ca is for an https:// service"),
+        ([*keep, "--service-ca", str(files.ca)], "--service-ca goes with --service URL"),
+        ([*keep, "--service", "https://127.0.0.1:9", "--service-ca", str(tmp_path / "no")],
+         "cannot read the CA file"),
+        ([*keep, "--service", "https://127.0.0.1:9", "--service-ca", str(garbage)],
+         "holds no PEM CA certificate"),
+        (["deploy", "--keep", "127.0.0.1:9", "--service-ca", str(files.ca),
+          str(ROOT / "examples" / "hello.wat")], "--service-ca goes with --ca"),
+    ]
+    for argv, expected in cases:
+        assert main(argv) == 2, argv
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and expected in lines[0], lines
+
+
+def test_plain_http_to_another_machine_is_warned_about():
+    warn = service_client.plain_http_warning
+    assert warn("http://127.0.0.1:8443") is None and warn("http://localhost:8443") is None
+    assert warn("http://[::1]:8443") is None
+    assert warn("https://service.example:8443") is None
+    message = warn("http://service.example:8443")
+    assert message is not None and "plain HTTP" in message and "https://" in message
+    assert warn("http://10.0.0.7:8443") is not None
 
 
 # ----------------------------------------------------------------------- renewal

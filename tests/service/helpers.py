@@ -9,6 +9,7 @@ import os
 import re
 import select
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
+from attestcall import fetch
 from attestcall.deploy.identity import attest
 from attestcall.deploy.keys import generate_key
 from attestcall.service import csr as csrs
@@ -28,11 +30,13 @@ TIMEOUT = 60.0  # seconds any one socket or process operation may take before th
 
 
 def exchange(port: int, method: str, path: str, body: bytes | None = None,
-             content_type: str = "application/pkcs10",
-             timeout: float = TIMEOUT) -> tuple[int, dict[str, str], bytes]:
-    """One HTTP request to 127.0.0.1:``port`` on a fresh connection: the status, the headers
-    (lower-case names) and the body."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+             content_type: str = "application/pkcs10", timeout: float = TIMEOUT,
+             tls: ssl.SSLContext | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP request to 127.0.0.1:``port`` on a fresh connection (HTTPS with ``tls``):
+    the status, the headers (lower-case names) and the body."""
+    connection = (http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=tls)
+                  if tls is not None else
+                  http.client.HTTPConnection("127.0.0.1", port, timeout=timeout))
     try:
         headers = {"Content-Type": content_type} if body is not None else {}
         connection.request(method, path, body=body, headers=headers)
@@ -90,9 +94,10 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 
 class Served:
     """``attestcall service serve`` in a subprocess, on a port it picked. Its log goes to a
-    temporary file (a pipe nobody reads would stall a service that logs a lot)."""
+    temporary file (a pipe nobody reads would stall a service that logs a lot). ``trust``:
+    the CA file requests trust when the service serves HTTPS (``--tls-cert``)."""
 
-    def __init__(self, env: dict[str, str], *args: str):
+    def __init__(self, env: dict[str, str], *args: str, trust: Path | None = None):
         self.log = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "attestcall", "service", "serve", "--listen",
@@ -100,15 +105,17 @@ class Served:
             start_new_session=True)  # its own process group: kill() reaches its workers
         ready, _, _ = select.select([self.process.stdout], [], [], TIMEOUT)
         line = self.process.stdout.readline().decode() if ready else ""
-        match = re.fullmatch(r"listening on http://127\.0\.0\.1:(\d+)( \(\d+ workers\))?\n",
-                             line)
+        match = re.fullmatch(
+            r"listening on (https?)://127\.0\.0\.1:(\d+)( \(\d+ workers\))?\n", line)
         if match is None:
             self.stop()
             raise AssertionError(f"no listening line: {line!r} {self.errors()}")
-        self.port = int(match.group(1))
+        self.scheme, self.port = match.group(1), int(match.group(2))
+        self.url = f"{self.scheme}://127.0.0.1:{self.port}"
+        self.tls = fetch.https_context(trust) if self.scheme == "https" else None
 
     def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-        status, _, answer = exchange(self.port, method, path, body)
+        status, _, answer = exchange(self.port, method, path, body, tls=self.tls)
         return status, answer
 
     def challenge(self) -> bytes:

@@ -4,8 +4,8 @@
 refuses with one line naming the file: missing or unreadable, not PEM, an encrypted key
 (``serve`` runs unattended and cannot ask for a passphrase), or a certificate for another
 key. :func:`server_context` is the context every worker builds from the same files: TLS 1.2
-at least (1.3 is negotiated whenever the client offers it), Python's default AEAD cipher
-suites, no client certificates.
+at least (1.3 is negotiated whenever the client offers it), Python's default cipher
+suites (forward secret only), no client certificates.
 
 This is the standard library's ``ssl`` under uvicorn, for now; a later issue moves every
 TLS endpoint of attestcall to one implementation.
