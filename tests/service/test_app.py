@@ -43,7 +43,8 @@ class Running:
     def __init__(self, home: Path, *, tls: HttpsFiles | None = None, **options):
         self.home = home
         self.tls = tls
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # TCP named, as serve's socket is: asyncio then turns Nagle off per connection
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
