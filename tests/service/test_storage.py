@@ -472,6 +472,9 @@ def test_an_unreadable_database_is_unavailable_and_recovers(sqlite_store, home):
     store = sqlite_store
     path = home / storage.DATABASE_FILE
     issue(store, 1)
+    with sqlite3.connect(path) as connection:  # the WAL into the file, which is then whole
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    connection.close()
     saved = path.read_bytes()
     for name in os.listdir(home):
         os.unlink(home / name)

@@ -59,7 +59,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import QueuePool
 
 from attestcall.errors import (
     MeasurementDenied,
@@ -84,7 +84,7 @@ RETRIES = 5  # attempts of a transaction that PostgreSQL aborted as a serialisat
 OUTCOMES = ("accepted", "refused")
 CONNECT_TIMEOUT = 5  # seconds to reach the PostgreSQL server, or to wait for a pooled connection
 STATEMENT_TIMEOUT = 30  # seconds one PostgreSQL statement may run
-POOL_SIZE = 10  # PostgreSQL connections a replica keeps open ...
+POOL_SIZE = 10  # database connections a replica keeps open ...
 POOL_OVERFLOW = 30  # ... and how many more it opens under load (its threads number 40)
 
 
@@ -579,8 +579,10 @@ def _record(audit_id: int, attempt: Attempt, outcome: str, serial: str | None) -
 def _sqlite_engine(url: URL) -> Engine:
     """A SQLite engine several processes can share: WAL journal, a busy timeout, foreign
     keys on, write transactions opened with BEGIN IMMEDIATE (a reader that later writes
-    cannot deadlock another), and a fresh connection per operation that opens the file
-    read-write without creating it, so a deleted or replaced file is an error."""
+    cannot deadlock another). Connections open the file read-write without creating it and
+    are pooled (a new one parses the schema again, which would cost more than the query);
+    one is used again only while the path still names the file it opened (same device and
+    inode), so a deleted or replaced file is an error, never writes into an unlinked one."""
     if url.drivername not in ("sqlite", "sqlite+pysqlite"):
         raise StorageError(f"unsupported SQLite driver {url.drivername!r}: use sqlite:///PATH")
     if not url.database or url.database == ":memory:" or url.database.startswith("file:"):
@@ -589,11 +591,16 @@ def _sqlite_engine(url: URL) -> Engine:
     _create_file(path)
 
     def connect() -> sqlite3.Connection:
-        return sqlite3.connect(f"file:{quote(str(path))}?mode=rw", uri=True,
-                               timeout=BUSY_TIMEOUT, isolation_level=None,
-                               check_same_thread=False)
+        opened_file = _file_identity(path)  # before opening: a file replaced in between
+        connection = sqlite3.connect(f"file:{quote(str(path))}?mode=rw", uri=True,
+                                     timeout=BUSY_TIMEOUT, isolation_level=None,
+                                     check_same_thread=False, factory=_SqliteConnection)
+        connection.opened_file = opened_file  # is seen as replaced at the next checkout
+        return connection
 
-    engine = create_engine("sqlite+pysqlite://", creator=connect, poolclass=NullPool)
+    engine = create_engine("sqlite+pysqlite://", creator=connect, poolclass=QueuePool,
+                           pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW,
+                           pool_timeout=BUSY_TIMEOUT)
 
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection, _record) -> None:
@@ -603,12 +610,33 @@ def _sqlite_engine(url: URL) -> Engine:
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
 
+    @event.listens_for(engine, "checkout")
+    def on_checkout(dbapi_connection, _record, _proxy) -> None:
+        opened = getattr(dbapi_connection, "opened_file", None)
+        if opened is None or opened != _file_identity(path):
+            raise exc.DisconnectionError("the database file was deleted or replaced")
+
     @event.listens_for(engine, "begin")
     def on_begin(connection: Connection) -> None:
         write = connection.get_execution_options().get("attestcall_write", True)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+class _SqliteConnection(sqlite3.Connection):
+    """A SQLite connection that remembers which file it opened."""
+
+    opened_file: tuple[int, int] | None = None
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at ``path``, or None when there is none."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
 
 
 def _create_file(path: Path) -> None:
