@@ -639,9 +639,14 @@ def _file_identity(path: Path) -> tuple[int, int] | None:
     return status.st_dev, status.st_ino
 
 
+_SQLITE_BUSY = 5
+
+
 def _create_file(path: Path) -> None:
     """Create the database file 0600 if missing (SQLite gives its -wal and -shm files the
-    same mode) and switch it to WAL, which the file remembers."""
+    same mode) and switch it to WAL, which the file remembers. SQLite answers the switch
+    "locked" at once, without waiting, while another process is reading the new file (a
+    replica starting at the same moment): that is tried again until BUSY_TIMEOUT."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.close(fd)
@@ -654,7 +659,16 @@ def _create_file(path: Path) -> None:
         connection = sqlite3.connect(f"file:{quote(str(path))}?mode=rw", uri=True,
                                      timeout=BUSY_TIMEOUT, isolation_level=None)
         try:
-            connection.execute("PRAGMA journal_mode = WAL").fetchone()
+            deadline = _time.monotonic() + BUSY_TIMEOUT
+            while True:
+                try:
+                    connection.execute("PRAGMA journal_mode = WAL").fetchone()
+                    break
+                except sqlite3.OperationalError as error:
+                    if (getattr(error, "sqlite_errorcode", 0) & 0xFF != _SQLITE_BUSY
+                            or _time.monotonic() > deadline):
+                        raise
+                    _time.sleep(0.01)
         finally:
             connection.close()
     except sqlite3.Error as error:
