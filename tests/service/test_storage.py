@@ -7,6 +7,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sqlite3
+import threading
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from attestcall.service.storage import (
 )
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+TIMEOUT = 60.0  # seconds a thread of a test may take before the test fails
 GOOD = "a1" * 48
 BAD = "b2" * 48
 
@@ -452,6 +454,38 @@ def every_call(store: Storage):
 def sqlite_store(home):
     with Storage.open(None, home) as opened:
         yield opened
+
+
+def test_one_process_s_sqlite_writers_queue_for_each_other(home, monkeypatch):
+    """Threads of one process writing at once wait for each other in the process, never
+    in SQLite's busy handler (which sleeps in growing steps while the lock may be free):
+    even with no busy timeout at all, none of them finds the database locked."""
+    monkeypatch.setattr(storage, "BUSY_TIMEOUT", 0.0)
+    threads, per_thread = 12, 15
+    with Storage.open(None, home) as store:
+        start = threading.Barrier(threads)
+        failures: list[BaseException] = []
+        made: list[bytes] = []
+
+        def write() -> None:
+            start.wait(TIMEOUT)
+            try:
+                for _ in range(per_thread):
+                    challenge, _ = store.new_challenge(NOW)
+                    assert store.consume_challenge(challenge, NOW)
+                    made.append(challenge)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                failures.append(exc)
+
+        workers = [threading.Thread(target=write) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(TIMEOUT)
+        assert not any(worker.is_alive() for worker in workers)
+        assert failures == []
+        assert len(set(made)) == threads * per_thread
+        assert table_counts(store)["challenges"] == threads * per_thread
 
 
 def test_a_deleted_database_is_unavailable_not_a_crash(sqlite_store, home):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import secrets
 import sqlite3
+import threading
 import time as _time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -252,6 +253,10 @@ class Storage:
 
     def __init__(self, engine: Engine, url: URL, version: int):
         self._engine = engine
+        # SQLite has one writer at a time. This process's writers queue here, each woken
+        # as the last one commits, rather than in SQLite's busy handler, which sleeps in
+        # growing steps (up to 100 ms) while the lock may already be free.
+        self._writers = threading.Lock() if engine.dialect.name == "sqlite" else None
         self.url = url.render_as_string(hide_password=True)
         self.schema_version = version
 
@@ -498,6 +503,12 @@ class Storage:
         raise AssertionError("unreachable")
 
     def _once(self, work: Callable[[Connection], T], write: bool) -> T:
+        if write and self._writers is not None:
+            with self._writers:
+                return self._transaction(work, write)
+        return self._transaction(work, write)
+
+    def _transaction(self, work: Callable[[Connection], T], write: bool) -> T:
         with self._engine.connect() as connection:
             connection.execution_options(attestcall_write=write)
             with connection.begin():
