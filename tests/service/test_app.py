@@ -3,6 +3,7 @@ temporary directory, CSRs from simulated SGX, SNP and TDX keeps."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -17,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from attestcall import fetch
+from attestcall.deploy.identity import attest
 from attestcall.deploy.keys import generate_key, spki_der
 from attestcall.service import app as service_app
 from attestcall.service import csr as csrs
@@ -27,6 +29,7 @@ from attestcall.service.serving import ServiceConfig
 from attestcall.service.storage import DATABASE_FILE, Storage
 from attestcall.service.tls import TlsFiles
 from attestcall.tees import registry
+from attestcall.verifier.api import verify
 from tests.fakes.collateral_server import CollateralServer
 from tests.service.helpers import TEES, TIMEOUT, assert_problem, exchange, make_csr
 from tests.service.test_csr import assert_no_window, cmw, csr_with
@@ -447,6 +450,34 @@ def test_sev_key_material_never_reaches_the_audit_log(service, monkeypatch):
         if name.startswith(DATABASE_FILE):
             assert_no_window(sev_key, Exception((service.home / name).read_bytes()
                                                 .decode("latin-1")))
+
+
+def test_simulated_collateral_is_made_once_a_minute_not_per_request(tmp_path, keeps,
+                                                                     monkeypatch):
+    """With --trust-simulated the simulators' collateral is made (four signatures) and
+    loaded once, then reused for every request for SIMULATED_COLLATERAL_TTL seconds."""
+    storage = Storage.open(None, tmp_path)
+    try:
+        settings = Settings(storage=storage, ca=ServiceCa.load_or_create(tmp_path),
+                            public_url="http://x", trust_simulated=True)
+        service = service_app.Service(settings, service_app.Metrics())
+        made: list[bytes] = []
+        sgx = registry().by_name("sgx")
+        counted = dataclasses.replace(
+            sgx, simulated_collateral=lambda e: made.append(e) or sgx.simulated_collateral(e))
+        _, evidence = attest(keeps["sgx-sim"], bytes(64))
+        first = service._collateral(counted, evidence)["collateral"]
+        assert not isinstance(first, (str, bytes))  # loaded, not JSON to parse again
+        assert service._collateral(counted, evidence)["collateral"] is first
+        assert len(made) == 1
+        monkeypatch.setattr(service_app, "SIMULATED_COLLATERAL_TTL", 0.0)
+        assert service._collateral(counted, evidence)["collateral"] is not first
+        assert len(made) == 2
+        verdict = verify(evidence, technology="sgx", nonce=bytes(64), trust_simulated=True,
+                         **service._collateral(sgx, evidence))
+        assert verdict.accepted, verdict.reasons
+    finally:
+        storage.close()
 
 
 def test_settings_refuse_a_broken_policy(tmp_path):

@@ -34,6 +34,7 @@ import datetime as dt
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -83,6 +84,7 @@ RETRY_AFTER = 5  # seconds a 503 asks the client to wait
 PURGE_INTERVAL = 60.0  # seconds between purges of expired challenges
 HEADER_TIMEOUT = 10.0  # seconds from connection (or previous answer) to a whole request head
 BODY_TIMEOUT = 30.0  # seconds from the request head to the whole body
+SIMULATED_COLLATERAL_TTL = 60.0  # seconds the simulators' collateral is reused (valid 30 days)
 PROBLEM = "application/problem+json"
 PEM_CHAIN = "application/pem-certificate-chain"
 PROBLEM_BASE = "https://attestcall.invalid/problems/"  # problem types are names, not pages
@@ -253,6 +255,8 @@ class Service:
         self.settings = settings
         self.metrics = metrics
         self._last_purge = 0.0
+        self._simulated: dict[str, tuple[float, Any]] = {}  # TEE -> (made at, source)
+        self._simulated_lock = threading.Lock()
 
     # -- small endpoints ------------------------------------------------------------
 
@@ -418,10 +422,25 @@ class Service:
         """verify()'s collateral arguments for ``tee``: the simulators' own collateral when
         simulated roots are trusted, else the PCCS or KDS URL the TEE takes."""
         if self.settings.trust_simulated and tee.simulated_collateral is not None:
-            return {"collateral": tee.simulated_collateral(evidence)}
+            return {"collateral": self._simulated_collateral(tee, evidence)}
         url_option = tee.collateral_options[1] if tee.collateral_options else None
         url = {"--pccs": self.settings.pccs, "--kds": self.settings.kds}.get(url_option or "")
         return {"collateral_url": url} if url else {}
+
+    def _simulated_collateral(self, tee, evidence: bytes) -> Any:
+        """The simulators' collateral for ``tee``, made and loaded once a minute, not per
+        request: making it signs four documents, and verifying against new bytes every
+        time would miss every cache of the verifier. (Reused for a minute, it also follows
+        a ``sim reset`` within a minute.)"""
+        with self._simulated_lock:
+            made = self._simulated.get(tee.name)
+            if made is None or time.monotonic() - made[0] > SIMULATED_COLLATERAL_TTL:
+                value = tee.simulated_collateral(evidence)
+                if tee.collateral_source is not None:
+                    value = tee.collateral_source(evidence, value, None)
+                made = (time.monotonic(), value)
+                self._simulated[tee.name] = made
+            return made[1]
 
 
 async def read_body(request: Request, timeout: float) -> bytes:
