@@ -259,6 +259,10 @@ def test_a_denied_measurement_is_refused_and_its_serials_are_in_the_crl(service,
     csr, _ = make_csr(keeps["sgx-sim"], service.challenge())
     document = assert_problem(*service.post_csr(csr), 403)
     assert "deny-list" in document["detail"]
+    refused = service.storage.audit_log()[-1]  # signed, refused in the transaction, not kept
+    assert (refused.outcome, refused.measurement, refused.serial) == ("refused", measurement, None)
+    assert refused.technology == "sgx" and refused.tcb_status is not None
+    assert len(service.storage.audit_log()) == 4
     status, _, body = service.request("GET", "/v1/crl")
     crl = x509.load_der_x509_crl(body)
     assert crl.is_signature_valid(service.ca.certificate.public_key())

@@ -398,10 +398,8 @@ class Service:
             raise Refusal(403, "refused", "Forbidden", list(verdict.reasons), known)
         result = results.from_verdict(verdict, settings.policy_bytes)
         measurement = result.measurement.hex()
-        if storage.is_denied(measurement):
-            raise Refusal(403, "denied", "Forbidden",
-                          [f"measurement {measurement} is on the service's deny-list"], known)
-
+        # The deny-list is checked once, by the issuance's own transaction (a certificate
+        # for a denied measurement is signed, then refused there, and never leaves here).
         certificate = settings.ca.issue(
             contents.public_key, contents.subject, lifetime=settings.lifetime,
             result=result, crl_url=settings.crl_url, now=now)
@@ -411,7 +409,7 @@ class Service:
             storage.record_issuance(attempt, serial=certificate.serial_number,
                                     not_after=certificate.not_valid_after_utc,
                                     der=certificate.public_bytes(serialization.Encoding.DER))
-        except MeasurementDenied as exc:  # denied between the check and the transaction
+        except MeasurementDenied as exc:
             raise Refusal(403, "denied", "Forbidden", [str(exc)], known) from None
         self.metrics.verdicts.labels(tee.name, "accepted").inc()
         LOG.info("issued %s to %s (%s %s)", serial_hex(certificate.serial_number), peer,
