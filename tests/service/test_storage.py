@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import MetaData, create_engine, inspect, text
+from sqlalchemy import MetaData, create_engine, insert, inspect, text
 
 from attestcall.errors import AttestcallError
 from attestcall.service import migrations, storage
@@ -341,7 +341,7 @@ def test_a_failure_in_the_middle_of_an_issuance_leaves_nothing(store, monkeypatc
     """The database fails between the audit insert and the certificate insert (here: the
     certificate goes to a table that is not there): the audit row is rolled back."""
     missing = storage.certificates.to_metadata(MetaData(), name="no_such_table")
-    monkeypatch.setattr(storage, "certificates", missing)
+    monkeypatch.setattr(storage, "_NEW_CERTIFICATE", insert(missing))
     with pytest.raises(StorageUnavailable):
         issue(store, 5)
     monkeypatch.undo()

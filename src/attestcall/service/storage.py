@@ -48,6 +48,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -153,6 +154,20 @@ audit = Table(
     Column("reasons", JSON, nullable=False),
     Column("serial", String(migrations.SERIAL), nullable=True),
 )
+
+
+# The statements of every certificate request, built once: values come as parameters at
+# execution (building a statement with its values costs SQLAlchemy more than running it).
+_NEW_CHALLENGE = insert(challenges)
+_CONSUME_CHALLENGE = (update(challenges)
+                      .where(challenges.c.challenge == bindparam("b_challenge"),
+                             challenges.c.used_at.is_(None),
+                             challenges.c.expires_at > bindparam("b_now"))
+                      .values(used_at=bindparam("b_now")))
+_NEW_AUDIT = insert(audit)
+_NEW_CERTIFICATE = insert(certificates)
+_DENIED = select(literal(1)).where(
+    denied_measurements.c.measurement == bindparam("b_measurement"))
 
 
 @dataclass(frozen=True)
@@ -315,8 +330,9 @@ class Storage:
         for attempt in range(3):
             challenge = secrets.token_bytes(CHALLENGE_SIZE)
             try:
-                self._write(lambda c, ch=challenge: c.execute(insert(challenges).values(
-                    challenge=ch, created_at=now, expires_at=expires_at, used_at=None)))
+                self._write(lambda c, ch=challenge: c.execute(_NEW_CHALLENGE, {
+                    "challenge": ch, "created_at": now, "expires_at": expires_at,
+                    "used_at": None}))
                 return challenge, expires_at
             except StorageConflict:  # 2^-256: a broken random source, not bad luck
                 if attempt == 2:
@@ -330,12 +346,8 @@ class Storage:
         now = _utc(now)
         if not isinstance(challenge, bytes) or len(challenge) != CHALLENGE_SIZE:
             return False
-        statement = (update(challenges)
-                     .where(challenges.c.challenge == challenge,
-                            challenges.c.used_at.is_(None),
-                            challenges.c.expires_at > now)
-                     .values(used_at=now))
-        return self._write(lambda c: c.execute(statement).rowcount) == 1
+        values = {"b_challenge": challenge, "b_now": now}
+        return self._write(lambda c: c.execute(_CONSUME_CHALLENGE, values).rowcount) == 1
 
     def purge_challenges(self, now: datetime | None = None) -> int:
         """Delete the challenges expired at ``now`` (used or not); returns how many."""
@@ -362,10 +374,11 @@ class Storage:
             if _denied(connection, measurement):
                 raise MeasurementDenied(f"measurement {measurement} is on the deny-list")
             row = _audit_row(attempt, "accepted", serial)
-            audit_id = connection.execute(insert(audit).values(**row)).inserted_primary_key[0]
-            connection.execute(insert(certificates).values(
-                serial=serial, issued_at=issued_at, not_after=not_after,
-                technology=attempt.technology, measurement=measurement, der=bytes(der)))
+            audit_id = connection.execute(_NEW_AUDIT, row).inserted_primary_key[0]
+            connection.execute(_NEW_CERTIFICATE, {
+                "serial": serial, "issued_at": issued_at, "not_after": not_after,
+                "technology": attempt.technology, "measurement": measurement,
+                "der": bytes(der)})
             return int(audit_id)
 
         return _record(self._write(work), attempt, "accepted", serial)
@@ -374,7 +387,7 @@ class Storage:
         """Record a refused attempt in the audit log."""
         row = _audit_row(attempt, "refused", None)
         audit_id = self._write(
-            lambda c: int(c.execute(insert(audit).values(**row)).inserted_primary_key[0]))
+            lambda c: int(c.execute(_NEW_AUDIT, row).inserted_primary_key[0]))
         return _record(audit_id, attempt, "refused", None)
 
     def audit_log(self, since: datetime | None = None) -> list[AuditRecord]:
@@ -557,8 +570,7 @@ def _describe(error: exc.DBAPIError) -> str:
 
 
 def _denied(connection: Connection, measurement: str) -> bool:
-    return connection.scalar(select(literal(1)).where(
-        denied_measurements.c.measurement == measurement)) is not None
+    return connection.scalar(_DENIED, {"b_measurement": measurement}) is not None
 
 
 def _is_revoked(connection: Connection, serial: str) -> bool:
