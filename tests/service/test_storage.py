@@ -522,6 +522,35 @@ def test_an_unreadable_database_is_unavailable_and_recovers(sqlite_store, home):
     assert store.certificate(1) is not None
 
 
+def test_connections_opened_for_a_burst_stay_open_for_the_next(pg_url, home):
+    """Thirty operations at once need thirty PostgreSQL connections; the next burst uses
+    the very same server processes, none opened or closed in between (a new connection is
+    a new server process: closing a burst's connections after it churned them)."""
+    burst = 30
+    with Storage.open(pg_url, home) as store:
+
+        def backends() -> set[int]:
+            start = threading.Barrier(burst)
+            seen: list[int] = []
+
+            def hold(connection) -> None:  # all thirty hold a connection at once
+                seen.append(connection.execute(text("SELECT pg_backend_pid()")).scalar())
+                start.wait(TIMEOUT)
+
+            workers = [threading.Thread(target=store._read, args=(hold,))
+                       for _ in range(burst)]
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join(TIMEOUT)
+            assert len(seen) == burst
+            return set(seen)
+
+        first = backends()
+        assert len(first) == burst
+        assert backends() == first
+
+
 def test_a_stopped_postgresql_server_is_unavailable_then_recovers(postgres, pg_url, home):
     """The server goes down under an open Storage: every call fails with
     StorageUnavailable, promptly; once it is back, the same Storage works, its data
