@@ -546,10 +546,11 @@ def report(floor: float, floor_rounds: tuple[list[float], list[float]],
         busy = o.cpu.machine / o.window
         print(f"    at 1 worker's {cost * ms:.2f} ms CPU per certificate (clients "
               f"{parts[0] * ms:.2f}, server {parts[1] * ms:.2f}, database {parts[2] * ms:.2f}) "
-              f"{cpus} CPUs allow at most {ceiling:.2f}x 1 worker ({cpus / served / one.rate:.2f}x "
+              f"{cpus} CPUs allow about {ceiling:.2f}x 1 worker ({cpus / served / one.rate:.2f}x "
               "with the clients elsewhere)"
-              + ("; the clients' CPU alone puts the target out of reach here"
-                 if ceiling < TARGET_SCALING <= cpus / served / one.rate else ""))
+              + ("; the clients' CPU takes the target out of reach here"
+                 if scaling < TARGET_SCALING and ceiling < TARGET_SCALING
+                 <= cpus / served / one.rate else ""))
         print(f"    measured: {busy:.2f} of {cpus} CPUs busy"
               + (" (others included): the rate was bound by something other than CPU"
                  if busy < 0.85 * cpus else ": the CPUs were saturated"))
