@@ -147,6 +147,21 @@ def test_a_postgresql_url_needs_no_home(pg_url, home):
     assert not home.exists()
 
 
+def test_postgresql_connections_are_bounded_in_time(pg_url, home):
+    """A dead or silent server cannot hold a request forever: libpq's connect timeout,
+    keepalives and TCP user timeout are set on every connection, and the server ends a
+    statement that runs too long."""
+    with Storage.open(pg_url, home) as opened, opened._engine.connect() as connection:
+        pgconn = connection.connection.dbapi_connection.pgconn
+        options = {o.keyword.decode(): o.val for o in pgconn.info if o.val is not None}
+        assert options["connect_timeout"] == str(storage.CONNECT_TIMEOUT).encode()
+        assert options["keepalives"] == b"1"
+        assert int(options["tcp_user_timeout"]) == storage.DEAD_PEER_TIMEOUT * 1000
+        assert int(options["keepalives_idle"]) * 3 <= storage.DEAD_PEER_TIMEOUT
+        timeout = connection.exec_driver_sql("SHOW statement_timeout").scalar()
+        assert timeout == f"{storage.STATEMENT_TIMEOUT}s"
+
+
 def test_a_newer_schema_is_refused(database, home):
     Storage.open(database, home).close()
     sql(database, home, f"UPDATE schema_version SET version = {migrations.LATEST + 1}")

@@ -86,6 +86,7 @@ RETRIES = 5  # attempts of a transaction that PostgreSQL aborted as a serialisat
 OUTCOMES = ("accepted", "refused")
 CONNECT_TIMEOUT = 5  # seconds to reach the PostgreSQL server, or to wait for a pooled connection
 STATEMENT_TIMEOUT = 30  # seconds one PostgreSQL statement may run
+DEAD_PEER_TIMEOUT = 30  # seconds before a silent PostgreSQL peer's connection is dropped
 # Database connections a worker process keeps: one per worker thread (40), opened as
 # needed and kept. Connections opened for a burst and closed after it were a new PostgreSQL
 # server process every two certificates under load (3 of every 4 ms of the database's CPU).
@@ -706,13 +707,19 @@ def _postgresql_engine(url: URL) -> Engine:
     ones PostgreSQL aborts); ``pool_pre_ping`` replaces connections a restart broke. A bare
     ``postgresql://`` URL uses psycopg (version 3); ``postgresql+DRIVER://`` another. A server
     that does not answer fails a connection after ``CONNECT_TIMEOUT`` seconds and a statement
-    after ``STATEMENT_TIMEOUT``, so a request never hangs on a dead database."""
+    after ``STATEMENT_TIMEOUT``; TCP keepalives and ``TCP_USER_TIMEOUT`` end a connection to a
+    server that vanished from the network (a partition, a host gone) after about
+    ``DEAD_PEER_TIMEOUT`` seconds, so a request does not hang on it. (A server process that
+    is frozen while its kernel still acknowledges packets is the one case these cannot see.)"""
     if url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")
     connect_args: dict[str, Any] = {}
     if url.drivername in ("postgresql+psycopg", "postgresql+psycopg2"):
         connect_args = {"connect_timeout": CONNECT_TIMEOUT,
                         "options": f"-c statement_timeout={STATEMENT_TIMEOUT * 1000}",
+                        "keepalives": 1, "keepalives_idle": DEAD_PEER_TIMEOUT // 3,
+                        "keepalives_interval": DEAD_PEER_TIMEOUT // 6, "keepalives_count": 2,
+                        "tcp_user_timeout": DEAD_PEER_TIMEOUT * 1000,
                         "application_name": "attestcall-service"}
     try:
         return create_engine(url, isolation_level="SERIALIZABLE", pool_pre_ping=True,
