@@ -40,7 +40,16 @@ class CollateralError(AttestcallError):
 class CollateralUnavailable(CollateralError):
     """The collateral service could not be had just now: unreachable, timed out, or it
     answered with a server error or a rate limit. Transient: asking again later may work
-    (the attestation service answers 503, not a refusal)."""
+    (the attestation service answers 503, not a refusal). ``retry_after``: seconds the
+    service asked to be left alone (HTTP 429 or 503 Retry-After), when it said."""
+
+    retry_after: float | None = None
+
+
+class CollateralMissing(CollateralError):
+    """The collateral asked for is not to be had: the upstream has none (HTTP 404), or an
+    offline collateral cache holds none and may not ask (the service answers 404 on its
+    PCCS/KDS paths and refuses a verification that needs it)."""
 
 
 class PolicyError(AttestcallError):

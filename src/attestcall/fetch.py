@@ -24,6 +24,7 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import Message
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from attestcall.errors import CollateralError, CollateralUnavailable, UsageError
@@ -33,22 +34,44 @@ DEFAULT_MAX_SIZE = 4 * 1024 * 1024  # bytes; the largest real TCB info is ~100 K
 _CHUNK = 64 * 1024
 
 
+MAX_RETRY_AFTER = 3600.0  # seconds: a longer Retry-After is taken as this
+
+
 class HttpStatusError(CollateralError):
     """The service answered with a non-2xx status (kept in ``status``)."""
 
-    def __init__(self, message: str, status: int) -> None:
+    def __init__(self, message: str, status: int, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after
 
 
 class HttpUnavailable(HttpStatusError, CollateralUnavailable):
     """The service answered 5xx or 429: it is down or busy, not refusing."""
 
 
-def status_error(message: str, status: int) -> HttpStatusError:
+def status_error(message: str, status: int, retry_after: float | None = None) -> HttpStatusError:
     """The error for a non-2xx answer: ``HttpUnavailable`` for 5xx and 429."""
     kind = HttpUnavailable if status >= 500 or status == 429 else HttpStatusError
-    return kind(message, status)
+    return kind(message, status, retry_after)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """A Retry-After header's delay in seconds (delta-seconds or an HTTP date, RFC 9110
+    section 10.2.3), at most ``MAX_RETRY_AFTER``; None when absent or unreadable."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return min(float(text), MAX_RETRY_AFTER)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    delay = when.timestamp() - (time.time() if now is None else now)
+    return min(max(delay, 0.0), MAX_RETRY_AFTER)
 
 
 @dataclass(frozen=True)
@@ -160,9 +183,10 @@ def get(
     except CollateralError:
         raise
     except urllib.error.HTTPError as exc:
+        retry_after = parse_retry_after(exc.headers.get("Retry-After") if exc.headers else None)
         exc.close()
         message = f"{url}: HTTP {exc.code} {exc.reason}".rstrip()
-        raise status_error(message, exc.code) from None
+        raise status_error(message, exc.code, retry_after) from None
     except TimeoutError:
         raise CollateralUnavailable(f"{url}: timed out after {timeout:g} s") from None
     except urllib.error.URLError as exc:

@@ -387,8 +387,8 @@ def test_metrics_healthz_and_openapi(service, keeps):
     status, _, body = service.request("GET", "/openapi.json")
     document = json.loads(body)
     assert document["openapi"].startswith("3.")
-    assert set(document["paths"]) == set(ROUTES)
-    assert {r.path for r in service.app.routes} == set(ROUTES)
+    assert set(ROUTES) <= set(document["paths"])
+    assert {r.path for r in service.app.routes} == set(document["paths"])
     assert "post" in document["paths"]["/v1/certificate"]
     assert set(document["paths"]["/v1/certificate"]["post"]["responses"]) == {
         "200", "400", "403", "408", "413", "503"}

@@ -73,10 +73,18 @@ def add_parser(commands, host_port, parser_class: type[argparse.ArgumentParser])
     serve.add_argument("--policy", metavar="FILE", help="policy TOML (see the README)")
     serve.add_argument("--lifetime", type=duration, default=dt.timedelta(hours=24),
                        metavar="DURATION", help="issued certificates' lifetime (default 24h)")
-    serve.add_argument("--pccs", metavar="URL", help="Intel collateral from this PCS/PCCS")
-    serve.add_argument("--kds", metavar="URL", help="AMD VCEKs from this KDS")
+    serve.add_argument("--pccs", metavar="URL",
+                       help="the upstream of Intel collateral, a PCS/PCCS v4 (default Intel's "
+                       "PCS, https://api.trustedservices.intel.com)")
+    serve.add_argument("--kds", metavar="URL",
+                       help="the upstream of AMD certificates, a KDS (default AMD's KDS, "
+                       "https://kdsintf.amd.com)")
     serve.add_argument("--trust-simulated", action="store_true",
                        help="accept evidence signed by this machine's simulated roots")
+    serve.add_argument("--offline", action="store_true",
+                       help="never contact --pccs or --kds: serve the collateral cache and "
+                       "imports only (whatever their age); what is missing is 404 on the "
+                       "PCCS/KDS paths and a refusal on verification")
     serve.add_argument("--public-url", metavar="URL",
                        help="this service's base URL as keeps and tenants reach it, for the "
                        "CRL distribution point (default http://HOST:PORT of --listen, "
@@ -105,6 +113,31 @@ def add_parser(commands, host_port, parser_class: type[argparse.ArgumentParser])
                         help="why (an RFC 5280 reason name such as keyCompromise gives the "
                         "CRL entry its reason code)")
 
+    collateral = actions.add_parser(
+        "collateral", help="import or list the fleet's collateral cache",
+        description="The collateral the service keeps in its database and serves on Intel's "
+        "PCCS v4 and AMD KDS paths.")
+    collateral_actions = collateral.add_subparsers(dest="collateral_command", metavar="ACTION",
+                                                   parser_class=parser_class)
+    load = collateral_actions.add_parser(
+        "import", help="load collateral files into the cache",
+        description="Load QuoteCollateralV3 JSON documents, DER or PEM certificates (AMD "
+        "VCEKs, ASK/ARK chains) and CRLs (Intel root CA and PCK CRLs, AMD ARK CRLs) into the "
+        "cache, each checked under its issuer chain to the pinned Intel or AMD root; a file "
+        "that is not collateral, or an item that fails its check, stores nothing.")
+    common(load)
+    load.add_argument("files", nargs="+", metavar="FILE", type=Path)
+    load.add_argument("--trust-simulated", action="store_true",
+                      help="also accept collateral signed by this machine's simulated roots")
+    listing = collateral_actions.add_parser(
+        "list", help="show what is cached, from where, and until when",
+        description="Every cached item: vendor, kind, key, where it came from, when it was "
+        "fetched and its next update.")
+    common(listing)
+    listing.add_argument("--json", action="store_true",
+                         help="one JSON object a line: vendor, kind, key, source, fetched_at, "
+                         "next_update, refresh_at, size")
+
     log = actions.add_parser("log", help="print the audit log",
                              description="Every certificate request, accepted or refused.")
     common(log)
@@ -117,8 +150,9 @@ def add_parser(commands, host_port, parser_class: type[argparse.ArgumentParser])
 
 
 def run(args: argparse.Namespace) -> int:
+    actions = "serve, ca, revoke, collateral or log"
     if args.service_command is None:
-        raise UsageError("attestcall service: choose an action: serve, ca, revoke or log")
+        raise UsageError(f"attestcall service: choose an action: {actions}")
     home = args.home if args.home is not None else default_home()
     if args.service_command == "serve":
         return _serve(args, home)
@@ -128,7 +162,9 @@ def run(args: argparse.Namespace) -> int:
         return _revoke(args, home)
     if args.service_command == "log":
         return _log(args, home)
-    raise UsageError("attestcall service: choose an action: serve, ca, revoke or log")
+    if args.service_command == "collateral":
+        return _collateral(args, home)
+    raise UsageError(f"attestcall service: choose an action: {actions}")
 
 
 def _storage(args: argparse.Namespace, home: Path):
@@ -163,6 +199,7 @@ def _serve(args: argparse.Namespace, home: Path) -> int:
         "public_url": args.public_url or f"{scheme}://{shown}:{port}",
         "policy": args.policy, "lifetime_seconds": args.lifetime.total_seconds(),
         "pccs": args.pccs, "kds": args.kds, "trust_simulated": args.trust_simulated,
+        "offline": args.offline,
     }
     if args.workers == 1:
         settings = service_app.settings_from_options(**{**options, "home": home})
@@ -270,6 +307,48 @@ def _since(text: str) -> dt.datetime:
     return parse_instant(text)
 
 
+def _collateral(args: argparse.Namespace, home: Path) -> int:
+    from attestcall.service.collateral import CollateralCache
+
+    if args.collateral_command not in ("import", "list"):
+        raise UsageError("attestcall service collateral: choose an action: import or list")
+    with _storage(args, home) as storage:
+        cache = CollateralCache(storage, offline=True,
+                                trust_simulated=getattr(args, "trust_simulated", False))
+        if args.collateral_command == "import":
+            from attestcall.service.collateral_import import import_files
+
+            for planned, record in import_files(args.files, cache):
+                print(f"imported {record.item} from {planned.file} (next update "
+                      f"{_stamp(record.next_update)})")
+            return 0
+        records = cache.records()
+    if args.json:
+        for record in records:
+            print(json.dumps(record.as_json()))
+        return 0
+    rows = [("vendor", "kind", "key", "source", "fetched", "next update")]
+    for record in records:
+        key = record.item.key or "-"
+        rows.append((record.item.vendor, record.item.kind,
+                     key if len(key) <= 48 else key[:45] + "...", record.source,
+                     _stamp(record.fetched_at), _stamp(record.next_update)))
+    _table(rows)
+    return 0
+
+
+def _stamp(instant: dt.datetime) -> str:
+    return instant.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
+    """Aligned columns, the last one left ragged."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        print("  ".join([*cells, row[-1]]).rstrip())
+
+
 LOG_COLUMNS = ("time", "peer", "technology", "measurement", "tcb_status", "outcome", "serial",
                "reasons")
 
@@ -289,8 +368,5 @@ def _log(args: argparse.Namespace, home: Path) -> int:
         item["reasons"] = "; ".join(item["reasons"])
         rows.append(tuple("-" if item[c] in (None, "") else str(item[c])
                           for c in LOG_COLUMNS))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(LOG_COLUMNS) - 1)]
-    for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        print("  ".join([*cells, row[-1]]).rstrip())
+    _table(rows)
     return 0

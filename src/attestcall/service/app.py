@@ -36,7 +36,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from attestcall import fetch
 from attestcall.errors import (
     AttestcallError,
     CollateralError,
@@ -67,9 +68,22 @@ from attestcall.errors import (
     StorageError,
     UsageError,
 )
+from attestcall.service import collateral_routes
 from attestcall.service import csr as csrs
 from attestcall.service import result as results
 from attestcall.service.ca import ServiceCa
+from attestcall.service.collateral import (
+    FAILURE_BACKOFF,
+    AmdSource,
+    CollateralCache,
+    IntelSource,
+)
+from attestcall.service.problems import (
+    PROBLEM,
+    RETRY_AFTER,
+    problem,
+    storage_unavailable,
+)
 from attestcall.service.storage import Attempt, Storage, serial_hex
 from attestcall.tees import registry
 from attestcall.verifier.api import verify
@@ -80,14 +94,11 @@ LOG = logging.getLogger("attestcall.service")
 MAX_BODY = csrs.MAX_CSR_SIZE  # 1 MiB
 DEFAULT_LIFETIME = dt.timedelta(hours=24)
 CRL_VALIDITY = dt.timedelta(minutes=15)  # the CRL's next update: revocations spread fast
-RETRY_AFTER = 5  # seconds a 503 asks the client to wait
 PURGE_INTERVAL = 60.0  # seconds between purges of expired challenges
 HEADER_TIMEOUT = 10.0  # seconds from connection (or previous answer) to a whole request head
 BODY_TIMEOUT = 30.0  # seconds from the request head to the whole body
 SIMULATED_COLLATERAL_TTL = 60.0  # seconds the simulators' collateral is reused (valid 30 days)
-PROBLEM = "application/problem+json"
 PEM_CHAIN = "application/pem-certificate-chain"
-PROBLEM_BASE = "https://attestcall.invalid/problems/"  # problem types are names, not pages
 SETTINGS_ENV = "ATTESTCALL_SERVICE_SETTINGS"
 ROUTES = ("/v1/challenge", "/v1/certificate", "/v1/ca", "/v1/crl", "/healthz", "/metrics",
           "/openapi.json")
@@ -114,6 +125,8 @@ class Settings:
     pccs: str | None = None
     kds: str | None = None
     trust_simulated: bool = False
+    offline: bool = False
+    collateral_backoff: float = FAILURE_BACKOFF
     clock: Callable[[], dt.datetime] = _now
     header_timeout: float = HEADER_TIMEOUT
     body_timeout: float = BODY_TIMEOUT
@@ -125,6 +138,12 @@ class Settings:
             raise UsageError("the certificate lifetime must be positive")
         if not (self.header_timeout > 0 and self.body_timeout > 0):
             raise UsageError("the header and body timeouts must be positive")
+        for option, url in (("--pccs", self.pccs), ("--kds", self.kds)):
+            if url is not None:
+                try:
+                    fetch.check_url(url)
+                except CollateralError:
+                    raise UsageError(f"{option}: not an http(s) URL: {url!r}") from None
         self.public_url = self.public_url.rstrip("/")
 
     @property
@@ -166,24 +185,7 @@ class Refusal(Exception):
         return None
 
 
-def problem_document(status: int, kind: str, title: str, reasons: list[str]) -> dict[str, Any]:
-    """An RFC 9457 problem document with the extension member ``reasons``."""
-    return {"type": PROBLEM_BASE + kind, "title": title, "status": status,
-            "detail": "; ".join(reasons) if reasons else title, "reasons": reasons}
-
-
-def problem(status: int, kind: str, title: str, reasons: list[str],
-            headers: Mapping[str, str] | None = None) -> JSONResponse:
-    """:func:`problem_document` as a response."""
-    return JSONResponse(problem_document(status, kind, title, reasons), status_code=status,
-                        media_type=PROBLEM, headers=headers)
-
-
-def _unavailable(exc: StorageError) -> JSONResponse:
-    LOG.warning("database unavailable: %s", exc)
-    return problem(503, "unavailable", "Service Unavailable",
-                   ["the service database is unavailable; try again later"],
-                   headers={"Retry-After": str(RETRY_AFTER)})
+_unavailable = storage_unavailable
 
 
 # ---------------------------------------------------------------------- metrics
@@ -228,7 +230,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         path = scope.get("path", "")
-        label = path if path in ROUTES else "other"
+        label = path if path in ROUTES else (collateral_routes.label(path) or "other")
         status = 500
         start = time.perf_counter()
 
@@ -251,9 +253,10 @@ class MetricsMiddleware:
 class Service:
     """The endpoints of one replica over its settings."""
 
-    def __init__(self, settings: Settings, metrics: Metrics):
+    def __init__(self, settings: Settings, metrics: Metrics, cache: CollateralCache):
         self.settings = settings
         self.metrics = metrics
+        self.cache = cache
         self._last_purge = 0.0
         self._simulated: dict[str, tuple[float, Any]] = {}  # TEE -> (made at, source)
         self._simulated_lock = threading.Lock()
@@ -418,12 +421,18 @@ class Service:
 
     def _collateral(self, tee, evidence: bytes) -> dict[str, Any]:
         """verify()'s collateral arguments for ``tee``: the simulators' own collateral when
-        simulated roots are trusted, else the PCCS or KDS URL the TEE takes."""
-        if self.settings.trust_simulated and tee.simulated_collateral is not None:
-            return {"collateral": self._simulated_collateral(tee, evidence)}
+        simulated roots are trusted and no upstream is named for the TEE, else the fleet's
+        collateral cache as the PCCS or KDS source the TEE takes."""
         url_option = tee.collateral_options[1] if tee.collateral_options else None
-        url = {"--pccs": self.settings.pccs, "--kds": self.settings.kds}.get(url_option or "")
-        return {"collateral_url": url} if url else {}
+        upstream = {"--pccs": self.settings.pccs, "--kds": self.settings.kds}.get(url_option or "")
+        if self.settings.trust_simulated and tee.simulated_collateral is not None \
+                and upstream is None:
+            return {"collateral": self._simulated_collateral(tee, evidence)}
+        if url_option == "--pccs":
+            return {"collateral": IntelSource(self.cache)}
+        if url_option == "--kds":
+            return {"collateral": AmdSource(self.cache, evidence)}
+        return {}
 
     def _simulated_collateral(self, tee, evidence: bytes) -> Any:
         """The simulators' collateral for ``tee``, made and loaded once a minute, not per
@@ -479,7 +488,11 @@ def _iso(instant: dt.datetime) -> str:
 def create_app(settings: Settings) -> Starlette:
     """The ASGI application of one replica."""
     metrics = Metrics()
-    service = Service(settings, metrics)
+    cache = CollateralCache(settings.storage, pccs=settings.pccs, kds=settings.kds,
+                            offline=settings.offline, trust_simulated=settings.trust_simulated,
+                            clock=settings.clock, registry=metrics.registry,
+                            failure_backoff=settings.collateral_backoff)
+    service = Service(settings, metrics, cache)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -496,6 +509,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/healthz", service.healthz, methods=["GET"]),
         Route("/metrics", service.metrics_endpoint, methods=["GET"]),
         Route("/openapi.json", service.openapi, methods=["GET"]),
+        *collateral_routes.CollateralRoutes(cache).routes(),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
     app.add_middleware(_CatchAll)
@@ -539,7 +553,7 @@ class _CatchAll:
 def settings_from_options(*, home: Path, database: str | None, public_url: str,
                           policy: str | None = None, lifetime_seconds: float | None = None,
                           pccs: str | None = None, kds: str | None = None,
-                          trust_simulated: bool = False) -> Settings:
+                          trust_simulated: bool = False, offline: bool = False) -> Settings:
     """Open the storage and the CA and read the policy file, as ``serve`` gives them."""
     policy_bytes = None
     if policy is not None:
@@ -554,7 +568,7 @@ def settings_from_options(*, home: Path, database: str | None, public_url: str,
             storage=storage, ca=ca, public_url=public_url, policy_bytes=policy_bytes,
             lifetime=(dt.timedelta(seconds=lifetime_seconds) if lifetime_seconds
                       else DEFAULT_LIFETIME),
-            pccs=pccs, kds=kds, trust_simulated=trust_simulated)
+            pccs=pccs, kds=kds, trust_simulated=trust_simulated, offline=offline)
     except AttestcallError:
         storage.close()
         raise
@@ -625,6 +639,7 @@ def openapi_document() -> dict[str, Any]:
                 "200": {"description": "text exposition format"}}}},
             "/openapi.json": {"get": {"summary": "This document", "responses": {
                 "200": {"description": "OpenAPI 3.1"}}}},
+            **collateral_routes.openapi_paths(),
         },
         "components": {"schemas": {
             "Challenge": {"type": "object", "required": ["challenge", "expires_at"],

@@ -39,6 +39,8 @@ from attestcall.errors import SchemaTooNew, StorageError
 SERIAL = 40  # a 159-bit serial is at most 40 hex digits
 MEASUREMENT = 256
 NAME = 32
+VENDOR = 8
+ITEM_KEY = 2048  # a pckcert query (an RSA-3072 encrypted PPID is 768 hex digits) fits
 
 version_metadata = MetaData()
 schema_version = Table(
@@ -98,8 +100,38 @@ def _create_v1(connection: Connection) -> None:
     metadata.create_all(connection, checkfirst=False)
 
 
+def _create_v2(connection: Connection) -> None:
+    """The fleet's collateral cache: one row per upstream item (``collateral``) and one
+    per item being fetched, or not to be fetched for a while (``collateral_fetches``)."""
+    metadata = MetaData()
+    when = DateTime(timezone=True)
+    Table(
+        "collateral", metadata,
+        Column("vendor", String(VENDOR), primary_key=True),
+        Column("kind", String(NAME), primary_key=True),
+        Column("key", String(ITEM_KEY), primary_key=True),
+        Column("body", LargeBinary, nullable=False),
+        Column("headers", JSON, nullable=False),
+        Column("fetched_at", when, nullable=False),
+        Column("next_update", when, nullable=False),
+        Column("refresh_at", when, nullable=False),
+        Column("source", Text, nullable=False),
+    )
+    Table(
+        "collateral_fetches", metadata,
+        Column("vendor", String(VENDOR), primary_key=True),
+        Column("kind", String(NAME), primary_key=True),
+        Column("key", String(ITEM_KEY), primary_key=True),
+        Column("holder", String(NAME * 2), nullable=True),
+        Column("leased_until", when, nullable=True),
+        Column("blocked_until", when, nullable=True),
+        Column("error", Text, nullable=True),
+    )
+    metadata.create_all(connection, checkfirst=False)
+
+
 Step = Callable[[Connection], None]
-STEPS: tuple[Step, ...] = (_create_v1,)
+STEPS: tuple[Step, ...] = (_create_v1, _create_v2)
 LATEST = len(STEPS)
 
 Transaction = Callable[[], AbstractContextManager[Connection]]

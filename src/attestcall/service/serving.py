@@ -40,7 +40,8 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from attestcall.service.app import HEADER_TIMEOUT, PROBLEM, problem_document
+from attestcall.service.app import HEADER_TIMEOUT
+from attestcall.service.problems import PROBLEM, problem_document
 from attestcall.service.tls import TlsFiles, server_context
 
 

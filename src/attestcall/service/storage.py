@@ -500,6 +500,16 @@ class Storage:
 
     # -- transactions ------------------------------------------------------------------
 
+    def read(self, work: Callable[[Connection], T]) -> T:
+        """``work(connection)`` in one read transaction (for the service's other tables,
+        such as the collateral cache's); errors become ``StorageError`` types."""
+        return self._run(work, write=False)
+
+    def write(self, work: Callable[[Connection], T]) -> T:
+        """``work(connection)`` in one serialised write transaction, retried on PostgreSQL's
+        serialisation failures (so ``work`` must be safe to run again)."""
+        return self._run(work, write=True)
+
     def _read(self, work: Callable[[Connection], T]) -> T:
         return self._run(work, write=False)
 
