@@ -10,18 +10,11 @@ from pathlib import Path
 import pytest
 
 from attestcall.diskcache import Cache, default_directory
+from tests.clock import Clock
 
 NOW = dt.datetime(2025, 7, 1, tzinfo=dt.UTC)
 LATER = NOW + dt.timedelta(days=1)
 URL = "https://pccs.example/sgx/certification/v4/tcb?fmspc=00A067110000"
-
-
-class Clock:
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
 
 
 @pytest.fixture

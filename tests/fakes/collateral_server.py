@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.server
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -89,3 +90,59 @@ class CollateralServer:
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)
+
+
+# ------------------------------------------------------------- Intel PCS answers
+
+API = "/sgx/certification/v4"
+
+
+def chain_header(pem: str) -> str:
+    return urllib.parse.quote(pem, safe="")
+
+
+def signed_body(member: str, text: str, signature: str) -> bytes:
+    return ('{"' + member + '":' + text + ',"signature":"' + signature + '"}').encode()
+
+
+def serve_intel(
+    server: CollateralServer,
+    collateral: dict[str, str],
+    *,
+    tee: str,
+    fmspc: str,
+    ca: str,
+) -> dict[str, str]:
+    """Serve ``collateral`` as Intel's PCS / a PCCS does; return the routes' targets."""
+    targets = {
+        "pck_crl": f"{API}/pckcrl?ca={ca}&encoding=der",
+        "root_ca_crl": f"{API}/rootcacrl",
+        "tcb_info": f"/{tee}/certification/v4/tcb?fmspc={fmspc}",
+        "qe_identity": f"/{tee}/certification/v4/qe/identity",
+    }
+    json_type = {"Content-Type": "application/json"}
+    server.routes[targets["pck_crl"]] = Route(
+        bytes.fromhex(collateral["pck_crl"]),
+        headers={"SGX-PCK-CRL-Issuer-Chain": chain_header(collateral["pck_crl_issuer_chain"])},
+    )
+    # A PCCS answers the root CA CRL hex-encoded.
+    server.routes[targets["root_ca_crl"]] = Route(collateral["root_ca_crl"].encode())
+    server.routes[targets["tcb_info"]] = Route(
+        signed_body("tcbInfo", collateral["tcb_info"], collateral["tcb_info_signature"]),
+        headers={
+            "TCB-Info-Issuer-Chain": chain_header(collateral["tcb_info_issuer_chain"]),
+            **json_type,
+        },
+    )
+    server.routes[targets["qe_identity"]] = Route(
+        signed_body(
+            "enclaveIdentity", collateral["qe_identity"], collateral["qe_identity_signature"]
+        ),
+        headers={
+            "SGX-Enclave-Identity-Issuer-Chain": chain_header(
+                collateral["qe_identity_issuer_chain"]
+            ),
+            **json_type,
+        },
+    )
+    return targets

@@ -10,11 +10,9 @@ import http.client
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -27,7 +25,6 @@ from tests.service.helpers import (
     Served,
     assert_problem,
     cli,
-    environment,
     exchange,
     make_csr,
 )
@@ -37,40 +34,6 @@ USED = "unknown, expired or already used"
 DEADLINE = 60.0  # seconds a test waits for something to happen before failing
 OUTAGE_TIMEOUT = 20.0  # seconds an answer may take while the database is down (the
 #                        service gives up connecting after storage.CONNECT_TIMEOUT, 5)
-
-
-@pytest.fixture
-def env(tmp_path_factory, tmp_path) -> dict[str, str]:
-    """Replicas' and CLI commands' environment; an XDG data directory of the test's own, so
-    a command that wrongly reached for a default home would show."""
-    env = environment(tmp_path_factory.getbasetemp() / "attestcall-home")
-    env["XDG_DATA_HOME"] = str(tmp_path / "xdg")
-    return env
-
-
-@pytest.fixture
-def home(tmp_path) -> Path:
-    """The one service home (CA key and certificate) every replica of a test shares."""
-    return tmp_path / "home"
-
-
-@pytest.fixture
-def replica(env, home) -> Iterator[Callable[..., Served]]:
-    """``replica(url, *options)``: ``service serve`` on ``url``, the shared home, simulated
-    roots trusted; every one is stopped (killed if it must be) when the test ends."""
-    started: list[Served] = []
-    lock = threading.Lock()
-
-    def start(url: str, *options: str) -> Served:
-        served = Served(env, "--database", url, "--home", str(home), "--trust-simulated",
-                        *options)
-        with lock:
-            started.append(served)
-        return served
-
-    yield start
-    for served in started:
-        served.stop()
 
 
 def post(served: Served, csr: bytes,

@@ -23,6 +23,7 @@ from attestcall.amd.verify.appraise import appraise_snp
 from attestcall.diskcache import Cache
 from attestcall.errors import CollateralError
 from tests import paths
+from tests.clock import Clock
 from tests.fakes.collateral_server import CollateralServer, Route
 
 DATA = paths.DATA / "amd"
@@ -36,14 +37,6 @@ CHAIN_PATH = "/vcek/v1/Milan/cert_chain"
 NOW = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 VCEK_EXPIRY = dt.datetime(2030, 4, 3, 19, 23, 43, tzinfo=dt.UTC)  # the VCEK's notAfter
 LIMIT = 4 * 1024 * 1024
-
-
-class Clock:
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
 
 
 def load_pems(data: bytes) -> list[x509.Certificate]:

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import time
-import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +22,8 @@ from attestcall.intel.fetch.pcs import endpoints, fetch_collateral, quote_platfo
 from attestcall.intel.sim.sgx import EnclaveIdentity, QuotingEnclave, SimulatedCpu, load_state
 from attestcall.intel.sim.sgx.collateral import collateral as sim_collateral
 from tests import paths
-from tests.fakes.collateral_server import CollateralServer, Route
+from tests.clock import Clock
+from tests.fakes.collateral_server import CollateralServer, Route, serve_intel
 
 DATA = paths.DATA / "intel"
 SGX_QUOTE = (DATA / "sgx_quote_v3.bin").read_bytes()
@@ -50,65 +50,6 @@ TDX_PATHS = [
 LIMIT = 4 * 1024 * 1024
 
 
-class Clock:
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-
-def chain_header(pem: str) -> str:
-    return urllib.parse.quote(pem, safe="")
-
-
-def signed_body(member: str, text: str, signature: str) -> bytes:
-    return ('{"' + member + '":' + text + ',"signature":"' + signature + '"}').encode()
-
-
-def serve(
-    server: CollateralServer,
-    collateral: dict[str, str],
-    *,
-    tee: str,
-    fmspc: str,
-    ca: str,
-) -> dict[str, str]:
-    """Serve ``collateral`` as Intel's PCS / a PCCS does; return the routes' targets."""
-    targets = {
-        "pck_crl": f"{API}/pckcrl?ca={ca}&encoding=der",
-        "root_ca_crl": f"{API}/rootcacrl",
-        "tcb_info": f"/{tee}/certification/v4/tcb?fmspc={fmspc}",
-        "qe_identity": f"/{tee}/certification/v4/qe/identity",
-    }
-    json_type = {"Content-Type": "application/json"}
-    server.routes[targets["pck_crl"]] = Route(
-        bytes.fromhex(collateral["pck_crl"]),
-        headers={"SGX-PCK-CRL-Issuer-Chain": chain_header(collateral["pck_crl_issuer_chain"])},
-    )
-    # A PCCS answers the root CA CRL hex-encoded.
-    server.routes[targets["root_ca_crl"]] = Route(collateral["root_ca_crl"].encode())
-    server.routes[targets["tcb_info"]] = Route(
-        signed_body("tcbInfo", collateral["tcb_info"], collateral["tcb_info_signature"]),
-        headers={
-            "TCB-Info-Issuer-Chain": chain_header(collateral["tcb_info_issuer_chain"]),
-            **json_type,
-        },
-    )
-    server.routes[targets["qe_identity"]] = Route(
-        signed_body(
-            "enclaveIdentity", collateral["qe_identity"], collateral["qe_identity_signature"]
-        ),
-        headers={
-            "SGX-Enclave-Identity-Issuer-Chain": chain_header(
-                collateral["qe_identity_issuer_chain"]
-            ),
-            **json_type,
-        },
-    )
-    return targets
-
-
 @pytest.fixture
 def server() -> Iterator[CollateralServer]:
     with CollateralServer() as running:
@@ -122,7 +63,7 @@ def cache(tmp_path: Path) -> Cache:
 
 @pytest.fixture
 def sgx_server(server: CollateralServer) -> CollateralServer:
-    serve(server, SGX_COLLATERAL, tee="sgx", fmspc="00A067110000", ca="processor")
+    serve_intel(server, SGX_COLLATERAL, tee="sgx", fmspc="00A067110000", ca="processor")
     return server
 
 
@@ -147,7 +88,7 @@ def test_sgx_collateral_equals_the_vector(sgx_server: CollateralServer, cache: C
 
 
 def test_tdx_collateral_equals_the_vector(server: CollateralServer, cache: Cache) -> None:
-    serve(server, TDX_COLLATERAL, tee="tdx", fmspc="B0C06F000000", ca="platform")
+    serve_intel(server, TDX_COLLATERAL, tee="tdx", fmspc="B0C06F000000", ca="platform")
     fetched = fetch_collateral(server.url, TDX_QUOTE, cache=cache)
     assert fetched == TDX_COLLATERAL
     assert fetched["tcb_info"].encode() == TDX_COLLATERAL["tcb_info"].encode()
@@ -170,7 +111,7 @@ def test_fetched_vector_collateral_verifies_with_dcap_qvl(
 def test_the_signed_text_is_the_exact_substring(server: CollateralServer, cache: Cache) -> None:
     """Whitespace, key order and a decoy member named like the signed one inside a string
     must not change the text returned: it is cut out of the body, never re-serialised."""
-    targets = serve(server, SGX_COLLATERAL, tee="sgx", fmspc="00A067110000", ca="processor")
+    targets = serve_intel(server, SGX_COLLATERAL, tee="sgx", fmspc="00A067110000", ca="processor")
     odd_text = '{ "version" : 3,\n  "id":"SGX", "nextUpdate": "2025-07-19T10:56:11Z" }'
     route = server.routes[targets["tcb_info"]]
     route.body = (
@@ -188,7 +129,7 @@ def test_the_signed_text_is_the_exact_substring(server: CollateralServer, cache:
 def test_der_root_crl_and_v3_header_name_are_accepted(
     server: CollateralServer, cache: Cache
 ) -> None:
-    targets = serve(server, SGX_COLLATERAL, tee="sgx", fmspc="00A067110000", ca="processor")
+    targets = serve_intel(server, SGX_COLLATERAL, tee="sgx", fmspc="00A067110000", ca="processor")
     server.routes[targets["root_ca_crl"]].body = bytes.fromhex(SGX_COLLATERAL["root_ca_crl"])
     headers = server.routes[targets["tcb_info"]].headers
     headers["SGX-TCB-Info-Issuer-Chain"] = headers.pop("TCB-Info-Issuer-Chain")
@@ -222,7 +163,7 @@ def test_simulated_platform_round_trip_verifies_with_dcap_qvl(
     quote = qe.quote(cpu.ereport(qe.target_info(), hashlib.sha512(b"n").digest(), identity))
     issued = dt.datetime.now(dt.UTC).replace(microsecond=0)
     served = sim_collateral(state, issued=issued)
-    serve(server, served, tee="sgx", fmspc=state.fmspc.hex().upper(), ca="platform")
+    serve_intel(server, served, tee="sgx", fmspc=state.fmspc.hex().upper(), ca="platform")
     fetched = fetch_collateral(server.url, quote, cache=Cache(tmp_path / "c"))
     assert fetched == served
     report = dcap_qvl.verify_with_root_ca(
@@ -305,7 +246,7 @@ def error_of(server: CollateralServer, cache: Cache, **kwargs: object) -> str:
 def test_error_status(
     server: CollateralServer, cache: Cache, part: str, status: int, expected: str
 ) -> None:
-    targets = serve(server, SGX_COLLATERAL, tee="sgx", fmspc="00A067110000", ca="processor")
+    targets = serve_intel(server, SGX_COLLATERAL, tee="sgx", fmspc="00A067110000", ca="processor")
     server.routes[targets[part]] = Route(b"{}", status=status)
     message = error_of(server, cache)
     assert message.startswith(server.url + targets[part])
@@ -334,7 +275,7 @@ def test_error_status(
 def test_garbage_bodies(
     server: CollateralServer, cache: Cache, part: str, body: bytes, expected: str
 ) -> None:
-    targets = serve(server, SGX_COLLATERAL, tee="sgx", fmspc="00A067110000", ca="processor")
+    targets = serve_intel(server, SGX_COLLATERAL, tee="sgx", fmspc="00A067110000", ca="processor")
     server.routes[targets[part]].body = body
     message = error_of(server, cache)
     assert expected in message
@@ -349,13 +290,13 @@ def test_garbage_bodies(
 def test_missing_issuer_chain_header(
     server: CollateralServer, cache: Cache, part: str, header: str
 ) -> None:
-    targets = serve(server, SGX_COLLATERAL, tee="sgx", fmspc="00A067110000", ca="processor")
+    targets = serve_intel(server, SGX_COLLATERAL, tee="sgx", fmspc="00A067110000", ca="processor")
     del server.routes[targets[part]].headers[header]
     assert f"the answer has no {header} header" in error_of(server, cache)
 
 
 def test_issuer_chain_header_that_is_not_pem(server: CollateralServer, cache: Cache) -> None:
-    targets = serve(server, SGX_COLLATERAL, tee="sgx", fmspc="00A067110000", ca="processor")
+    targets = serve_intel(server, SGX_COLLATERAL, tee="sgx", fmspc="00A067110000", ca="processor")
     headers = server.routes[targets["tcb_info"]].headers
     for bad in ("hello%20world", "%ff%fe-----BEGIN CERTIFICATE-----"):
         headers["TCB-Info-Issuer-Chain"] = bad
@@ -364,7 +305,7 @@ def test_issuer_chain_header_that_is_not_pem(server: CollateralServer, cache: Ca
 
 
 def test_slow_server_times_out(server: CollateralServer, cache: Cache) -> None:
-    targets = serve(server, SGX_COLLATERAL, tee="sgx", fmspc="00A067110000", ca="processor")
+    targets = serve_intel(server, SGX_COLLATERAL, tee="sgx", fmspc="00A067110000", ca="processor")
     server.routes[targets["pck_crl"]].delay = 2.0
     started = time.monotonic()
     message = error_of(server, cache, timeout=0.3)
@@ -373,27 +314,27 @@ def test_slow_server_times_out(server: CollateralServer, cache: Cache) -> None:
 
 
 def test_oversized_body_with_content_length(server: CollateralServer, cache: Cache) -> None:
-    targets = serve(server, SGX_COLLATERAL, tee="sgx", fmspc="00A067110000", ca="processor")
+    targets = serve_intel(server, SGX_COLLATERAL, tee="sgx", fmspc="00A067110000", ca="processor")
     server.routes[targets["tcb_info"]].body = b" " * (LIMIT + 1)
     message = error_of(server, cache)
     assert message.endswith(f"response of {LIMIT + 1} bytes exceeds the {LIMIT}-byte limit")
 
 
 def test_oversized_body_without_content_length(server: CollateralServer, cache: Cache) -> None:
-    targets = serve(server, SGX_COLLATERAL, tee="sgx", fmspc="00A067110000", ca="processor")
+    targets = serve_intel(server, SGX_COLLATERAL, tee="sgx", fmspc="00A067110000", ca="processor")
     route = server.routes[targets["qe_identity"]]
     route.body, route.no_length = b" " * (LIMIT + 100), True
     assert error_of(server, cache).endswith(f"response exceeds the {LIMIT}-byte limit")
 
 
 def test_an_answer_that_is_not_http(server: CollateralServer, cache: Cache) -> None:
-    targets = serve(server, SGX_COLLATERAL, tee="sgx", fmspc="00A067110000", ca="processor")
+    targets = serve_intel(server, SGX_COLLATERAL, tee="sgx", fmspc="00A067110000", ca="processor")
     server.routes[targets["pck_crl"]].raw = b"SSH-2.0-OpenSSH_9.6\r\n\r\n"
     assert "not a valid HTTP answer (BadStatusLine)" in error_of(server, cache)
 
 
 def test_redirects_are_refused(server: CollateralServer, cache: Cache) -> None:
-    targets = serve(server, SGX_COLLATERAL, tee="sgx", fmspc="00A067110000", ca="processor")
+    targets = serve_intel(server, SGX_COLLATERAL, tee="sgx", fmspc="00A067110000", ca="processor")
     server.routes[targets["pck_crl"]] = Route(
         status=302, headers={"Location": "http://127.0.0.1:9/elsewhere"}
     )
@@ -446,7 +387,7 @@ def test_cli_verify_with_pccs(server: CollateralServer, tmp_path: Path) -> None:
     quote_file = tmp_path / "quote.bin"
     quote_file.write_bytes(qe.quote(cpu.ereport(qe.target_info(), bytes(64), identity)))
     served = sim_collateral(state)
-    serve(server, served, tee="sgx", fmspc=state.fmspc.hex().upper(), ca="platform")
+    serve_intel(server, served, tee="sgx", fmspc=state.fmspc.hex().upper(), ca="platform")
     env = dict(os.environ, ATTESTCALL_CACHE=str(tmp_path / "cli-cache"))
     command = [sys.executable, "-m", "attestcall", "verify", "--pccs", server.url,
                "--trust-simulated", "--json", str(quote_file)]  # fmt: skip
