@@ -3,6 +3,7 @@ document check, and ``attestcall service`` run as real processes (``Served``, ``
 
 from __future__ import annotations
 
+import datetime as dt
 import http.client
 import json
 import os
@@ -20,8 +21,13 @@ from cryptography.hazmat.primitives import serialization
 from attestcall import fetch
 from attestcall.deploy.identity import attest
 from attestcall.deploy.keys import generate_key
+from attestcall.intel.sim import sgx as sgx_sim
+from attestcall.intel.sim.sgx.collateral import collateral as sgx_collateral
+from attestcall.intel.sim.tdx import collateral as tdx_collateral
+from attestcall.intel.sim.tdx.state import load_state as load_tdx_state
 from attestcall.service import csr as csrs
 from attestcall.tees import registry
+from tests.fakes.collateral_server import CollateralServer, serve_intel
 from tests.paths import REPO
 
 SRC = REPO / "src"
@@ -73,6 +79,22 @@ def assert_problem(status: int, headers: dict, body: bytes, expected: int) -> di
     text = body.decode()
     assert "Traceback" not in text and "File \"" not in text
     return document
+
+
+def serve_simulated_pcs(server: CollateralServer, sim_home: Path,
+                        issued: dt.datetime | None = None) -> dict[str, dict[str, str]]:
+    """Serve the sgx-sim and tdx-sim platforms' collateral (of ``sim_home``, issued at
+    ``issued``, default an hour ago) on ``server`` as Intel's PCS does; their
+    QuoteCollateralV3 fields by TEE. (Both platforms share one PCK hierarchy and FMSPC:
+    the PCK CRL and root CA CRL served are the TDX collateral's.)"""
+    issued = issued or dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=1)
+    sgx_state, tdx_state = sgx_sim.load_state(sim_home), load_tdx_state(sim_home)
+    fields = {"sgx": sgx_collateral(sgx_state, issued=issued),
+              "tdx": tdx_collateral.collateral(tdx_state, issued=issued)}
+    for tee, collateral in fields.items():
+        serve_intel(server, collateral, tee=tee, fmspc=sgx_state.fmspc.hex().upper(),
+                    ca="platform")
+    return fields
 
 
 # ------------------------------------------------------------------- real processes

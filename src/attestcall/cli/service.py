@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     actions = "serve, ca, revoke, collateral or log"
     if args.service_command is None:
         raise UsageError(f"attestcall service: choose an action: {actions}")
-    home = args.home if args.home is not None else default_home()
+    home = getattr(args, "home", None) or default_home()
     if args.service_command == "serve":
         return _serve(args, home)
     if args.service_command == "ca":

@@ -253,10 +253,13 @@ class MetricsMiddleware:
 class Service:
     """The endpoints of one replica over its settings."""
 
-    def __init__(self, settings: Settings, metrics: Metrics, cache: CollateralCache):
+    def __init__(self, settings: Settings, metrics: Metrics):
         self.settings = settings
         self.metrics = metrics
-        self.cache = cache
+        self.cache = CollateralCache(
+            settings.storage, pccs=settings.pccs, kds=settings.kds, offline=settings.offline,
+            trust_simulated=settings.trust_simulated, clock=settings.clock,
+            registry=metrics.registry, failure_backoff=settings.collateral_backoff)
         self._last_purge = 0.0
         self._simulated: dict[str, tuple[float, Any]] = {}  # TEE -> (made at, source)
         self._simulated_lock = threading.Lock()
@@ -488,11 +491,7 @@ def _iso(instant: dt.datetime) -> str:
 def create_app(settings: Settings) -> Starlette:
     """The ASGI application of one replica."""
     metrics = Metrics()
-    cache = CollateralCache(settings.storage, pccs=settings.pccs, kds=settings.kds,
-                            offline=settings.offline, trust_simulated=settings.trust_simulated,
-                            clock=settings.clock, registry=metrics.registry,
-                            failure_backoff=settings.collateral_backoff)
-    service = Service(settings, metrics, cache)
+    service = Service(settings, metrics)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -509,7 +508,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/healthz", service.healthz, methods=["GET"]),
         Route("/metrics", service.metrics_endpoint, methods=["GET"]),
         Route("/openapi.json", service.openapi, methods=["GET"]),
-        *collateral_routes.CollateralRoutes(cache).routes(),
+        *collateral_routes.CollateralRoutes(service.cache).routes(),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
     app.add_middleware(_CatchAll)

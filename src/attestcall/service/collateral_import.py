@@ -143,7 +143,11 @@ def plan(paths: list[Path], cache: CollateralCache) -> list[Planned]:
     if not planned:
         raise CollateralError("the files hold no collateral item (only certificates that issue "
                               "none)")
-    return planned
+    unique: dict[Item, Planned] = {}
+    for item in planned:  # the same item in several files (a root CA CRL): the last one
+        unique.pop(item.item, None)
+        unique[item.item] = item
+    return list(unique.values())
 
 
 def import_files(paths: list[Path], cache: CollateralCache) -> list[tuple[Planned, Record]]:
