@@ -23,6 +23,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from email.message import Message
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -90,6 +91,17 @@ class Response:
             if key.lower() == wanted:
                 return value
         return None
+
+
+@dataclass(frozen=True)
+class Checked:
+    """An upstream's answer that passed a collateral cache's check of it: what to keep (the
+    body, normalised; the response headers that matter, as given) and the answer's own
+    next update."""
+
+    body: bytes
+    headers: dict[str, str]
+    next_update: datetime
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

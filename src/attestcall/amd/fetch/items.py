@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -44,21 +42,13 @@ from attestcall.amd.formats.certs import (
 )
 from attestcall.amd.roots import amd_arks, amd_asks
 from attestcall.errors import CollateralError
+from attestcall.fetch import Checked
 
 KINDS = ("vcek", "cert_chain", "crl")
 FAMILIES = ("vcek", "vlek")
 SPLS = ("blSPL", "teeSPL", "snpSPL", "ucodeSPL", "fmcSPL")  # KDS's order
 _HWID = re.compile(r"[0-9A-Fa-f]+")
 _SPL = re.compile(r"\d{1,3}")
-
-
-@dataclass(frozen=True)
-class Checked:
-    """An answer that passed :func:`check`: what to keep."""
-
-    body: bytes
-    headers: dict[str, str]
-    next_update: datetime
 
 
 # ------------------------------------------------------------------------------ keys

@@ -26,7 +26,6 @@ import json
 import re
 import urllib.parse
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -39,10 +38,12 @@ from cryptography.x509.oid import NameOID
 
 from attestcall import pki
 from attestcall.errors import CollateralError
+from attestcall.fetch import Checked
 from attestcall.intel.fetch.pcs import (
     API_PATH,
     INTEL_PCS_HOST,
     INTEL_ROOT_CA_CRL_URL,
+    decode_chain,
     service_root,
     top_level_spans,
 )
@@ -85,15 +86,6 @@ _HEX = re.compile(r"[0-9A-Fa-f]+")
 _FMSPC = re.compile(r"[0-9A-Fa-f]{12}")
 _HEADER_VALUE = re.compile(r"[\x21-\x7e]+")  # URL-encoded PEM: printable, no spaces
 _PCK_CA = {"processor": "PCK Processor CA", "platform": "PCK Platform CA"}
-
-
-@dataclass(frozen=True)
-class Checked:
-    """An answer that passed :func:`check`: what to keep."""
-
-    body: bytes
-    headers: dict[str, str]
-    next_update: datetime
 
 
 # ------------------------------------------------------------------------------ keys
@@ -200,11 +192,7 @@ def _chain_header(kind: str, headers: Mapping[str, str]) -> tuple[str, list[x509
     name, value = found
     if not _HEADER_VALUE.fullmatch(value):
         raise CollateralError(f"the {name} header is not URL-encoded PEM")
-    try:
-        pem = urllib.parse.unquote(value, errors="strict")
-        certs = x509.load_pem_x509_certificates(pem.encode())
-    except ValueError:  # UnicodeError included
-        certs = []
+    _, certs = decode_chain(value)
     if not certs:
         raise CollateralError(f"the {name} header is not a PEM certificate chain")
     return value, certs

@@ -377,14 +377,20 @@ def _issuer_chain(answer: fetch.Response, names: tuple[str, ...]) -> str:
             break
     else:
         raise CollateralError(f"{answer.url}: the answer has no {names[0]} header")
-    try:
-        chain = urllib.parse.unquote(value, errors="strict")
-        certificates = x509.load_pem_x509_certificates(chain.encode())
-    except ValueError:  # UnicodeError included
-        certificates = []
+    chain, certificates = decode_chain(value)
     if not certificates:
         raise CollateralError(f"{answer.url}: the {name} header is not a PEM certificate chain")
     return chain
+
+
+def decode_chain(value: str) -> tuple[str, list[x509.Certificate]]:
+    """An issuer-chain header's value (URL-encoded PEM): the PEM text and its certificates,
+    ("", []) if it is not that."""
+    try:
+        chain = urllib.parse.unquote(value, errors="strict")
+        return chain, x509.load_pem_x509_certificates(chain.encode())
+    except ValueError:  # UnicodeError included
+        return "", []
 
 
 def _signed_json(answer: fetch.Response, member: str) -> tuple[str, str]:
