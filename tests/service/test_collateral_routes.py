@@ -298,3 +298,23 @@ def test_offline_serves_what_it_holds_and_refuses_what_it_lacks(tmp_path, upstre
         assert upstream.requests == []
     finally:
         running.stop()
+
+
+def test_a_pck_certificate_passes_through_cached_by_its_query(service, upstream,
+                                                             tmp_path_factory):
+    state = sgx_sim.load_state(tmp_path_factory.getbasetemp() / "attestcall-home")
+    chain = (state.platform_ca_cert.public_bytes(Encoding.PEM)
+             + state.root_cert.public_bytes(Encoding.PEM)).decode()
+    pck = state.pck_cert.public_bytes(Encoding.PEM)
+    headers = {"SGX-PCK-Certificate-Issuer-Chain": urllib.parse.quote(chain, safe=""),
+               "SGX-TCBm": "0B0B0202FF010C0000000000000000000D00",
+               "SGX-FMSPC": "00906ED50000", "SGX-PCK-Certificate-CA-Type": "platform"}
+    query = f"cpusvn={'0B' * 16}&encrypted_ppid={'AB' * 384}&pceid=0000&pcesvn=0D00"
+    upstream.routes[f"{API}/pckcert?{query}"] = Route(pck, headers=headers)
+    asked = (f"{API}/pckcert?pcesvn=0d00&pceid=0000&encrypted_ppid={'ab' * 384}"
+             f"&cpusvn={'0b' * 16}")
+    for _ in range(2):
+        status, answer, body = get(service, asked)
+        assert (status, body) == (200, pck)
+        assert {name: answer[name.lower()] for name in headers} == headers
+    assert upstream.requests == [f"{API}/pckcert?{query}"]
