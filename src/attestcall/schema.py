@@ -82,12 +82,30 @@ def uint_table(fields: Sequence[str], bits: int, example: str) -> Checker:
     return check
 
 
+class Reason(str):
+    """A policy's reason to refuse: text for a person, as every reason is, that also names
+    the policy ``key`` that refused (``"mrenclave"``, ``"accept_tcb_status"``, ...; None when
+    no one key did). The attestation result (:mod:`attestcall.ear`) reads the key to tell
+    which aspect of trustworthiness a refusal speaks about; everything else sees a str."""
+
+    key: str | None
+
+    def __new__(cls, text: str, key: str | None = None) -> Reason:
+        reason = super().__new__(cls, text)
+        reason.key = key
+        return reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Reason, (str(self), self.key))
+
+
 def allow_lists(table: Any, claims: Any, keys: Sequence[str]) -> list[str]:
     """Reasons for every allow-list key of ``table`` (non-empty) whose claim of the same
     name is not in it."""
-    reasons = []
+    reasons: list[str] = []
     for key in keys:
         allowed = table.get(key)
         if allowed and claims.get(key) not in allowed:
-            reasons.append(f"{key} {claims.get(key)} is not in the policy's allow-list")
+            reasons.append(Reason(f"{key} {claims.get(key)} is not in the policy's allow-list",
+                                  key))
     return reasons

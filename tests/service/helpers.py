@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
-from attestcall import fetch
+from attestcall import ear, fetch
 from attestcall.deploy.identity import attest
 from attestcall.deploy.keys import generate_key
 from attestcall.intel.sim import sgx as sgx_sim
@@ -26,7 +26,9 @@ from attestcall.intel.sim.sgx.collateral import collateral as sgx_collateral
 from attestcall.intel.sim.tdx import collateral as tdx_collateral
 from attestcall.intel.sim.tdx.state import load_state as load_tdx_state
 from attestcall.service import csr as csrs
+from attestcall.service import result as results
 from attestcall.tees import registry
+from attestcall.verifier.verdict import Verdict
 from tests.fakes.collateral_server import CollateralServer, serve_intel
 from tests.paths import REPO
 
@@ -95,6 +97,32 @@ def serve_simulated_pcs(server: CollateralServer, sim_home: Path,
         serve_intel(server, collateral, tee=tee, fmspc=sgx_state.fmspc.hex().upper(),
                     ca="platform")
     return fields
+
+
+def verdict_for(technology: str, claims: dict, **fields) -> Verdict:
+    """An accepted verdict on ``technology``'s evidence with these claims (UpToDate, one
+    advisory, unless ``fields`` say otherwise)."""
+    base = dict(accepted=True, technology=technology, tcb_status="UpToDate",
+                advisories=["INTEL-SA-00001"], claims=claims, reasons=[])
+    base.update(fields)
+    return Verdict(**base)
+
+
+def edited(result: results.AttestationResult, name: str | None = None,
+           **changes) -> results.AttestationResult:
+    """``result`` with its appraisal's claims changed (``attestcall_tcb_status="OutOfDate"``:
+    the claim's name with ``_`` for ``-`` and ``.``; None removes it), filed under the
+    technology ``name`` (default: the same): a result the service would not issue."""
+    old_name, item = ear.only_appraisal(result.claims)
+    item = dict(item)
+    names = {key.replace("-", "_").replace(".", "_"): key
+             for key in (*item, ear.TCB_STATUS_CLAIM)}
+    for key, value in changes.items():
+        if value is None:
+            item.pop(names[key], None)
+        else:
+            item[names[key]] = value
+    return results.AttestationResult({**result.claims, ear.SUBMODS: {name or old_name: item}})
 
 
 # ------------------------------------------------------------------- real processes

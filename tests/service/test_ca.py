@@ -24,10 +24,12 @@ from attestcall.service.ca import (
     ServiceCa,
 )
 from attestcall.service.storage import Attempt, Storage
+from tests.service.helpers import verdict_for
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
-RESULT = results.AttestationResult(3, "snp", bytes(range(48)), "", (),
-                                   hashlib.sha256(b"").digest())
+RESULT = results.from_verdict(
+    verdict_for("snp", {"measurement": bytes(range(48)).hex()}, tcb_status=None, advisories=[]),
+    None, issued_at=NOW)
 CRL_URL = "http://127.0.0.1:8443/v1/crl"
 SUBJECT = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "attestcall keep")])
 

@@ -23,13 +23,18 @@ def check_snp(table: Mapping[str, Any], appraisal: Any) -> list[str]:
     for name, minimum in table.get("min_tcb", {}).items():
         have = claims["reported_tcb"].get(name)
         if have is None:
-            reasons.append(f"the reported TCB has no {name} SPL but the policy sets one")
+            reasons.append(schema.Reason(
+                f"the reported TCB has no {name} SPL but the policy sets one", "min_tcb"))
         elif have < minimum:
-            reasons.append(f"reported TCB {name} SPL {have} is below the policy's {minimum}")
+            reasons.append(schema.Reason(
+                f"reported TCB {name} SPL {have} is below the policy's {minimum}", "min_tcb"))
     if claims.get("migration_agent") and not table.get("allow_migration_agent", True):
-        reasons.append("a migration agent is bound to the guest and the policy refuses it")
+        reasons.append(schema.Reason(
+            "a migration agent is bound to the guest and the policy refuses it",
+            "allow_migration_agent"))
     if claims.get("smt_enabled") and not table.get("allow_smt", True):
-        reasons.append("SMT is enabled on the host and the policy refuses it")
+        reasons.append(schema.Reason("SMT is enabled on the host and the policy refuses it",
+                                     "allow_smt"))
     return reasons
 
 

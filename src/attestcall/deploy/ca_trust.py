@@ -18,16 +18,17 @@ policy to the result that certificate carries. :meth:`CaTrust.check` refuses unl
    verified like any HTTPS, against the system's trust store or the one CA given as
    ``service_ca`` (``deploy --service-ca``, the same file ``keep serve --service-ca``
    takes), so that a private service need not be in the system's store;
-4. the certificate carries an attestation result (:mod:`attestcall.service.result`) that
-   the tenant's policy accepts (:func:`check_result`).
+4. the certificate carries an attestation result (:mod:`attestcall.service.result`: the
+   service's EAR claims-set, the vocabulary of its tokens and of ``verify --ear``) that the
+   tenant's policy accepts (:func:`check_result`).
 
-What a result can tell, and so what the tenant's policy can check: the technology, its
-launch measurement (MRENCLAVE, MRTD, SNP MEASUREMENT: ``MEASUREMENT_CLAIMS``), the TCB
-status and the advisories. What it cannot tell: every other claim (MRSIGNER, ISV SVN, RTMRs,
-SNP's reported TCB, VMPL, host data, SMT, ...) and whether the instance is a debug one. A
-policy that constrains a claim the result does not carry is refused with a reason saying so,
+What the tenant's policy is checked against: the technology, its launch measurement
+(MRENCLAVE, MRTD, SNP MEASUREMENT: ``MEASUREMENT_CLAIMS``), the TCB status and the
+advisories. Every other claim (MRSIGNER, ISV SVN, RTMRs, SNP's reported TCB, VMPL, host
+data, SMT, ...) is not: a policy that constrains one is refused with a reason saying so,
 rather than silently ignored; ``allow_debug`` is not checked (whether debug was allowed was
-the service's policy's decision, and the result does not say).
+the service's policy's decision; the EAR's ``runtime-opaque`` claim says whether the keep is
+a debug one, for a tenant that reads it).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from __future__ import annotations
 import datetime as dt
 import ssl
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from attestcall import diskcache, fetch, pki
 from attestcall.abi import Technology
+from attestcall.ear import constrains
 from attestcall.errors import AttestcallError, CollateralError
 from attestcall.service.result import (
     MEASUREMENT_CLAIMS,
@@ -114,16 +116,6 @@ class _ResultClaims:
     advisories: list[str] = field(default_factory=list)
 
 
-def _constrains(value: Any) -> bool:
-    """Whether a policy value restricts anything: ``allow_* = true`` and empty lists or
-    tables are the permissive defaults."""
-    if value is True:
-        return False
-    if isinstance(value, (list, tuple, dict, Mapping)) and not value:
-        return False
-    return True
-
-
 def check_result(result: AttestationResult | None, policy: Policy, *,
                  allow_none: bool = False) -> list[str]:
     """Every reason the tenant's ``policy`` refuses the service's ``result``; empty when it
@@ -149,13 +141,17 @@ def check_result(result: AttestationResult | None, policy: Policy, *,
         f"certificate (its result carries only the technology, the {claim}, the TCB status "
         f"and the advisories)"
         for key, value in table.items()
-        if key not in answered and key not in IGNORED_KEYS and _constrains(value)
+        if key not in answered and key not in IGNORED_KEYS and constrains(value)
     ]
     schema = tee.policy.schema if tee.policy is not None else {}
     if "accept_tcb_status" in schema and not result.tcb_status:
         reasons.append(f"the {tee.label} attestation result carries no TCB status")
     if tee.policy is not None and tee.policy.check is not None:
-        claims = _ResultClaims(tee.name, {claim: result.measurement.hex()},
+        try:
+            measurement = result.measurement.hex()
+        except MalformedResult as exc:
+            return [*reasons, str(exc)]
+        claims = _ResultClaims(tee.name, {claim: measurement},
                                result.tcb_status or None, list(result.advisories))
         reasons += tee.policy.check({k: v for k, v in table.items() if k in answered}, claims)
     return reasons

@@ -49,17 +49,20 @@ _COMMON = {
 
 def check_tcb(table: Mapping[str, Any], appraisal: Any) -> list[str]:
     """The TCB status must be accepted (never Revoked); no refused advisory."""
-    reasons = []
+    reasons: list[str] = []
     accepted = table.get("accept_tcb_status", DEFAULT_ACCEPTED_TCB)
     if appraisal.tcb_status == "Revoked":
-        reasons.append("the platform's TCB is revoked (TCB status Revoked)")
+        reasons.append(schema.Reason("the platform's TCB is revoked (TCB status Revoked)",
+                                     "accept_tcb_status"))
     elif appraisal.tcb_status is not None and appraisal.tcb_status not in accepted:
-        reasons.append(f"TCB status {appraisal.tcb_status} is not accepted by the policy "
-                       f"(accepted: {', '.join(accepted) or 'none'})")
+        reasons.append(schema.Reason(
+            f"TCB status {appraisal.tcb_status} is not accepted by the policy "
+            f"(accepted: {', '.join(accepted) or 'none'})", "accept_tcb_status"))
     refused = set(table.get("refuse_advisories", ()))
     hit = [a for a in appraisal.advisories if a in refused]
     if hit:
-        reasons.append(f"advisories refused by the policy: {', '.join(hit)}")
+        reasons.append(schema.Reason(f"advisories refused by the policy: {', '.join(hit)}",
+                                     "refuse_advisories"))
     return reasons
 
 
@@ -68,7 +71,8 @@ def check_sgx(table: Mapping[str, Any], appraisal: Any) -> list[str]:
     reasons = check_tcb(table, appraisal) + schema.allow_lists(table, claims, SGX_ALLOW_LISTS)
     minimum = table.get("min_isv_svn")
     if minimum is not None and claims["isv_svn"] < minimum:
-        reasons.append(f"ISV SVN {claims['isv_svn']} is below the policy's {minimum}")
+        reasons.append(schema.Reason(
+            f"ISV SVN {claims['isv_svn']} is below the policy's {minimum}", "min_isv_svn"))
     return reasons
 
 

@@ -8,6 +8,11 @@ Endpoints (every one safe to expose; administration goes through the CLI and the
                           403 refused, 400 bad input, 408 body too slow, 413 over 1 MiB,
                           503 database or collateral service down,
                           each an RFC 9457 problem document
+    POST /v1/attestation  {"evidence", "technology"?, "challenge"?, "nonce"?} (JSON) -> 200
+                          {"token": an EAR JWT signed ES384} for any usable evidence,
+                          accepted or not (its ear.status says); 400 bad input (SEV key
+                          material among it), 403 challenge unknown or used, 408, 413, 503
+    GET  /.well-known/jwks.json  the key that verifies the tokens (JWK Set)
     GET  /v1/ca           the CA certificate (PEM)
     GET  /v1/crl          the CRL (DER), signed now, next update CRL_VALIDITY later
     GET  /healthz         200 when the database answers, else 503 (a problem document)
@@ -19,7 +24,10 @@ challenge (consumed in the database), the key binding, ``attestcall.verify`` wit
 policy, the deny-list, the CA's signature and one transaction recording the certificate
 with its audit record. Every attempt that reaches the service, accepted or refused, is in
 the audit log, with the peer's address; only a database that cannot be reached leaves none
-(the client gets 503). Verification, signing and every database call run in worker
+(the client gets 503). A token request (:mod:`attestcall.service.attestation`) goes the
+same way to the verdict, which :mod:`attestcall.ear` writes as the EAR claims-set the
+service's signing key (:mod:`attestcall.service.tokens`) signs; it is audited with the
+verdict's outcome and no serial. Verification, signing and every database call run in worker
 threads, never on the event loop.
 
 Slow clients are bounded: the request body by ``Settings.body_timeout`` (:func:`read_body`),
@@ -57,7 +65,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from attestcall import fetch
+from attestcall import ear, fetch
 from attestcall.errors import (
     AttestcallError,
     CollateralError,
@@ -68,6 +76,8 @@ from attestcall.errors import (
     StorageError,
     UsageError,
 )
+from attestcall.schema import Reason
+from attestcall.service import attestation as attestations
 from attestcall.service import collateral_routes
 from attestcall.service import csr as csrs
 from attestcall.service import result as results
@@ -85,23 +95,29 @@ from attestcall.service.problems import (
     storage_unavailable,
 )
 from attestcall.service.storage import Attempt, Storage, serial_hex
-from attestcall.tees import registry
+from attestcall.service.tokens import TokenSigner
+from attestcall.tees import Tee, registry
 from attestcall.verifier.api import verify
+from attestcall.verifier.detect import detect
 from attestcall.verifier.policy import Policy
+from attestcall.verifier.verdict import Verdict
 
 LOG = logging.getLogger("attestcall.service")
 
 MAX_BODY = csrs.MAX_CSR_SIZE  # 1 MiB
 DEFAULT_LIFETIME = dt.timedelta(hours=24)
+TOKEN_LIFETIME = dt.timedelta(minutes=10)  # an EAR token's exp - iat
 CRL_VALIDITY = dt.timedelta(minutes=15)  # the CRL's next update: revocations spread fast
 PURGE_INTERVAL = 60.0  # seconds between purges of expired challenges
 HEADER_TIMEOUT = 10.0  # seconds from connection (or previous answer) to a whole request head
 BODY_TIMEOUT = 30.0  # seconds from the request head to the whole body
 SIMULATED_COLLATERAL_TTL = 60.0  # seconds the simulators' collateral is reused (valid 30 days)
 PEM_CHAIN = "application/pem-certificate-chain"
+JWK_SET = "application/jwk-set+json"
+NO_STORE = {"Cache-Control": "no-store"}
 SETTINGS_ENV = "ATTESTCALL_SERVICE_SETTINGS"
-ROUTES = ("/v1/challenge", "/v1/certificate", "/v1/ca", "/v1/crl", "/healthz", "/metrics",
-          "/openapi.json")
+ROUTES = ("/v1/challenge", "/v1/certificate", "/v1/attestation", "/v1/ca", "/v1/crl",
+          "/.well-known/jwks.json", "/healthz", "/metrics", "/openapi.json")
 
 
 def _now() -> dt.datetime:
@@ -115,7 +131,9 @@ class Settings:
     service's base URL as keeps and tenants reach it (the CRL distribution point).
     ``header_timeout`` and ``body_timeout`` (seconds) bound how long a client may take to
     send a request's head and its body (the server's protocol enforces the first, see
-    :mod:`attestcall.service.serving`; the certificate endpoint the second)."""
+    :mod:`attestcall.service.serving`; the certificate endpoint the second).
+    ``signer`` signs the EAR tokens (default: the key in the CA's home,
+    :class:`TokenSigner`), valid ``token_lifetime``."""
 
     storage: Storage
     ca: ServiceCa
@@ -130,10 +148,18 @@ class Settings:
     clock: Callable[[], dt.datetime] = _now
     header_timeout: float = HEADER_TIMEOUT
     body_timeout: float = BODY_TIMEOUT
+    signer: TokenSigner | None = None
+    token_lifetime: dt.timedelta = TOKEN_LIFETIME
     policy: Policy = field(init=False)
 
     def __post_init__(self) -> None:
         self.policy = parse_policy(self.policy_bytes)
+        if self.signer is None:
+            if self.ca.home is None:
+                raise UsageError("the service needs a token signing key (or a CA in a home)")
+            self.signer = TokenSigner.load_or_create(self.ca.home)
+        if self.token_lifetime < dt.timedelta(seconds=1):
+            raise UsageError("the token lifetime must be at least a second")
         if self.lifetime <= dt.timedelta(0):
             raise UsageError("the certificate lifetime must be positive")
         if not (self.header_timeout > 0 and self.body_timeout > 0):
@@ -153,14 +179,7 @@ class Settings:
 
 def parse_policy(policy_bytes: bytes | None) -> Policy:
     """The policy in a TOML file's bytes (None or empty: the default policy)."""
-    if not policy_bytes:
-        return Policy()
-    import tomllib
-
-    try:
-        return Policy.parse(tomllib.loads(policy_bytes.decode("utf-8")))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise PolicyError(f"the policy is not valid TOML: {exc}") from None
+    return Policy.from_bytes(policy_bytes)
 
 
 # ---------------------------------------------------------------------- problems
@@ -201,8 +220,12 @@ class Metrics:
         self.requests = Counter("attestcall_service_requests", "HTTP requests answered",
                                 ["path", "status"], registry=self.registry)
         self.verdicts = Counter("attestcall_service_verdicts",
-                                "Certificate requests decided, by technology and outcome",
+                                "Certificate and token requests decided, by technology "
+                                "and outcome",
                                 ["technology", "outcome"], registry=self.registry)
+        self.tokens = Counter("attestcall_service_tokens",
+                              "EAR tokens issued, by technology and ear.status",
+                              ["technology", "status"], registry=self.registry)
         self.latency = Histogram("attestcall_service_request_seconds",
                                  "Time to answer an HTTP request", ["path"],
                                  registry=self.registry,
@@ -310,10 +333,27 @@ class Service:
     async def openapi(self, request: Request) -> Response:
         return JSONResponse(openapi_document())
 
-    # -- the certificate ------------------------------------------------------------
+    async def jwks(self, request: Request) -> Response:
+        assert self.settings.signer is not None
+        return JSONResponse(self.settings.signer.jwks(), media_type=JWK_SET,
+                            headers={"Cache-Control": "max-age=300"})
+
+    # -- the certificate and the token ----------------------------------------------
 
     async def certificate(self, request: Request) -> Response:
         """A CSR in, a certificate chain or a problem document out."""
+        return await self._decide(request, self._issue,
+                                  lambda chain: Response(chain, media_type=PEM_CHAIN))
+
+    async def attestation(self, request: Request) -> Response:
+        """Evidence in (JSON), an EAR token or a problem document out."""
+        return await self._decide(request, self._attest,
+                                  lambda token: JSONResponse({"token": token}, headers=NO_STORE))
+
+    async def _decide(self, request: Request, work: Callable[[bytes, str | None], Any],
+                      answer: Callable[[Any], Response]) -> Response:
+        """Read the body, run ``work(body, peer)`` in a worker thread, and answer its
+        result, or the problem document of its refusal (audited)."""
         peer = request.client.host if request.client else None
         try:
             body = await read_body(request, self.settings.body_timeout)
@@ -322,12 +362,12 @@ class Service:
         except ClientDisconnect:
             return Response(status_code=400)
         try:
-            chain = await run_in_threadpool(self._issue, body, peer)
+            done = await run_in_threadpool(work, body, peer)
         except Refusal as refusal:
             return await self._refused(refusal, peer)
         except StorageError as exc:
             return _unavailable(exc)
-        return Response(chain, media_type=PEM_CHAIN)
+        return answer(done)
 
     async def _refused(self, refusal: Refusal, peer: str | None) -> Response:
         """Audit a refused attempt, count it and answer its problem document."""
@@ -373,36 +413,13 @@ class Service:
         except csrs.CsrError as exc:
             raise Refusal(400, "bad-request", "Bad Request", [str(exc)], known) from None
 
-        try:
-            # the collateral first: simulated collateral is issued "now", and must not be
-            # issued after the instant it is verified at
-            collateral = self._collateral(tee, contents.evidence)
-            now = settings.clock()
-            verdict = verify(
-                contents.evidence, technology=tee.name, at=now,
-                nonce=csrs.binding_nonce(contents.public_key, contents.challenge),
-                policy=settings.policy, trust_simulated=settings.trust_simulated,
-                **collateral)
-        except EvidenceError as exc:
-            raise Refusal(400, "bad-request", "Bad Request",
-                          [f"the {tee.label} evidence is unusable: {exc}"], known) from None
-        except CollateralUnavailable as exc:  # the upstream is down: not the keep's fault
-            LOG.warning("collateral unavailable: %s", exc)
-            raise Refusal(503, "collateral-unavailable", "Service Unavailable",
-                          [f"the {tee.label} collateral cannot be fetched just now ({exc}); "
-                           "try again later with a fresh challenge"], known) from None
-        except (CollateralError, PolicyError, UsageError) as exc:
-            raise Refusal(403, "refused", "Forbidden",
-                          [f"the {tee.label} evidence cannot be verified: {exc}"],
-                          known) from None
-        known["tcb_status"] = verdict.tcb_status
-        try:
-            known["measurement"] = results.measurement_of(verdict).hex()
-        except results.ResultError:
-            pass
+        verdict, now = self._verify(
+            tee, contents.evidence, csrs.binding_nonce(contents.public_key, contents.challenge),
+            known)
         if not verdict.accepted:
             raise Refusal(403, "refused", "Forbidden", list(verdict.reasons), known)
-        result = results.from_verdict(verdict, settings.policy_bytes)
+        result = results.from_verdict(verdict, settings.policy_bytes, policy=settings.policy,
+                                      issued_at=now, nonce=contents.challenge)
         measurement = result.measurement.hex()
         # The deny-list is checked once, by the issuance's own transaction (a certificate
         # for a denied measurement is signed, then refused there, and never leaves here).
@@ -421,6 +438,76 @@ class Service:
         LOG.info("issued %s to %s (%s %s)", serial_hex(certificate.serial_number), peer,
                  tee.name, measurement)
         return certificate.public_bytes(serialization.Encoding.PEM) + settings.ca.pem()
+
+    def _attest(self, body: bytes, peer: str | None) -> str:
+        """A token request's whole decision, in a worker thread: the EAR token (JWT) of any
+        usable evidence. Raises Refusal or StorageError."""
+        settings = self.settings
+        try:
+            asked = attestations.read_request(body)
+            tee = asked.tee or detect(asked.evidence)
+        except (attestations.AttestationRequestError, EvidenceError) as exc:
+            raise Refusal(400, "bad-request", "Bad Request", [str(exc)]) from None
+        known: dict[str, Any] = {"technology": tee.name}
+        if asked.challenge is not None \
+                and not settings.storage.consume_challenge(asked.challenge, settings.clock()):
+            raise Refusal(403, "challenge", "Forbidden",
+                          ["the challenge is unknown, expired or already used (get a fresh "
+                           "one from /v1/challenge)"], known)
+        verdict, now = self._verify(tee, asked.evidence, asked.binding, known)
+        measurement = known.get("measurement")
+        if measurement is not None and settings.storage.is_denied(measurement):
+            verdict.reasons.append(Reason(f"measurement {measurement} is on the service's "
+                                          "deny-list", "deny-list"))
+            verdict.accepted = False
+        claims = ear.claims_set(verdict, issued_at=now, expires_at=now + settings.token_lifetime,
+                                nonce=asked.echoed, policy=settings.policy,
+                                policy_bytes=settings.policy_bytes)
+        assert settings.signer is not None
+        token = settings.signer.sign(claims)
+        outcome = "accepted" if verdict.accepted else "refused"
+        settings.storage.record_attempt(
+            Attempt(time=now, peer=peer, technology=tee.name, measurement=measurement,
+                    tcb_status=verdict.tcb_status, reasons=[str(r) for r in verdict.reasons]),
+            outcome)
+        status = claims[ear.SUBMODS][tee.name][ear.STATUS]
+        self.metrics.verdicts.labels(tee.name, outcome).inc()
+        self.metrics.tokens.labels(tee.name, status).inc()
+        LOG.info("EAR token for %s: %s %s %s", peer, tee.name, measurement, status)
+        return token
+
+    def _verify(self, tee: Tee, evidence: bytes, nonce: bytes | None,
+                known: dict[str, Any]) -> tuple[Verdict, dt.datetime]:
+        """``verify`` with the service's policy and collateral, and the instant it verified
+        at; what it learnt goes into ``known`` (for the audit). Raises Refusal when the
+        evidence cannot be verified at all."""
+        settings = self.settings
+        try:
+            # the collateral first: simulated collateral is issued "now", and must not be
+            # issued after the instant it is verified at
+            collateral = self._collateral(tee, evidence)
+            now = settings.clock()
+            verdict = verify(evidence, technology=tee.name, at=now, nonce=nonce,
+                             policy=settings.policy, trust_simulated=settings.trust_simulated,
+                             **collateral)
+        except EvidenceError as exc:
+            raise Refusal(400, "bad-request", "Bad Request",
+                          [f"the {tee.label} evidence is unusable: {exc}"], known) from None
+        except CollateralUnavailable as exc:  # the upstream is down: not the keep's fault
+            LOG.warning("collateral unavailable: %s", exc)
+            raise Refusal(503, "collateral-unavailable", "Service Unavailable",
+                          [f"the {tee.label} collateral cannot be fetched just now ({exc}); "
+                           "try again later with a fresh challenge"], known) from None
+        except (CollateralError, PolicyError, UsageError) as exc:
+            raise Refusal(403, "refused", "Forbidden",
+                          [f"the {tee.label} evidence cannot be verified: {exc}"],
+                          known) from None
+        known["tcb_status"] = verdict.tcb_status
+        try:
+            known["measurement"] = results.measurement_of(verdict).hex()
+        except results.ResultError:
+            pass
+        return verdict, now
 
     def _collateral(self, tee, evidence: bytes) -> dict[str, Any]:
         """verify()'s collateral arguments for ``tee``: the simulators' own collateral when
@@ -503,6 +590,8 @@ def create_app(settings: Settings) -> Starlette:
     routes = [
         Route("/v1/challenge", service.challenge, methods=["GET"]),
         Route("/v1/certificate", service.certificate, methods=["POST"]),
+        Route("/v1/attestation", service.attestation, methods=["POST"]),
+        Route("/.well-known/jwks.json", service.jwks, methods=["GET"]),
         Route("/v1/ca", service.ca, methods=["GET"]),
         Route("/v1/crl", service.crl, methods=["GET"]),
         Route("/healthz", service.healthz, methods=["GET"]),
@@ -623,6 +712,33 @@ def openapi_document() -> dict[str, Any]:
                               _503="the database, or the upstream collateral service, is "
                               "unavailable: try again after Retry-After seconds with a "
                               "fresh challenge")}}},
+            "/v1/attestation": {"post": {
+                "summary": "Appraise evidence and get an EAR attestation result token",
+                "description": "The token is a JWT (ES384, verified with /.well-known/jwks.json) "
+                "whose claims are an EAR claims-set (draft-ietf-rats-ear) of profile "
+                f"{ear.PROFILE}: eat_profile, iat, exp, ear.verifier-id, eat_nonce (the "
+                "challenge or nonce given), and one submod per technology with ear.status, "
+                "ear.trustworthiness-vector, ear.appraisal-policy-id and "
+                "ear.veraison.annotated-evidence. Usable evidence always gets a token; a "
+                "refused verdict's is contraindicated. With a challenge (single use) the "
+                "evidence's report data must be SHA-512(challenge); with a nonce, the nonce.",
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/AttestationRequest"}}}},
+                "responses": {
+                    "200": {"description": "the EAR token", "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/Token"}}}},
+                    **answers(_400="the request is malformed, the technology unknown, or the "
+                              "evidence unusable or an SEV keep's private key",
+                              _403="the challenge is unknown, expired or already used, or the "
+                              "evidence cannot be verified (collateral refused)",
+                              _408="the body did not arrive in time",
+                              _413="the body is larger than 1 MiB",
+                              _503="the database, or the upstream collateral service, is "
+                              "unavailable")}}},
+            "/.well-known/jwks.json": {"get": {
+                "summary": "The keys that verify the EAR tokens (RFC 7517 JWK Set)",
+                "responses": {"200": {"description": "ES384 P-384 keys with kid, alg, use",
+                                      "content": {JWK_SET: {"schema": {"type": "object"}}}}}}},
             "/v1/ca": {"get": {"summary": "The CA certificate", "responses": {"200": {
                 "description": "PEM", "content": {"application/x-pem-file": {
                     "schema": {"type": "string"}}}}}}},
@@ -646,6 +762,21 @@ def openapi_document() -> dict[str, Any]:
                               "challenge": {"type": "string",
                                             "description": "base64url, no padding"},
                               "expires_at": {"type": "string", "format": "date-time"}}},
+            "AttestationRequest": {
+                "type": "object", "required": ["evidence"], "additionalProperties": False,
+                "properties": {
+                    "evidence": {"type": "string", "description": "base64url: what "
+                                 "get_attestation wrote"},
+                    "technology": {"oneOf": [{"type": "string"}, {"type": "integer"}],
+                                   "description": "name (sgx, snp, tdx) or technology id; "
+                                   "detected from the evidence when absent"},
+                    "challenge": {"type": "string", "description": "base64url, from "
+                                  "/v1/challenge; report data = SHA-512(challenge)"},
+                    "nonce": {"type": "string", "description": "base64url of 64 bytes; "
+                              "report data = nonce (not with a challenge)"}}},
+            "Token": {"type": "object", "required": ["token"],
+                      "properties": {"token": {"type": "string",
+                                               "description": "JWT (JWS compact, ES384)"}}},
             "Problem": {"type": "object", "description": "RFC 9457 problem details",
                         "properties": {"type": {"type": "string"},
                                        "title": {"type": "string"},

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPrivateKeyTypes,
     CertificatePublicKeyTypes,
+    PrivateKeyTypes,
 )
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -106,9 +107,11 @@ def _reason_flag(reason: Reason) -> x509.ReasonFlags | None:
 class ServiceCa:
     """The CA key and certificate under ``home``; signs keep certificates and CRLs."""
 
-    def __init__(self, key: CertificateIssuerPrivateKeyTypes, certificate: x509.Certificate):
+    def __init__(self, key: CertificateIssuerPrivateKeyTypes, certificate: x509.Certificate,
+                 home: Path | None = None):
         self.key = key
         self.certificate = certificate
+        self.home = home  # the service home it was loaded from (the token key lives there)
         self.key_type = key_type_of(key.public_key())
         self._hash = signature_hash(self.key_type)
         self._ski = certificate.extensions.get_extension_for_class(
@@ -133,14 +136,14 @@ class ServiceCa:
         key_path = home / KEY_FILE
         if not key_path.exists():
             key = generate_key(key_type)
-            _publish(home, KEY_FILE, lambda path: write_private_key(path, key))
+            publish(home, KEY_FILE, lambda path: write_private_key(path, key))
         key = _read_key(key_path)
         cert_path = home / CERT_FILE
         if not cert_path.exists():
             cert = _self_signed(key)
             pem = cert.public_bytes(serialization.Encoding.PEM)
-            _publish(home, CERT_FILE, lambda path: write_public(path, pem))
-        return cls(key, _read_certificate(cert_path, key))
+            publish(home, CERT_FILE, lambda path: write_public(path, pem))
+        return cls(key, _read_certificate(cert_path, key), home)
 
     # ------------------------------------------------------------------ signing
 
@@ -244,7 +247,7 @@ class ServiceCa:
 # ---------------------------------------------------------------------- files
 
 
-def _publish(home: Path, name: str, write: Callable[[Path], None]) -> None:
+def publish(home: Path, name: str, write: Callable[[Path], None]) -> None:
     """Write ``name`` in ``home`` atomically: ``write(path)`` fills a temporary file, which is
     then hard-linked to ``name`` unless another process got there first (theirs wins)."""
     scratch = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=home))
@@ -263,21 +266,27 @@ def _publish(home: Path, name: str, write: Callable[[Path], None]) -> None:
         scratch.rmdir()
 
 
-def _read_key(path: Path) -> CertificateIssuerPrivateKeyTypes:
+def read_private_key(path: Path, what: str) -> PrivateKeyTypes:
+    """The unencrypted PEM private key in ``path`` (``what``: "the CA key", ...), refused
+    when the file is readable by group or others."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError as exc:
-        raise CaError(f"cannot open the CA key {path}: {exc.strerror or exc}") from None
+        raise CaError(f"cannot open {what} {path}: {exc.strerror or exc}") from None
     with os.fdopen(fd, "rb") as handle:
         mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
         if mode & 0o077:
-            raise CaKeyExposed(f"the CA key {path} is readable by group or others "
+            raise CaKeyExposed(f"{what} {path} is readable by group or others "
                                f"(mode {mode:o}); fix it with chmod 600")
         data = handle.read()
     try:
-        key = serialization.load_pem_private_key(data, password=None)
+        return serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError):
         raise CaError(f"{path} is not an unencrypted PEM private key") from None
+
+
+def _read_key(path: Path) -> CertificateIssuerPrivateKeyTypes:
+    key = read_private_key(path, "the CA key")
     try:
         key_type = key_type_of(key.public_key())  # type: ignore[arg-type]
     except UnsupportedKeyType as exc:

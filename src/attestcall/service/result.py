@@ -1,22 +1,19 @@
-"""The attestation result a service certificate carries, and its one encoding.
+"""The attestation result a service certificate carries: the EAR claims-set, unsigned.
 
 When the service accepts a keep's evidence it puts what it concluded into a non-critical
 extension of the certificate it issues, so a tenant can apply its own policy without the
-evidence. The extension's value is DER::
+evidence. What it puts there is the same EAR claims-set (:mod:`attestcall.ear`) its
+``POST /v1/attestation`` tokens carry and ``attestcall verify --ear`` prints: one
+vocabulary, not a second format. The certificate's signature covers it, so it goes
+unsigned, as JSON (the JWT's own serialisation: the same bytes a token's payload decodes
+to; an EAR in CBOR would use integer labels, a second spelling of every claim). The
+extension's value is DER::
 
-    AttestationResult ::= SEQUENCE {
-        technology      INTEGER (0..4294967295),  -- the get_attestation technology id
-        technologyName  UTF8String,               -- the plugin record's name ("sgx", ...)
-        measurement     OCTET STRING (SIZE (0..64)),  -- MRENCLAVE, MRTD, SNP MEASUREMENT;
-                                                  -- empty for a keep without a TEE
-        tcbStatus       UTF8String,               -- the verdict's TCB status, or empty
-        advisories      SEQUENCE OF UTF8String,   -- advisory ids, in the verdict's order
-        policyDigest    OCTET STRING (SIZE (32))  -- SHA-256 of the policy file's bytes,
-                                                  -- SHA-256(b"") for the default policy
-    }
+    AttestationResult ::= UTF8String  -- ear.encode(): UTF-8 JSON, keys sorted, no spaces
 
-DER is deterministic: one result has exactly one encoding, and :func:`decode` accepts
-only that one (every tag, length and type checked, UTF-8 strict, nothing trailing).
+One result has exactly one encoding, and :func:`decode` accepts only that one (DER
+checked, UTF-8 strict, JSON canonical, the claims-set checked by :func:`attestcall.ear.check`,
+exactly one submod, the technology's measurement present).
 
 The extension's OID, :data:`RESULT_OID`, is attestcall's own: a UUID-derived OID under
 ``2.25`` (ITU-T X.667 / ISO/IEC 9834-8), which needs no registration. It is
@@ -30,22 +27,23 @@ name (:data:`MEASUREMENT_CLAIMS`); a later change may move it into the plugin re
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
 
-from attestcall import der
+from attestcall import der, ear
 from attestcall.errors import AttestcallError
 from attestcall.tees import registry
+from attestcall.verifier.policy import Policy
 from attestcall.verifier.verdict import Verdict
 
 RESULT_UUID = "edc817e3-3304-4711-a69b-0c396455fb38"
 RESULT_OID = "2.25.316065978868734708948119949765399411512"
 UTF8_STRING = 0x0C
-POLICY_DIGEST_SIZE = 32
 MAX_MEASUREMENT = 64
-MAX_TECHNOLOGY = 0xFFFF_FFFF
 
 # The verdict claim holding each technology's launch measurement (hex), as the vendor
 # appraisals name it (intel/verify/appraise.py, amd/verify/appraise.py); None: no
@@ -63,31 +61,81 @@ class ResultError(AttestcallError):
 
 
 class MalformedResult(ResultError):
-    """Bytes that are not exactly the DER encoding of an attestation result."""
+    """Bytes that are not exactly the encoding of an attestation result."""
+
+
+def _hex_measurement(value: Any, technology: str, claim: str) -> bytes:
+    if not isinstance(value, str):
+        raise ResultError(f"the {technology} verdict has no {claim} claim")
+    try:
+        measurement = bytes.fromhex(value)
+    except ValueError:
+        raise ResultError(f"the {technology} verdict's {claim} claim is not hex") from None
+    if len(measurement) > MAX_MEASUREMENT:
+        raise ResultError(f"a measurement of {len(measurement)} bytes is longer than "
+                          f"{MAX_MEASUREMENT}")
+    return measurement
 
 
 @dataclass(frozen=True)
 class AttestationResult:
-    """What the service concluded about a keep, as its certificate carries it."""
+    """What the service concluded about a keep, as its certificate carries it: an EAR
+    claims-set with one appraisal. The properties read that appraisal."""
 
-    technology: int
-    technology_name: str
-    measurement: bytes
-    tcb_status: str  # "" when the technology has none
-    advisories: tuple[str, ...]
-    policy_digest: bytes
+    claims: dict[str, Any]
 
     def __post_init__(self) -> None:
-        if not 0 <= self.technology <= MAX_TECHNOLOGY:
-            raise ResultError(f"technology id {self.technology} is out of range")
-        if len(self.measurement) > MAX_MEASUREMENT:
-            raise ResultError(f"a measurement of {len(self.measurement)} bytes is longer than "
-                              f"{MAX_MEASUREMENT}")
-        if len(self.policy_digest) != POLICY_DIGEST_SIZE:
-            raise ResultError(f"the policy digest must be {POLICY_DIGEST_SIZE} bytes, not "
-                              f"{len(self.policy_digest)}")
-        if not isinstance(self.advisories, tuple):
-            object.__setattr__(self, "advisories", tuple(self.advisories))
+        try:
+            ear.check(self.claims)
+        except ear.MalformedEar as exc:
+            raise MalformedResult(f"the attestation result is malformed: {exc}") from None
+
+    @property
+    def appraisal(self) -> dict[str, Any]:
+        return ear.only_appraisal(self.claims)[1]
+
+    @property
+    def technology_name(self) -> str:
+        return ear.only_appraisal(self.claims)[0]
+
+    @property
+    def technology(self) -> int:
+        return int(self.appraisal[ear.TECHNOLOGY_ID])
+
+    @property
+    def measurement(self) -> bytes:
+        """The launch measurement (empty for a keep without a TEE, or a technology this
+        tenant has no measurement claim for)."""
+        claim = MEASUREMENT_CLAIMS.get(self.technology_name)
+        if claim is None:
+            return b""
+        value = self.appraisal[ear.ANNOTATED_EVIDENCE].get(claim)
+        try:
+            return _hex_measurement(value, self.technology_name, claim)
+        except ResultError as exc:
+            raise MalformedResult(f"the attestation result is malformed: {exc}") from None
+
+    @property
+    def tcb_status(self) -> str:
+        """The TCB status, "" when the technology has none."""
+        return str(self.appraisal.get(ear.TCB_STATUS_CLAIM, ""))
+
+    @property
+    def advisories(self) -> tuple[str, ...]:
+        return tuple(self.appraisal[ear.ADVISORIES])
+
+    @property
+    def status(self) -> str:
+        return str(self.appraisal[ear.STATUS])
+
+    @property
+    def vector(self) -> dict[str, int]:
+        return dict(self.appraisal[ear.VECTOR])
+
+    @property
+    def policy_digest(self) -> bytes:
+        """SHA-256 of the service's policy file (from ``ear.appraisal-policy-id``)."""
+        return bytes.fromhex(self.appraisal[ear.POLICY_ID][len(ear.POLICY_ID_PREFIX):])
 
 
 def policy_digest(policy_bytes: bytes | None) -> bytes:
@@ -95,54 +143,27 @@ def policy_digest(policy_bytes: bytes | None) -> bytes:
     return hashlib.sha256(policy_bytes or b"").digest()
 
 
-def _utf8(text: str) -> bytes:
-    try:
-        return der.encode_tlv(UTF8_STRING, text.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise ResultError("a result string is not encodable as UTF-8") from None
-
-
 def encode(result: AttestationResult) -> bytes:
     """The DER encoding of ``result`` (the extension's value)."""
-    return der.encode_sequence(
-        der.encode_integer(result.technology),
-        _utf8(result.technology_name),
-        der.encode_octet_string(result.measurement),
-        _utf8(result.tcb_status),
-        der.encode_sequence(*(_utf8(a) for a in result.advisories)),
-        der.encode_octet_string(result.policy_digest),
-    )
-
-
-def _text(item: der.Tlv, what: str) -> str:
-    if item.tag != UTF8_STRING:
-        raise MalformedResult(f"{what} must be a UTF8String, found {der.tag_name(item.tag)}")
-    try:
-        return item.value.decode("utf-8")
-    except UnicodeDecodeError:
-        raise MalformedResult(f"{what} is not valid UTF-8") from None
+    return der.encode_tlv(UTF8_STRING, ear.encode(result.claims))
 
 
 def decode(data: bytes) -> AttestationResult:
-    """The result encoded in ``data``; MalformedResult unless it is exactly its DER."""
+    """The result encoded in ``data``; MalformedResult unless it is exactly its encoding."""
     try:
-        items = der.decode(bytes(data)).children()
-        if len(items) != 6:
-            raise MalformedResult(f"an attestation result has 6 fields, not {len(items)}")
-        technology = items[0].as_integer()
-        name = _text(items[1], "the technology name")
-        measurement = items[2].as_octet_string()
-        tcb_status = _text(items[3], "the TCB status")
-        advisories = tuple(_text(a, "an advisory") for a in items[4].children())
-        digest = items[5].as_octet_string()
+        item = der.decode(bytes(data))
     except der.DerError as exc:
         raise MalformedResult(f"the attestation result is malformed: {exc}") from None
+    if item.tag != UTF8_STRING:
+        raise MalformedResult(f"the attestation result must be a UTF8String, found "
+                              f"{der.tag_name(item.tag)}")
     try:
-        return AttestationResult(technology, name, measurement, tcb_status, advisories, digest)
-    except MalformedResult:
-        raise
-    except ResultError as exc:
+        claims = ear.decode(item.value)
+    except ear.MalformedEar as exc:
         raise MalformedResult(f"the attestation result is malformed: {exc}") from None
+    result = AttestationResult(claims)
+    result.measurement  # noqa: B018 - checks the measurement is there and well-formed
+    return result
 
 
 def extension(result: AttestationResult) -> x509.UnrecognizedExtension:
@@ -173,29 +194,24 @@ def measurement_of(verdict: Verdict) -> bytes:
     claim = MEASUREMENT_CLAIMS[verdict.technology]
     if claim is None:
         return b""
-    value = verdict.claims.get(claim)
-    if not isinstance(value, str):
-        raise ResultError(f"the {verdict.technology} verdict has no {claim} claim")
-    try:
-        return bytes.fromhex(value)
-    except ValueError:
-        raise ResultError(f"the {verdict.technology} verdict's {claim} claim is not hex") \
-            from None
+    return _hex_measurement(verdict.claims.get(claim), verdict.technology, claim)
 
 
-def from_verdict(verdict: Verdict, policy_bytes: bytes | None) -> AttestationResult:
+def from_verdict(verdict: Verdict, policy_bytes: bytes | None, *,
+                 policy: Policy | None = None, issued_at: dt.datetime | None = None,
+                 nonce: bytes | None = None) -> AttestationResult:
     """The result of an accepted verdict under the policy file ``policy_bytes`` (None or
-    b"": the default policy). A refused verdict has no result to certify (ResultError)."""
+    b"": the default policy; ``policy`` its parsed form, parsed here when not given),
+    issued at ``issued_at`` (default now), echoing the request's ``nonce`` (the challenge).
+    A refused verdict has no result to certify (ResultError)."""
     if not verdict.accepted:
         raise ResultError("a refused verdict has no attestation result to certify")
-    tee = registry().by_name(verdict.technology)
-    if tee is None:
+    if registry().by_name(verdict.technology) is None:
         raise ResultError(f"technology {verdict.technology!r} is not registered")
-    return AttestationResult(
-        technology=tee.technology,
-        technology_name=tee.name,
-        measurement=measurement_of(verdict),
-        tcb_status=verdict.tcb_status or "",
-        advisories=tuple(verdict.advisories),
-        policy_digest=policy_digest(policy_bytes),
-    )
+    measurement_of(verdict)  # the measurement a tenant's policy checks must be there
+    claims = ear.claims_set(
+        verdict, issued_at=issued_at or dt.datetime.now(dt.UTC), nonce=nonce,
+        policy=policy if policy is not None else Policy.from_bytes(policy_bytes),
+        policy_bytes=policy_bytes)
+    return AttestationResult(claims)
+

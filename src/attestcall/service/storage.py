@@ -389,10 +389,15 @@ class Storage:
 
     def record_refusal(self, attempt: Attempt) -> AuditRecord:
         """Record a refused attempt in the audit log."""
-        row = _audit_row(attempt, "refused", None)
+        return self.record_attempt(attempt, "refused")
+
+    def record_attempt(self, attempt: Attempt, outcome: str) -> AuditRecord:
+        """Record an attempt that issued no certificate (a refusal, or an EAR token whose
+        verdict had ``outcome``) in the audit log."""
+        row = _audit_row(attempt, outcome, None)
         audit_id = self._write(
             lambda c: int(c.execute(_NEW_AUDIT, row).inserted_primary_key[0]))
-        return _record(audit_id, attempt, "refused", None)
+        return _record(audit_id, attempt, outcome, None)
 
     def audit_log(self, since: datetime | None = None) -> list[AuditRecord]:
         """The audit log in time order (ties in insertion order), from ``since`` (inclusive)

@@ -12,6 +12,7 @@ from typing import Any
 
 from attestcall.abi import NONCE_SIZE
 from attestcall.errors import UsageError
+from attestcall.schema import Reason
 from attestcall.tees import Tee, registry
 from attestcall.verifier.detect import detect, parse_instant
 from attestcall.verifier.policy import Policy
@@ -66,7 +67,7 @@ def verify(
 
     reasons = list(appraisal.problems)
     if nonce is not None and appraisal.report_data != nonce:
-        reasons.append("the report data does not equal the nonce")
+        reasons.append(Reason("the report data does not equal the nonce", "nonce"))
     if not appraisal.problems:  # policy speaks only about evidence proven genuine
         reasons += rules.check(appraisal)
     return Verdict(
@@ -77,4 +78,6 @@ def verify(
         claims=appraisal.claims,
         reasons=reasons,
         simulated=appraisal.simulated,
+        debug=appraisal.debug,
+        problems=list(appraisal.problems),
     )

@@ -17,6 +17,7 @@ from typing import Any
 
 from attestcall.appraisal import Appraisal
 from attestcall.errors import PolicyError
+from attestcall.schema import Reason
 from attestcall.tees import Tee, registry
 
 
@@ -47,6 +48,16 @@ class Policy:
                 checked[key] = check(f"[{name}] {key}", value)
             tables[name] = checked
         return cls(tables)
+
+    @classmethod
+    def from_bytes(cls, data: bytes | None) -> Policy:
+        """The policy in a TOML file's bytes (None or empty: the default policy)."""
+        if not data:
+            return cls()
+        try:
+            return cls.parse(tomllib.loads(data.decode("utf-8")))
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise PolicyError(f"the policy is not valid TOML: {exc}") from None
 
     @classmethod
     def load(cls, source: Policy | Mapping[str, Any] | str | Path | None) -> Policy:
@@ -80,8 +91,8 @@ class Policy:
         table = self.tables.get(tee.name, {})
         reasons: list[str] = []
         if appraisal.debug and not table.get("allow_debug", False):
-            reasons.append(f"the {tee.label} evidence is from a debug {tee.debug_word} and the "
-                           "policy does not allow debug")
+            reasons.append(Reason(f"the {tee.label} evidence is from a debug {tee.debug_word} "
+                                  "and the policy does not allow debug", "allow_debug"))
         if tee.policy is not None and tee.policy.check is not None:
             reasons += tee.policy.check(table, appraisal)
         return reasons

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
 @dataclass
 class Verdict:
-    """The decision: ``accepted`` is true only when ``reasons`` is empty."""
+    """The decision: ``accepted`` is true only when ``reasons`` is empty.
+
+    ``problems`` are the reasons the evidence is not proven genuine (the appraisal's:
+    signatures, chains, revocation, collateral, an untrusted simulated root); they are also
+    in ``reasons``. ``debug``: the evidence is from a debug instance. A reason that is an
+    :class:`attestcall.schema.Reason` names the policy key that refused (``"nonce"`` for a
+    nonce the report data does not equal)."""
 
     accepted: bool
     technology: str
@@ -17,6 +23,8 @@ class Verdict:
     claims: dict[str, Any]
     reasons: list[str]
     simulated: bool = False
+    debug: bool = False
+    problems: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
