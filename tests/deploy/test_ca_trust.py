@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import replace
 
 import pytest
 from cryptography import x509
@@ -30,6 +29,7 @@ from attestcall.service.ca import ServiceCa
 from attestcall.verifier.policy import Policy
 from tests import paths
 from tests.deploy.conftest import expected_stdout, running_keep, settled
+from tests.service.helpers import edited, verdict_for
 
 TEE = "sgx-sim"
 SUBJECT = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "attestcall keep")])
@@ -282,18 +282,18 @@ def test_check_result_what_a_result_can_and_cannot_tell(keep_material):
     reasons = check_result(result, Policy.parse({"sgx": {"mrsigner": ["11" * 32]}}))
     assert len(reasons) == 1 and "mrsigner cannot be checked" in reasons[0]
     # TCB status outside accept_tcb_status, as verify would refuse it.
-    stale = replace(result, tcb_status="OutOfDate")
+    stale = edited(result, attestcall_tcb_status="OutOfDate")
     assert any("OutOfDate is not accepted" in r for r in check_result(stale, Policy()))
     allowed = Policy.parse({"sgx": {"accept_tcb_status": ["UpToDate", "OutOfDate"]}})
     assert check_result(stale, allowed) == []
-    assert check_result(replace(result, tcb_status=""), Policy())  # none given: refused
-    advised = replace(result, advisories=("INTEL-SA-00001",))
+    assert check_result(edited(result, attestcall_tcb_status=None), Policy())  # none: refused
+    advised = edited(result, attestcall_advisories=["INTEL-SA-00001"])
     assert check_result(advised, Policy.parse({"sgx": {"refuse_advisories":
                                                        ["INTEL-SA-00001"]}}))
     # No result, or a technology named wrongly.
     assert check_result(None, Policy())
-    assert check_result(replace(result, technology_name="tdx"), Policy())
-    none = results.AttestationResult(0, "none", b"", "", (), result.policy_digest)
+    assert check_result(edited(result, "tdx"), Policy())
+    none = results.from_verdict(verdict_for("none", {}, tcb_status=None, advisories=[]), None)
     assert check_result(none, Policy())
     assert check_result(none, Policy.parse({"none": {"allow": True}})) == []
 

@@ -1,7 +1,6 @@
 """The service CA: created once and shared, its key kept private, what it signs."""
 
 import datetime as dt
-import hashlib
 import os
 import stat
 import threading

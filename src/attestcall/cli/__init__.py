@@ -295,6 +295,9 @@ def _build_parser(command: str | None = None) -> _Parser:
     verify.add_argument("--json", action="store_true",
                         help="print one JSON object (accepted, technology, tcb_status, "
                         "advisories, claims, reasons)")
+    verify.add_argument("--ear", action="store_true",
+                        help="print the result as an EAR claims-set (unsigned JSON): the "
+                        "vocabulary of the attestation service's tokens and certificates")
 
     if wanted("service"):
         from attestcall.cli.service import add_parser as add_service

@@ -60,9 +60,25 @@ def _one_line(verdict: Verdict) -> str:
     return f"rejected: {what}{simulated}: " + "; ".join(verdict.reasons)
 
 
+def _ear(args: argparse.Namespace, verdict: Verdict) -> str:
+    """The verdict as the EAR claims-set the attestation service would sign (issued at the
+    instant verified at, echoing --nonce, under --policy)."""
+    from attestcall import ear
+    from attestcall.verifier.detect import parse_instant
+    from attestcall.verifier.policy import Policy
+
+    policy_bytes = Path(args.policy).read_bytes() if args.policy else None
+    claims = ear.claims_set(verdict, issued_at=parse_instant(args.at), nonce=args.nonce,
+                            policy=Policy.load(args.policy), policy_bytes=policy_bytes)
+    return json.dumps(claims, indent=2, sort_keys=True, ensure_ascii=False)
+
+
 def run_verify(args: argparse.Namespace) -> int:
-    """Exit 0 accepted, 1 rejected, 2 unusable input; with --json one object on stdout."""
+    """Exit 0 accepted, 1 rejected, 2 unusable input; with --json one object on stdout,
+    with --ear the EAR claims-set."""
     try:
+        if args.json and args.ear:
+            raise UsageError("give --json or --ear, not both")
         evidence = _read_evidence(args.evidence)
         tee = technology_named(args.tech) if args.tech else detect(evidence)
         given, url = _given(args, tee)
@@ -76,12 +92,18 @@ def run_verify(args: argparse.Namespace) -> int:
             policy=args.policy,
             trust_simulated=args.trust_simulated,
         )
+        report = _ear(args, verdict) if args.ear else None
+    except OSError as exc:  # the policy file went away between verify and reading it
+        print(f"attestcall verify: cannot read {args.policy}: {exc.strerror}", file=sys.stderr)
+        return EXIT_UNUSABLE
     except AttestcallError as exc:
         if args.json:
             print(json.dumps({"accepted": False, "error": str(exc)}))
         print(f"attestcall verify: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE
-    if args.json:
+    if report is not None:
+        print(report)
+    elif args.json:
         print(json.dumps(verdict.to_json(), indent=2))
     else:
         print(_one_line(verdict))
