@@ -194,3 +194,56 @@ def test_simulated_quote_needs_trust_simulated(tmp_path, tee):
     assert out["tcb_status"] == "UpToDate" and out["simulated"] is True
     code, out = verdict(quote, "--collateral", coll, "--nonce", "00" * 64, "--trust-simulated")
     assert code == 1 and out["reasons"] == ["the report data does not equal the nonce"]
+
+
+# -- --ear: the EAR claims-set, the vocabulary of the service's tokens and certificates -----
+
+
+def test_ear_output_is_the_attestation_result_of_the_verdict(tmp_path):
+    import datetime as dt
+    import hashlib
+
+    from attestcall import ear
+
+    policy = tmp_path / "p.toml"
+    policy.write_text('[sgx]\naccept_tcb_status = ["ConfigurationAndSWHardeningNeeded"]\n')
+    args = (INTEL / "sgx_quote_v3.bin", "--collateral", INTEL / "sgx_quote_v3.collateral.json",
+            "--at", SGX_AT)
+    _, plain = verdict(*args, "--policy", policy)
+    done = verify(*args, "--policy", policy, "--ear")
+    assert done.returncode == 0, done.stderr
+    claims = json.loads(done.stdout)
+    ear.check(claims)
+    assert claims["iat"] == int(dt.datetime.fromisoformat(SGX_AT).timestamp())
+    assert "eat_nonce" not in claims and "exp" not in claims
+    item = claims["submods"]["sgx"]
+    assert item["ear.status"] == "warning"
+    assert item["ear.trustworthiness-vector"] == {
+        "instance-identity": 2, "configuration": 32, "hardware": 32, "runtime-opaque": 2}
+    assert item["ear.veraison.annotated-evidence"] == plain["claims"]
+    assert item["attestcall.tcb-status"] == "ConfigurationAndSWHardeningNeeded"
+    assert sorted(item["attestcall.advisories"]) == ["INTEL-SA-00289", "INTEL-SA-00615"]
+    assert item["ear.appraisal-policy-id"] == \
+        "policy:sha256:" + hashlib.sha256(policy.read_bytes()).hexdigest()
+    assert item["attestcall.simulated"] is False and item["attestcall.technology-id"] == 2
+    # the default policy refuses that TCB status: the same vocabulary says so
+    refused = verify(*args, "--ear", "--nonce", "00" * 64)
+    assert refused.returncode == 1
+    claims = json.loads(refused.stdout)
+    item = claims["submods"]["sgx"]
+    assert item["ear.status"] == "contraindicated"
+    assert set(item["ear.trustworthiness-vector"].values()) == {99}  # and the nonce is wrong
+    assert ear.decode_nonce(claims["eat_nonce"]) == bytes(64)
+    assert any("not accepted by the policy" in r for r in item["attestcall.reasons"])
+    no_nonce = json.loads(verify(*args, "--ear").stdout)["submods"]["sgx"]
+    assert no_nonce["ear.trustworthiness-vector"]["hardware"] == 96
+
+
+def test_ear_refusals_are_one_line():
+    both = verify(INTEL / "sgx_quote_v3.bin", "--json", "--ear")
+    assert both.returncode == 2  # --json's one object says why, as for any unusable input
+    assert json.loads(both.stdout) == {"accepted": False, "error": "give --json or --ear, not both"}
+    assert b"--json or --ear" in both.stderr and b"Traceback" not in both.stderr
+    unusable = verify(os.devnull, "--ear")
+    assert unusable.returncode == 2 and unusable.stdout == b""
+    assert unusable.stderr.count(b"\n") == 1 and b"Traceback" not in unusable.stderr

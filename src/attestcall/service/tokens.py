@@ -71,10 +71,15 @@ class TokenSigner:
 
     @classmethod
     def load_or_create(cls, home: Path | str) -> TokenSigner:
-        """The signing key in ``home`` (which the CA already created), made on first use."""
+        """The signing key in the service ``home`` (mode 0700), made on first use."""
         home = Path(home)
         path = home / KEY_FILE
         if not path.exists():
+            try:
+                home.mkdir(mode=0o700, parents=True, exist_ok=True)
+            except OSError as exc:
+                raise CaError(f"cannot create the service home {home}: "
+                              f"{exc.strerror or exc}") from None
             key = ec.generate_private_key(ec.SECP384R1())
             publish(home, KEY_FILE, lambda target: write_private_key(target, key))
         key = read_private_key(path, "the EAR signing key")
