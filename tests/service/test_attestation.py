@@ -21,13 +21,14 @@ from joserfc.errors import BadSignatureError, InvalidKeyIdError
 from attestcall import ear, verify
 from attestcall.deploy.identity import attest
 from attestcall.deploy.keys import generate_key
+from attestcall.service import result as results
 from attestcall.service import tokens
 from attestcall.service.app import MAX_BODY, TOKEN_LIFETIME
 from attestcall.service.storage import DATABASE_FILE
 from attestcall.tees import registry
 from attestcall.verifier.policy import Policy
 from tests.service.helpers import TEES, assert_problem
-from tests.service.test_app import _raw, serve, service  # noqa: F401
+from tests.service.test_app import _raw, obtain, serve, service  # noqa: F401
 from tests.service.test_csr import assert_no_window
 
 JSON = "application/json"
@@ -219,6 +220,21 @@ def test_a_tampered_token_or_another_key_does_not_verify(service, keeps, tmp_pat
     other = tokens.TokenSigner.load_or_create(tmp_path / "other")
     with pytest.raises(InvalidKeyIdError):
         jwt.decode(other.sign(claims), keyset(service), algorithms=["ES384"])
+
+
+def test_the_certificate_and_the_token_speak_one_vocabulary(service, keeps):
+    issued, _ = obtain(service, keeps["sgx-sim"])
+    result = results.from_certificate(issued)
+    _, evidence = attest(keeps["sgx-sim"], b"\x0b" * 64)
+    token = token_of(service, {"evidence": b64(evidence)})
+    item = token.claims["submods"]["sgx"]
+    assert set(item) == set(result.appraisal)
+    for claim in ("ear.status", "ear.trustworthiness-vector", "ear.appraisal-policy-id",
+                  "attestcall.technology-id", "attestcall.tcb-status", "attestcall.reasons"):
+        assert item[claim] == result.appraisal[claim]
+    assert set(token.claims) - {"exp", "eat_nonce"} == set(result.claims) - {"eat_nonce"}
+    assert result.claims["eat_profile"] == token.claims["eat_profile"] == ear.PROFILE
+    assert result.claims["ear.verifier-id"] == token.claims["ear.verifier-id"]
 
 
 # ------------------------------------------------------------------- the signing key
