@@ -1,4 +1,5 @@
-"""Certificate issuance throughput of the attestation service, against its in-process floor.
+"""Certificate and EAR token issuance throughput of the attestation service, against their
+in-process floors.
 
     python bench/bench_service.py [--quick] [--duration S] [--clients N] [--configs LIST]
 
@@ -40,6 +41,13 @@ second target unreachable on this machine, the output says so with the numbers.
 After each configuration, every chain a client kept is checked (a leaf for its key,
 issued by the CA, valid now) and the audit log must hold exactly as many accepted records
 as the clients received chains. Exit status 1 when a target is missed or anything failed.
+
+EAR tokens (configurations ``ear-sqlite-1``, ``ear-sqlite-2``, ``ear-pg-1``, ``ear-pg-2``):
+the same clients ``GET /v1/challenge``, make evidence bound to SHA-512(challenge) and
+``POST /v1/attestation`` (JSON, base64url); each answer must be 200 with a token. Their
+floor, measured in the same run: one ``attestcall.verify`` plus the EAR claims-set and one
+ES384 signature (``TokenSigner.sign``) per token. Target: >= 0.5x that floor per worker.
+Each client's last token is checked: signed by the service's key, affirming.
 """
 
 from __future__ import annotations
@@ -68,11 +76,14 @@ sys.path[:0] = [str(REPO / "src"), str(REPO)]
 
 from timing import rounds  # noqa: E402
 
-CONFIGS = ("sqlite-1", "sqlite-2", "pg-1", "pg-2")
+CONFIGS = ("sqlite-1", "sqlite-2", "pg-1", "pg-2",
+           "ear-sqlite-1", "ear-sqlite-2", "ear-pg-1", "ear-pg-2")
 TEES = ("sgx-sim", "tdx-sim", "snp-sim")
 IN_PROCESS = ("sgx-sim", "tdx-sim")  # TEEs whose simulator the clients can run in process
 TARGET_FLOOR = 0.5  # 1 worker >= this x the floor
 TARGET_SCALING = 1.6  # 2 workers >= this x 1 worker
+TARGET_EAR = 0.5  # EAR tokens: >= this x their floor per worker
+TOKEN_LIFE = dt.timedelta(minutes=10)
 REQUEST_TIMEOUT = 60.0  # seconds one request may take before the client counts it failed
 CHAIN_START = b"-----BEGIN CERTIFICATE-----"
 
@@ -131,13 +142,17 @@ def key_type(tee: str) -> str:
 # ----------------------------------------------------------------------- the floor
 
 
-def measure_floor(tee: str, mode: str, ca: Any, count: int, per_round: int) -> list[float]:
-    """Seconds per certificate in each round: verify (collateral loaded once) + issue."""
+def measure_floor(tee: str, mode: str, ca: Any, count: int, per_round: int,
+                  signer: Any = None) -> list[float]:
+    """Seconds per certificate in each round: verify (collateral loaded once) + issue; with
+    ``signer`` (a TokenSigner), per EAR token: verify + the claims-set + its signature."""
     from cryptography import x509
 
+    from attestcall import ear
     from attestcall.deploy.keys import generate_key
     from attestcall.service import csr as csrs
     from attestcall.service import result as results
+    from attestcall.service.attestation import challenge_binding
     from attestcall.tees import registry
     from attestcall.verifier.api import verify
     from attestcall.verifier.policy import Policy
@@ -150,7 +165,8 @@ def measure_floor(tee: str, mode: str, ca: Any, count: int, per_round: int) -> l
         for _ in range(32):
             key = generate_key(key_type(tee))
             challenge = os.urandom(32)
-            nonce = csrs.binding_nonce(key.public_key(), challenge)
+            nonce = (challenge_binding(challenge) if signer is not None
+                     else csrs.binding_nonce(key.public_key(), challenge))
             pool.append((key.public_key(), nonce, maker.make(nonce)[1]))
     finally:
         maker.close()
@@ -169,8 +185,12 @@ def measure_floor(tee: str, mode: str, ca: Any, count: int, per_round: int) -> l
         verdict = verify(evidence, technology=record.name, at=now, nonce=nonce, policy=policy,
                          trust_simulated=True, collateral=collateral)
         assert verdict.accepted, verdict.reasons
+        if signer is not None:
+            signer.sign(ear.claims_set(verdict, issued_at=now, expires_at=now + TOKEN_LIFE,
+                                       nonce=nonce[:32], policy=policy))
+            return
         ca.issue(public_key, subject, lifetime=dt.timedelta(hours=24),
-                 result=results.from_verdict(verdict, None),
+                 result=results.from_verdict(verdict, None, policy=policy, issued_at=now),
                  crl_url="http://127.0.0.1/v1/crl", now=now)
 
     one_certificate()
@@ -191,6 +211,8 @@ class Plan:
     measure_from: float
     measure_until: float
     keep_alive: bool
+    tokens: bool = False  # POST /v1/attestation instead of /v1/certificate
+    token_key: Any = None  # the service's token signing key (public), to check tokens
 
 
 @dataclass
@@ -201,7 +223,7 @@ class Tally:
     latencies: list[float] = field(default_factory=list)  # POST, in the window
     round_trips: list[float] = field(default_factory=list)  # challenge .. chain, in the window
     errors: dict[str, int] = field(default_factory=dict)
-    checked: int = 0  # issued chains checked (our key, issued by the CA, valid)
+    checked: int = 0  # issued chains (or tokens) checked: our key, the CA's; signed
     fatal: str | None = None
 
     def error(self, what: str) -> None:
@@ -244,6 +266,32 @@ class Http:
         self.reader = self.writer = None
 
 
+def _b64(data: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def check_token(answer: bytes, public_key: Any) -> None:
+    """The token in ``answer`` is signed ES384 by ``public_key`` and affirming."""
+    import base64
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    def unb64(text: str) -> bytes:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+    head, payload, signature = json.loads(answer)["token"].split(".")
+    raw = unb64(signature)
+    public_key.verify(encode_dss_signature(int.from_bytes(raw[:48]), int.from_bytes(raw[48:])),
+                      f"{head}.{payload}".encode(), ec.ECDSA(hashes.SHA384()))
+    (appraisal,) = json.loads(unb64(payload))["submods"].values()
+    if appraisal["ear.status"] != "affirming":
+        raise ValueError(f"a token is {appraisal['ear.status']}: {appraisal}")
+
+
 def _problem(status: int, body: bytes) -> str:
     try:
         detail = json.loads(body).get("detail", "")
@@ -257,10 +305,14 @@ async def _client(plan: Plan, maker: Evidence, key: Any, tally: Tally,
     from cryptography.hazmat.primitives.serialization import Encoding
 
     from attestcall.service import csr as csrs
+    from attestcall.service.attestation import challenge_binding
 
     get = b"GET /v1/challenge HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     post = ("POST /v1/certificate HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             "Content-Type: application/pkcs10\r\nContent-Length: {}\r\n\r\n")
+    if plan.tokens:
+        post = ("POST /v1/attestation HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n")
     http = Http(plan.port)
     try:
         while time.monotonic() < plan.measure_until:
@@ -271,11 +323,17 @@ async def _client(plan: Plan, maker: Evidence, key: Any, tally: Tally,
                     if status != 200:
                         tally.error("challenge " + _problem(status, body))
                         continue
-                    challenge = csrs.decode_challenge(json.loads(body)["challenge"])
-                    technology, evidence = maker.make(
-                        csrs.binding_nonce(key.public_key(), challenge))
-                    csr = csrs.build_csr(key, technology, evidence, challenge)
-                    der = csr.public_bytes(Encoding.DER)
+                    text = json.loads(body)["challenge"]
+                    challenge = csrs.decode_challenge(text)
+                    if plan.tokens:
+                        _, evidence = maker.make(challenge_binding(challenge))
+                        der = json.dumps({"evidence": _b64(evidence),
+                                          "challenge": text}).encode()
+                    else:
+                        technology, evidence = maker.make(
+                            csrs.binding_nonce(key.public_key(), challenge))
+                        csr = csrs.build_csr(key, technology, evidence, challenge)
+                        der = csr.public_bytes(Encoding.DER)
                     sent = time.monotonic()
                     status, body = await http.request(post.format(len(der)).encode(), der)
             except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as exc:
@@ -285,8 +343,10 @@ async def _client(plan: Plan, maker: Evidence, key: Any, tally: Tally,
             done = time.monotonic()
             if not plan.keep_alive:
                 http.close()
-            if status != 200 or not body.startswith(CHAIN_START):
-                tally.error("certificate " + _problem(status, body))
+            if status != 200 or not body.startswith(b'{"token":"ey' if plan.tokens
+                                                    else CHAIN_START):
+                tally.error(("token " if plan.tokens else "certificate ")
+                            + _problem(status, body))
                 continue
             tally.issued_total += 1
             last[0] = body
@@ -308,7 +368,10 @@ async def _load(plan: Plan, tally: Tally) -> None:
         await asyncio.gather(*(_client(plan, maker, key, tally, chain)
                                for key, chain in zip(keys, chains, strict=True)))
         for key, chain in zip(keys, chains, strict=True):
-            if chain[0]:
+            if chain[0] and plan.tokens:
+                check_token(chain[0], plan.token_key)
+                tally.checked += 1
+            elif chain[0]:
                 check_chain(chain[0], key)
                 tally.checked += 1
     finally:
@@ -405,6 +468,7 @@ class Outcome:
     audited: int
     checked: int
     errors: dict[str, int]
+    tokens: bool = False
 
     def per_certificate(self, seconds: float) -> float:
         count = len(self.latencies)
@@ -423,8 +487,10 @@ def run_config(name: str, args: argparse.Namespace, env: dict[str, str], service
     from attestcall.service.storage import Storage
     from tests.service.helpers import Served
 
-    database, workers = name.split("-")
-    label = f"{'SQLite' if database == 'sqlite' else 'PostgreSQL'}, {workers} worker" + (
+    tokens = name.startswith("ear-")
+    database, workers = name.removeprefix("ear-").split("-")
+    label = ("EAR, " if tokens else "") + \
+        f"{'SQLite' if database == 'sqlite' else 'PostgreSQL'}, {workers} worker" + (
         "s" if workers != "1" else "")
     progress(f"[{label}] starting attestcall service serve --workers {workers}")
     served = Served(env, "--home", str(service_home), "--database", url,
@@ -439,7 +505,7 @@ def run_config(name: str, args: argparse.Namespace, env: dict[str, str], service
         measure_until = measure_from + args.duration
         for clients in share:
             plan = Plan(served.port, clients, args.tee, args.evidence, measure_from,
-                        measure_until, args.keep_alive)
+                        measure_until, args.keep_alive, tokens, args.token_key)
             receiver, sender = context.Pipe(duplex=False)
             process = context.Process(target=client_process, args=(plan, sender), daemon=True)
             process.start()
@@ -480,9 +546,10 @@ def run_config(name: str, args: argparse.Namespace, env: dict[str, str], service
     outcome = Outcome(label, database, int(workers), len(latencies) / window, latencies,
                       [x for t in tallies for x in t.round_trips], cpu, window,
                       sum(t.issued_total for t in tallies), audited,
-                      sum(t.checked for t in tallies), errors)
-    progress(f"[{label}] {len(latencies)} certificates in the window; {outcome.issued_total} "
-             f"in all, {audited} accepted in the audit log, {outcome.checked} chains checked")
+                      sum(t.checked for t in tallies), errors, tokens)
+    what = "tokens" if tokens else "certificates"
+    progress(f"[{label}] {len(latencies)} {what} in the window; {outcome.issued_total} "
+             f"in all, {audited} accepted in the audit log, {outcome.checked} checked")
     return outcome
 
 
@@ -490,7 +557,8 @@ def run_config(name: str, args: argparse.Namespace, env: dict[str, str], service
 
 
 def report(floor: float, floor_rounds: tuple[list[float], list[float]],
-           outcomes: list[Outcome], args: argparse.Namespace) -> int:
+           outcomes: list[Outcome], args: argparse.Namespace,
+           ear_floor: tuple[float, tuple[list[float], list[float]]] | None = None) -> int:
     ms = 1000.0
     cpus = CPUS
     before, after = (1 / statistics.median(r) for r in floor_rounds)
@@ -501,16 +569,25 @@ def report(floor: float, floor_rounds: tuple[list[float], list[float]],
     print(f"floor (in process, one thread: attestcall.verify + ServiceCa.issue): "
           f"{floor:.0f} certificates/s, {ms / floor:.2f} ms each ({before:.0f}/s before the "
           f"loads, {after:.0f}/s after)")
+    if ear_floor is not None:
+        token_floor, token_rounds = ear_floor
+        tb, ta = (1 / statistics.median(r) for r in token_rounds)
+        print(f"EAR floor (in process, one thread: attestcall.verify + the EAR claims-set + one "
+              f"ES384 signature): {token_floor:.0f} tokens/s, {ms / token_floor:.2f} ms each "
+              f"({tb:.0f}/s before the loads, {ta:.0f}/s after)")
     print()
     print(f"{'':<23} {'':>7} {'':>7}  {'certificate':^15}  {'whole round':^15}  "
           f"{'CPU ms per certificate':^24}  {'CPUs busy':^15}")
     print(f"{'configuration':<23} {'cert/s':>7} {'/floor':>7}  {'p50 ms':>7} {'p99 ms':>7}  "
           f"{'p50 ms':>7} {'p99 ms':>7}  {'clients':>7} {'server':>7} {'db':>7}  "
           f"{'all':>7} {'others':>7}")
+    def floor_of(o: Outcome) -> float:
+        return ear_floor[0] if o.tokens and ear_floor is not None else floor
+
     for o in outcomes:
         cpu = o.cpu
         others = (cpu.machine - cpu.clients - cpu.server - cpu.database) / o.window
-        print(f"{o.name:<23} {o.rate:7.0f} {o.rate / floor:6.2f}x  "
+        print(f"{o.name:<23} {o.rate:7.0f} {o.rate / floor_of(o):6.2f}x  "
               f"{percentile(o.latencies, .5) * ms:7.1f} {percentile(o.latencies, .99) * ms:7.1f}  "
               f"{percentile(o.round_trips, .5) * ms:7.1f} "
               f"{percentile(o.round_trips, .99) * ms:7.1f}  "
@@ -520,8 +597,16 @@ def report(floor: float, floor_rounds: tuple[list[float], list[float]],
               f"{cpu.machine / o.window:7.2f} {others:7.2f}")
     print()
     missed = 0
-    ones = {o.database: o for o in outcomes if o.workers == 1}
+    ones = {o.database: o for o in outcomes if o.workers == 1 and not o.tokens}
     for o in outcomes:
+        if o.tokens:
+            ratio = o.rate / (o.workers * floor_of(o))
+            missed += ratio < TARGET_EAR
+            server = o.per_certificate(o.cpu.server)
+            print(f"{o.name}: {ratio:.2f}x the EAR floor per worker (target >= {TARGET_EAR}x)"
+                  f"{'' if ratio >= TARGET_EAR else '  MISSED'}; the server's CPU per token "
+                  f"{server * ms:.2f} ms is {server * floor_of(o):.1f}x the floor's")
+            continue
         if o.workers == 1:
             ratio = o.rate / floor
             missed += ratio < TARGET_FLOOR
@@ -563,10 +648,11 @@ def report(floor: float, floor_rounds: tuple[list[float], list[float]],
                 print(f"    {count:6d}  {what}")
         if o.audited != o.issued_total:
             failed += 1
-            print(f"{o.name}: FAILED: {o.issued_total} chains received, {o.audited} accepted "
+            print(f"{o.name}: FAILED: {o.issued_total} answers received, {o.audited} accepted "
                   "records in the audit log")
-    print("certificate: POST /v1/certificate; whole round: challenge, evidence, CSR and "
-          "certificate. CPU from /proc over the window:\nclients = the client processes, "
+    print("certificate: POST /v1/certificate (EAR: /v1/attestation); whole round: challenge, "
+          "evidence, CSR and certificate (or token). CPU from /proc over the window, per "
+          "certificate or token:\nclients = the client processes, "
           "server = serve and its workers, db = the PostgreSQL cluster, all = the whole "
           "machine, others = all - ours.")
     return 1 if missed or failed else 0
@@ -578,9 +664,10 @@ def report(floor: float, floor_rounds: tuple[list[float], list[float]],
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench_service.py",
-        description="Certificate issuance throughput of `attestcall service serve` (1 and 2 "
-        "workers, SQLite and PostgreSQL) under concurrent keeps, against the in-process "
-        "floor (verify + CA signature) measured in the same run.")
+        description="Certificate and EAR token issuance throughput of `attestcall service "
+        "serve` (1 and 2 workers, SQLite and PostgreSQL) under concurrent keeps, against the "
+        "in-process floors (verify + CA signature; verify + ES384 signature) measured in the "
+        "same run.")
     parser.add_argument("--quick", action="store_true",
                         help="short windows and a short floor (well under a minute)")
     parser.add_argument("--duration", type=float, help="measured seconds per configuration "
@@ -629,26 +716,32 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
     os.environ.setdefault("ATTESTCALL_HOME", str(scratch / "sim"))
     os.environ["ATTESTCALL_CACHE"] = str(scratch / "cache")
     from attestcall.service.ca import ServiceCa
+    from attestcall.service.tokens import TokenSigner
     from tests.service.helpers import environment
 
     service_home = scratch / "service"
     ca = ServiceCa.load_or_create(service_home)  # the servers sign with this same CA
+    signer = TokenSigner.load_or_create(service_home)  # ... and their tokens with this key
+    args.token_key = signer.key.public_key()
+    tokens = any(c.startswith("ear-") for c in args.configs)
     env = environment(Path(os.environ["ATTESTCALL_HOME"]))
     env["ATTESTCALL_CACHE"] = os.environ["ATTESTCALL_CACHE"]
     count, per_round = (7, 100) if args.quick else (15, 200)
 
     progress(f"floor: {count} rounds of {per_round} certificates in process")
     floor_before = measure_floor(args.tee, args.evidence, ca, count, per_round)
+    ear_before = (measure_floor(args.tee, args.evidence, ca, count, per_round, signer)
+                  if tokens else [])
     cluster = None
     outcomes = []
     try:
-        if any(c.startswith("pg-") for c in args.configs):
+        if any(c.removeprefix("ear-").startswith("pg-") for c in args.configs):
             from tests.postgres import Cluster
 
             progress("starting a throwaway PostgreSQL cluster (tests/postgres.py)")
             cluster = Cluster()
         for name in args.configs:
-            if name.startswith("pg-"):
+            if name.removeprefix("ear-").startswith("pg-"):
                 assert cluster is not None
                 url = cluster.create_database()
                 pid = int((cluster.data / "postmaster.pid").read_text().split()[0])
@@ -661,7 +754,11 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
     progress(f"floor again: {count} rounds of {per_round}")
     floor_after = measure_floor(args.tee, args.evidence, ca, count, per_round)
     floor = 1 / statistics.median(floor_before + floor_after)
-    return report(floor, (floor_before, floor_after), outcomes, args)
+    ear_floor = None
+    if tokens:
+        ear_after = measure_floor(args.tee, args.evidence, ca, count, per_round, signer)
+        ear_floor = (1 / statistics.median(ear_before + ear_after), (ear_before, ear_after))
+    return report(floor, (floor_before, floor_after), outcomes, args, ear_floor)
 
 
 if __name__ == "__main__":

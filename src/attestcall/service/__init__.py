@@ -6,6 +6,8 @@ attestation result, so tenants trust one CA instead of checking every keep thems
 
 One concept a module: ``ca`` (the CA key, certificate, issuance, CRL), ``csr`` (the keep's
 request and the service's checks of it, sans-I/O), ``result`` (the attestation-result
-extension and its DER encoding), ``storage`` and ``migrations`` (the database: challenges,
-certificates, revocations, deny-list, audit log). The HTTP application sits on top.
+extension: the EAR claims-set of :mod:`attestcall.ear`), ``attestation`` (a token
+request, sans-I/O), ``tokens`` (the EAR token's signing key, JWS and JWKS), ``storage`` and
+``migrations`` (the database: challenges, certificates, revocations, deny-list, audit log).
+The HTTP application sits on top.
 """
