@@ -599,21 +599,15 @@ def report(floor: float, floor_rounds: tuple[list[float], list[float]],
     missed = 0
     ones = {o.database: o for o in outcomes if o.workers == 1 and not o.tokens}
     for o in outcomes:
-        if o.tokens:
-            ratio = o.rate / (o.workers * floor_of(o))
-            missed += ratio < TARGET_EAR
+        if o.tokens or o.workers == 1:  # against the floor (per worker, for tokens)
+            target, what = (TARGET_EAR, ("the EAR floor per worker", "token")) if o.tokens \
+                else (TARGET_FLOOR, ("the floor", "certificate"))
+            ratio = o.rate / (o.workers if o.tokens else 1) / floor_of(o)
+            missed += ratio < target
             server = o.per_certificate(o.cpu.server)
-            print(f"{o.name}: {ratio:.2f}x the EAR floor per worker (target >= {TARGET_EAR}x)"
-                  f"{'' if ratio >= TARGET_EAR else '  MISSED'}; the server's CPU per token "
+            print(f"{o.name}: {ratio:.2f}x {what[0]} (target >= {target}x)"
+                  f"{'' if ratio >= target else '  MISSED'}; the server's CPU per {what[1]} "
                   f"{server * ms:.2f} ms is {server * floor_of(o):.1f}x the floor's")
-            continue
-        if o.workers == 1:
-            ratio = o.rate / floor
-            missed += ratio < TARGET_FLOOR
-            server = o.per_certificate(o.cpu.server)
-            print(f"{o.name}: {ratio:.2f}x the floor (target >= {TARGET_FLOOR}x)"
-                  f"{'' if ratio >= TARGET_FLOOR else '  MISSED'}; the server's CPU per "
-                  f"certificate {server * ms:.2f} ms is {server * floor:.1f}x the floor's")
             continue
         one = ones.get(o.database)
         if one is None or not one.rate:

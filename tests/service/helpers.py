@@ -9,11 +9,14 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import ssl
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -123,6 +126,25 @@ def edited(result: results.AttestationResult, name: str | None = None,
         else:
             item[names[key]] = value
     return results.AttestationResult({**result.claims, ear.SUBMODS: {name or old_name: item}})
+
+
+@contextmanager
+def database_away(home: Path) -> Iterator[None]:
+    """The SQLite database files of the service ``home`` moved aside (the service's database
+    vanished) for the block, then put back."""
+    from attestcall.service.storage import DATABASE_FILE
+
+    aside = home / "aside"
+    aside.mkdir()
+    moved = [name for name in os.listdir(home) if name.startswith(DATABASE_FILE)]
+    for name in moved:
+        shutil.move(home / name, aside / name)
+    try:
+        yield
+    finally:
+        for name in moved:
+            shutil.move(aside / name, home / name)
+        aside.rmdir()
 
 
 # ------------------------------------------------------------------- real processes

@@ -7,7 +7,6 @@ import dataclasses
 import datetime as dt
 import json
 import os
-import shutil
 import socket
 import threading
 from pathlib import Path
@@ -31,7 +30,14 @@ from attestcall.service.tls import TlsFiles
 from attestcall.tees import registry
 from attestcall.verifier.api import verify
 from tests.fakes.collateral_server import CollateralServer
-from tests.service.helpers import TEES, TIMEOUT, assert_problem, exchange, make_csr
+from tests.service.helpers import (
+    TEES,
+    TIMEOUT,
+    assert_problem,
+    database_away,
+    exchange,
+    make_csr,
+)
 from tests.service.test_csr import assert_no_window, cmw, csr_with
 from tests.tls_material import HttpsFiles
 
@@ -334,20 +340,12 @@ def test_a_vanished_database_answers_503_then_recovers(service, keeps):
     obtain(service, keeps["sgx-sim"])
     challenge = service.challenge()
     csr, _ = make_csr(keeps["sgx-sim"], challenge)
-    aside = service.home / "aside"
-    aside.mkdir()
-    moved = [name for name in os.listdir(service.home) if name.startswith(DATABASE_FILE)]
-    for name in moved:
-        shutil.move(service.home / name, aside / name)
-    try:
+    with database_away(service.home):
         status, _, body = service.request("GET", "/healthz")
         assert status == 503
         assert_problem(*service.request("GET", "/v1/challenge"), 503)
         assert_problem(*service.post_csr(csr), 503)
         assert_problem(*service.request("GET", "/v1/crl"), 503)
-    finally:
-        for name in moved:
-            shutil.move(aside / name, service.home / name)
     assert service.request("GET", "/healthz")[0] == 200
     # the challenge was never consumed: the same CSR now succeeds
     status, _, body = service.post_csr(csr)

@@ -27,7 +27,7 @@ from attestcall.service.app import MAX_BODY, TOKEN_LIFETIME
 from attestcall.service.storage import DATABASE_FILE
 from attestcall.tees import registry
 from attestcall.verifier.policy import Policy
-from tests.service.helpers import TEES, assert_problem
+from tests.service.helpers import TEES, assert_problem, database_away
 from tests.service.test_app import _raw, obtain, serve, service  # noqa: F401
 from tests.service.test_csr import assert_no_window
 
@@ -313,17 +313,9 @@ def test_an_oversized_body_is_413(service):
 
 def test_a_vanished_database_answers_503_then_recovers(service, keeps):
     _, evidence = attest(keeps["sgx-sim"], b"\x09" * 64)
-    aside = service.home / "aside"
-    aside.mkdir()
-    moved = [name for name in os.listdir(service.home) if name.startswith(DATABASE_FILE)]
-    for name in moved:
-        shutil.move(service.home / name, aside / name)
-    try:
+    with database_away(service.home):
         document = assert_problem(*post(service, {"evidence": b64(evidence)}), 503)
         assert "database" in document["detail"]
-    finally:
-        for name in moved:
-            shutil.move(aside / name, service.home / name)
     token_of(service, {"evidence": b64(evidence)})
 
 
