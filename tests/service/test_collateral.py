@@ -13,8 +13,12 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
 from prometheus_client import CollectorRegistry
 
+from attestcall.amd.fetch.items import vcek_item_key
+from attestcall.amd.sim import snp as snp_sim
 from attestcall.errors import CollateralMissing, CollateralUnavailable
 from attestcall.intel.sim.sgx import load_state
 from attestcall.intel.sim.sgx.collateral import collateral as sim_collateral
@@ -317,3 +321,27 @@ def test_one_claim_at_a_time_and_back_off(storage):
     assert store.get(TCB) == record
     assert store.claim(TCB, "d", JULY + lease * 4, lease).state == "fresh"
     assert store.claim(TCB, "d", JULY + lease * 5, lease).state == "claimed"  # due again
+
+
+def test_a_simulated_vcek_is_checked_with_its_products_chain(storage, upstream, clock,
+                                                             tmp_path_factory, tmp_path):
+    """A VCEK no pinned ASK issued: the cache gets the product's chain (through itself,
+    checked under the trusted ARK), then checks the VCEK with that ASK."""
+    milan = snp_sim.load_state(tmp_path_factory.getbasetemp() / "attestcall-home").chain(
+        snp_sim.product("milan"))
+    vcek = milan.vcek_certificate(snp_sim.Tcb(1, 0, 5, 60),
+                                  ec.generate_private_key(ec.SECP384R1()).public_key(),
+                                  bytes(range(64)))
+    key = vcek_item_key(vcek)
+    upstream.routes[f"/vcek/v1/{key}"] = Route(vcek.public_bytes(Encoding.DER))
+    upstream.routes["/vcek/v1/Milan/cert_chain"] = Route(
+        milan.ask.public_bytes(Encoding.PEM) + milan.ark.public_bytes(Encoding.PEM))
+    cache = cache_of(storage, upstream, clock, trust_simulated=True)
+    cache.roots = lambda vendor: [milan.ark]
+    assert cache.get(Item("amd", "vcek", key)).body == vcek.public_bytes(Encoding.DER)
+    assert upstream.requests == [f"/vcek/v1/{key}", "/vcek/v1/Milan/cert_chain"]
+    with Storage.open(None, tmp_path / "other") as other:  # a service without the ARK
+        untrusting = cache_of(other, upstream, clock)
+        with pytest.raises(CollateralUnavailable, match="not a trusted Milan ARK"):
+            untrusting.get(Item("amd", "vcek", key))
+        assert untrusting.peek(Item("amd", "vcek", key)) is None

@@ -51,6 +51,11 @@ _HWID = re.compile(r"[0-9A-Fa-f]+")
 _SPL = re.compile(r"\d{1,3}")
 
 
+class UnknownIssuer(CollateralError):
+    """A VCEK none of the known ASKs issued (a simulated chip's, whose ASK is not pinned):
+    its product's cert_chain may be the missing piece."""
+
+
 # ------------------------------------------------------------------------------ keys
 
 
@@ -198,7 +203,7 @@ def _check_vcek(key: str, body: bytes, roots: Sequence[x509.Certificate],
         if pki.issued_by(cert, ask) is None and any(pki.issued_by(ask, ark) is None
                                                      for ark in arks):
             return Checked(cert.public_bytes(Encoding.DER), {}, cert.not_valid_after_utc)
-    raise CollateralError(f"the VCEK is not issued by a {product} ASK that a trusted ARK issued")
+    raise UnknownIssuer(f"the VCEK is not issued by a {product} ASK that a trusted ARK issued")
 
 
 def check(kind: str, key: str, body: bytes, headers: Mapping[str, str] | None = None,
