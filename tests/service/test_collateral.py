@@ -345,3 +345,19 @@ def test_a_simulated_vcek_is_checked_with_its_products_chain(storage, upstream, 
         with pytest.raises(CollateralUnavailable, match="not a trusted Milan ARK"):
             untrusting.get(Item("amd", "vcek", key))
         assert untrusting.peek(Item("amd", "vcek", key)) is None
+
+
+def test_a_process_sees_what_another_stored_within_a_minute(storage, upstream, clock):
+    """A hit rarely reads the database: a process reuses what it read for MEMO_TTL at most,
+    so an import (or another replica's refresh) is seen a minute later at the latest."""
+    cache = cache_of(storage, upstream, clock)
+    fetched = cache.get(TCB)
+    route = upstream.routes[TCB_PATH]
+    imported = cache_of(storage, upstream, clock, offline=True).put(TCB, route.body,
+                                                                    route.headers)
+    assert imported.source == "import" and fetched.source != "import"
+    clock.advance(seconds=59)
+    assert cache.get(TCB) == fetched
+    clock.advance(seconds=2)
+    assert cache.get(TCB).source == "import"
+    assert upstream.requests == [TCB_PATH]

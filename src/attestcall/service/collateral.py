@@ -5,7 +5,8 @@ shared by every replica, each item fetched from its upstream once.
 ``amd vcek Milan/...``):
 
 - from the database while it is fresh, that is before its ``refresh_at``: a day after it
-  was fetched, or half way to its own next update if that comes sooner (a *hit*);
+  was fetched, or half way to its own next update if that comes sooner (a *hit*; a process
+  keeps what it read for a minute at most, so a hit rarely reads the database);
 - otherwise (a *miss*) from the upstream — ``--pccs`` (default Intel's PCS) for Intel,
   ``--kds`` (default AMD's KDS) for AMD — once per item for the whole fleet: the fetch is
   claimed in the database (:mod:`attestcall.service.collateral_store`), and in each process
@@ -56,6 +57,7 @@ from attestcall.errors import (
 )
 from attestcall.intel.fetch import items as intel_items
 from attestcall.intel.fetch.source import IssuedCrl, SignedText
+from attestcall.lru import Lru
 from attestcall.service.collateral_store import IMPORT, CollateralStore, Item, Record
 from attestcall.service.storage import Storage
 from attestcall.tees import registry
@@ -70,6 +72,7 @@ FAILURE_BACKOFF = 10.0  # seconds the fleet leaves an item alone after its upstr
 DEFAULT_RETRY_AFTER = 60.0  # seconds, after a 429 that did not say
 LEASE = timedelta(seconds=fetch.DEFAULT_TIMEOUT + 10)  # a fetch's claim, held at most
 WAIT = LEASE.total_seconds() + 5  # seconds a request waits for another's fetch
+MEMO_TTL = timedelta(seconds=60)  # a process reuses a record it read this long at most
 _MISSING = "missing: "  # prefixes a back-off's error when the upstream has no such item
 
 
@@ -127,6 +130,7 @@ class CollateralCache:
         self.holder = uuid.uuid4().hex
         self._locks: dict[Item, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._memo: dict[Item, tuple[Record, datetime]] = {}  # item -> (record, until)
 
     # -- what the cache holds -----------------------------------------------------------
 
@@ -193,7 +197,7 @@ class CollateralCache:
         record = Record(item, checked.body, checked.headers, now, checked.next_update,
                         self.refresh_at(now, checked.next_update), source)
         self.store.put(record)
-        return record
+        return self._remember(record, now)
 
     # -- getting --------------------------------------------------------------------------
 
@@ -202,10 +206,14 @@ class CollateralCache:
         :class:`CollateralUnavailable` or a ``StorageError`` when it cannot be had."""
         labels = (item.vendor, item.kind)
         now = self.clock()
+        memo = self._memo.get(item)
+        if memo is not None and now < memo[1]:
+            self.metrics.hits.labels(*labels).inc()
+            return memo[0]
         record = self.store.get(item)
         if record is not None and (self.offline or now < record.refresh_at):
             self.metrics.hits.labels(*labels).inc()
-            return record
+            return self._remember(record, now)
         self.metrics.misses.labels(*labels).inc()
         if self.offline:
             raise CollateralMissing(
@@ -219,6 +227,15 @@ class CollateralCache:
             return self._refresh(item, record)
         finally:
             lock.release()
+
+    def _remember(self, record: Record, now: datetime) -> Record:
+        """Keep ``record`` in this process until it is due, for MEMO_TTL at most (so that
+        what another replica or an import stored is seen within a minute)."""
+        until = now + MEMO_TTL
+        if not self.offline:
+            until = min(until, record.refresh_at)
+        self._memo[record.item] = (record, until)
+        return record
 
     def _lock(self, item: Item) -> threading.Lock:
         with self._guard:
@@ -234,7 +251,7 @@ class CollateralCache:
             if claim.state == "fresh":
                 kept = self.store.get(item)
                 if kept is not None:
-                    return kept
+                    return self._remember(kept, now)
                 continue
             if claim.state == "claimed":
                 return self._fetch(item, record, now)
@@ -277,7 +294,7 @@ class CollateralCache:
         kept = Record(item, checked.body, checked.headers, fetched, checked.next_update,
                       self.refresh_at(fetched, checked.next_update), url)
         self.store.put(kept, self.holder)
-        return kept
+        return self._remember(kept, fetched)
 
     def _check_fetched(self, item: Item, answer: fetch.Response) -> Any:
         try:
@@ -335,30 +352,39 @@ def _iso(instant: datetime) -> str:
 # ---------------------------------------------------------------------- the verifier's side
 
 
+_answers: Lru[tuple[str, bytes, str], Any] = Lru(64)  # a kept answer -> the verifier's form
+
+
 class IntelSource:
     """The cache as the Intel verifier's collateral source
-    (:class:`attestcall.intel.fetch.source.CollateralSource`)."""
+    (:class:`attestcall.intel.fetch.source.CollateralSource`). Each kept answer is put in
+    the verifier's form once (the same bytes give the same strings, which the verifier's
+    own caches key on)."""
 
     def __init__(self, cache: CollateralCache) -> None:
         self.cache = cache
 
-    def _get(self, kind: str, key: str) -> Record:
-        return self.cache.get(Item("intel", kind, key))
+    def _answer(self, kind: str, key: str, convert: Callable[[Record], Any]) -> Any:
+        record = self.cache.get(Item("intel", kind, key))
+        chain = next(iter(record.headers.values()), "")
+        return _answers.get_or_create((kind, record.body, chain), lambda: convert(record))
 
     def pck_crl(self, ca: str) -> IssuedCrl:
-        record = self._get("pckcrl", intel_items.pckcrl_key(ca))
-        return intel_items.issued_crl(record.body, record.headers)
+        return self._answer("pckcrl", intel_items.pckcrl_key(ca),  # type: ignore[no-any-return]
+                            lambda r: intel_items.issued_crl(r.body, r.headers))
 
     def root_ca_crl(self) -> str:
-        return self._get("rootcacrl", "").body.hex()
+        return self._answer("rootcacrl", "", lambda r: r.body.hex())  # type: ignore[no-any-return]
 
     def tcb_info(self, tee: str, fmspc: str) -> SignedText:
-        record = self._get("tcb", intel_items.tcb_key(tee, fmspc))
-        return intel_items.signed_text("tcb", record.body, record.headers)
+        return self._answer(  # type: ignore[no-any-return]
+            "tcb", intel_items.tcb_key(tee, fmspc),
+            lambda r: intel_items.signed_text("tcb", r.body, r.headers))
 
     def qe_identity(self, tee: str) -> SignedText:
-        record = self._get("qeidentity", intel_items.qe_key(tee))
-        return intel_items.signed_text("qeidentity", record.body, record.headers)
+        return self._answer(  # type: ignore[no-any-return]
+            "qeidentity", intel_items.qe_key(tee),
+            lambda r: intel_items.signed_text("qeidentity", r.body, r.headers))
 
 
 class AmdSource:
