@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import resource
 import select
 import socket
@@ -138,6 +139,34 @@ def test_a_slow_head_on_a_kept_alive_connection_is_cut_off_too(service):
         assert status_of(first) == 200
         answer, sent = until_closed(sock, trickle=b"GET /healthz HTTP/1.1\r\nX: y\r\n")
     assert status_of(answer) == 408 and sent > 0
+
+
+def test_pipelined_requests_are_answered_and_a_slow_head_behind_them_is_cut_off(service):
+    """Two whole requests and the start of a third in one write: both are answered in
+    order (the second's head had come, so no deadline cuts it), then the third head, which
+    never ends, gets its 408."""
+    whole = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    with connect(service, whole + whole.replace(b"healthz", b"v1/ca") + whole[:20]) as sock:
+        answer, _ = until_closed(sock)
+    statuses = [int(status) for status in re.findall(rb"HTTP/1\.1 (\d{3}) ", answer)]
+    assert statuses == [200, 200, 408], answer[:600]
+    assert b'"status":"ok"' in answer.replace(b" ", b"")
+    assert b"-----BEGIN CERTIFICATE-----" in answer  # the second answer is /v1/ca's
+    assert answer.index(b"-----BEGIN CERTIFICATE-----") > answer.index(b"ok")
+
+
+def test_a_pipelined_request_is_not_cut_off_by_the_head_deadline(service):
+    """A whole request, then a pipelined one whose head is whole but whose body stalls:
+    the second is being answered (waiting for its body) when the head deadline would
+    come, and it ends as a slow body does, with its own 408, not with the connection
+    dropped by the head's deadline."""
+    head = (b"POST /v1/certificate HTTP/1.1\r\nHost: x\r\nContent-Type: application/pkcs10\r\n"
+            b"Content-Length: 4096\r\n\r\n0123")
+    with connect(service, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + head) as sock:
+        answer, _ = until_closed(sock)
+    statuses = [int(status) for status in re.findall(rb"HTTP/1\.1 (\d{3}) ", answer)]
+    assert statuses == [200, 408], answer[:600]
+    assert b"request body did not arrive" in answer
 
 
 # ------------------------------------------------------------------- the body

@@ -1,23 +1,25 @@
 """How uvicorn serves the application: HTTPS, and a bound on slow request heads.
 
-What uvicorn (0.54, its h11 protocol) bounds by itself, and what it does not:
-``timeout_keep_alive`` closes a connection idle *between* requests, but its timer starts only
-once a response is complete and the first byte of the next request cancels it. Nothing
-bounds a connection that sends nothing at all, a request head that arrives a byte at a time
-(slowloris) or never ends, or a request body. Each such client would hold a socket and its
-buffers for as long as it liked.
+uvicorn parses HTTP with httptools (llhttp, in C): its pure-Python h11 parser cost about a
+tenth of the server's CPU per certificate under load (``bench/bench_service.py``).
+
+What uvicorn (0.54) bounds by itself, and what it does not: ``timeout_keep_alive`` closes a
+connection idle *between* requests, but its timer starts only once a response is complete
+and the first byte of the next request cancels it. Nothing bounds a connection that sends
+nothing at all, a request head that arrives a byte at a time (slowloris) or never ends, or a
+request body. Each such client would hold a socket and its buffers for as long as it liked.
 
 The two bounds added here (both in :class:`~attestcall.service.app.Settings`):
 
-- **The request head**, ``header_timeout``: :class:`HeaderDeadlineProtocol`, uvicorn's h11
-  protocol with one more timer. It is armed when the connection is made and again when a
-  response is complete (the next request may begin), it is *not* pushed back by arriving
-  bytes (so trickling cannot stretch it), and it is disarmed when h11 has a whole request
-  head. When it fires, a client that had sent part of a head gets a 408 problem document,
-  and the connection is closed. The protocol is the simplest robust place for this: it is
-  the one object that sees, per connection and on the event loop, both the connection
-  beginning and h11 completing a head; an ASGI middleware only ever sees finished heads,
-  and a watchdog outside would have to reach into it anyway.
+- **The request head**, ``header_timeout``: :class:`HeaderDeadlineProtocol`, uvicorn's
+  httptools protocol with one more timer. It is armed when the connection is made and
+  again when a response is complete (the next request may begin), it is *not* pushed back
+  by arriving bytes (so trickling cannot stretch it), and it is disarmed when the parser
+  has a whole request head. When it fires, a client that had sent part of a head gets a
+  408 problem document, and the connection is closed. The protocol is the simplest robust
+  place for this: it is the one object that sees, per connection and on the event loop,
+  both the connection beginning and the parser completing a head; an ASGI middleware only
+  ever sees finished heads, and a watchdog outside would have to reach into it anyway.
 - **The request body**, ``body_timeout``: timed where it is read, by the application
   (:func:`attestcall.service.app.read_body`): a body not complete in time is answered 408
   (a problem document, ``Connection: close``) and audited like any refusal.
@@ -36,22 +38,23 @@ import asyncio
 import json
 from typing import Any
 
-import h11
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from attestcall.service.app import HEADER_TIMEOUT
 from attestcall.service.problems import PROBLEM, problem_document
 from attestcall.service.tls import TlsFiles, server_context
 
 
-class HeaderDeadlineProtocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline on every request head (module docstring)."""
+class HeaderDeadlineProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a deadline on every request head (module
+    docstring)."""
 
     def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, *args, **kwargs)
         self.header_timeout: float = getattr(config, "header_timeout", HEADER_TIMEOUT)
         self._head_timer: asyncio.TimerHandle | None = None
+        self._head_begun = False  # the parser has bytes of a head it has not finished
 
     # -- when a head is awaited -----------------------------------------------------
 
@@ -59,16 +62,24 @@ class HeaderDeadlineProtocol(H11Protocol):
         super().connection_made(transport)
         self._arm()
 
-    def handle_events(self) -> None:
-        cycle = self.cycle
-        super().handle_events()
-        if self.cycle is not cycle:  # h11 gave a whole request head: a new cycle began
-            self._disarm()
+    def on_message_begin(self) -> None:  # the parser saw a request's first byte
+        super().on_message_begin()
+        self._head_begun = True
+
+    def on_headers_complete(self) -> None:  # a whole request head
+        self._head_begun = False
+        self._disarm()
+        super().on_headers_complete()
 
     def on_response_complete(self) -> None:
-        if not self.transport.is_closing():
-            self._arm()  # before the base class looks at pipelined requests (and disarms)
+        if self.transport.is_closing():
+            super().on_response_complete()
+            return
+        self._arm()  # the next request may begin
+        pipelined = bool(self.pipeline)
         super().on_response_complete()
+        if pipelined:  # the base class started a request whose head had come already
+            self._disarm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -89,8 +100,8 @@ class HeaderDeadlineProtocol(H11Protocol):
         self._head_timer = None
         if self.transport.is_closing():
             return
-        begun, _ = self.conn.trailing_data  # bytes of a head h11 has not finished
-        if begun and self.conn.our_state is h11.IDLE and self.conn.their_state is h11.IDLE:
+        answering = self.cycle is not None and not self.cycle.response_complete
+        if self._head_begun and not answering:
             self._send_408()
         self.transport.close()
 
@@ -99,15 +110,10 @@ class HeaderDeadlineProtocol(H11Protocol):
             408, "timeout", "Request Timeout",
             [f"the request head did not arrive within {self.header_timeout:g} s"]),
             separators=(",", ":")).encode()
-        headers = [(b"content-type", PROBLEM.encode()),
-                   (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
-        try:
-            for event in (h11.Response(status_code=408, headers=headers,
-                                       reason=b"Request Timeout"),
-                          h11.Data(data=body), h11.EndOfMessage()):
-                self.transport.write(self.conn.send(event))
-        except h11.LocalProtocolError:  # h11 would not: closing is answer enough
-            pass
+        self.transport.write(
+            b"HTTP/1.1 408 Request Timeout\r\ncontent-type: " + PROBLEM.encode()
+            + b"\r\ncontent-length: " + str(len(body)).encode()
+            + b"\r\nconnection: close\r\n\r\n" + body)
 
 
 class ServiceConfig(uvicorn.Config):
