@@ -396,7 +396,12 @@ def test_metrics_healthz_and_openapi(service, keeps):
 
 def test_unknown_paths_and_methods_are_problem_documents(service):
     assert_problem(*service.request("GET", "/nothing"), 404)
-    assert_problem(*service.request("GET", "/v1/certificate"), 405)
+    status, headers, body = service.request("GET", "/v1/certificate")
+    assert_problem(status, headers, body, 405)
+    assert headers["allow"] == "POST"
+    text = service.request("GET", "/metrics")[2].decode()
+    assert 'attestcall_service_requests_total{path="other",status="404"} 1.0' in text
+    assert 'attestcall_service_requests_total{path="/v1/certificate",status="405"} 1.0' in text
 
 
 def test_an_internal_error_is_a_500_problem_without_internals(service, keeps, monkeypatch):
@@ -412,6 +417,8 @@ def test_an_internal_error_is_a_500_problem_without_internals(service, keeps, mo
     assert document["title"] == "Internal Server Error"
     monkeypatch.undo()
     assert service.request("GET", "/healthz")[0] == 200  # still serving
+    text = service.request("GET", "/metrics")[2].decode()  # and the 500 was counted
+    assert 'attestcall_service_requests_total{path="/v1/certificate",status="500"} 1.0' in text
 
 
 # ------------------------------------------------------------------- SEV key material

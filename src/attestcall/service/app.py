@@ -1,4 +1,5 @@
-"""The attestation service over HTTP: a Starlette application around the sans-I/O pieces.
+"""The attestation service over HTTP: an ASGI application (Starlette's router, requests and
+responses) around the sans-I/O pieces.
 
 Endpoints (every one safe to expose; administration goes through the CLI and the database):
 
@@ -57,13 +58,13 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import State
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.routing import Route, Router
+from starlette.types import Message, Receive, Scope, Send
 
 from attestcall import ear, fetch
 from attestcall.errors import (
@@ -241,33 +242,73 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-class MetricsMiddleware:
-    """Counts every answer by route and status and times it. Paths that are not routes
-    count as ``other``, so garbage requests cannot grow the label set."""
+class ServiceApplication:
+    """The ASGI application of one replica: Starlette's router behind one plain ASGI
+    layer, which answers the router's HTTP errors (404, 405) and any exception escaping a
+    route with a problem document (once the answer has started, only the log keeps the
+    exception), so no request ever sees a traceback, and counts every answer by route and
+    status and times it. Paths that are not routes count as ``other``, so garbage requests
+    cannot grow the label set.
 
-    def __init__(self, app: ASGIApp, metrics: Metrics):
-        self.app, self.metrics = app, metrics
+    One layer, not a Starlette application (with its error and exception middleware) under
+    two middleware of the service's own: each layer wrapped every request's ``send`` again,
+    a cost paid on every request (``bench/bench_service.py``)."""
+
+    def __init__(self, routes: list[Route], metrics: Metrics, service: Service):
+        self.router = Router(routes=routes)
+        self.routes = self.router.routes
+        self.metrics = metrics
+        self.state = State()
+        self.state.service = service
+        self._counted: dict[tuple[str, int], Any] = {}  # the requests counter's children
+        self._timed: dict[str, Any] = {}  # the latency histogram's children, by label
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
+            await self.router(scope, receive, send)
             return
-        path = scope.get("path", "")
+        scope["app"] = self  # the router raises HTTPException (404, 405) only then
+        path = scope["path"]
         label = path if path in ROUTES else (collateral_routes.label(path) or "other")
-        status = 500
         start = time.perf_counter()
+        status, started = 500, False
 
         async def sending(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
             await send(message)
 
         try:
-            await self.app(scope, receive, sending)
+            await self.router(scope, receive, sending)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence
+            if isinstance(exc, HTTPException) and not started:
+                await _http_error(exc)(scope, receive, sending)
+            else:
+                LOG.exception("internal error answering %s", path)
+                if not started:
+                    await problem(500, "internal", "Internal Server Error",
+                                  ["the service failed to answer; the error is in its log"])(
+                        scope, receive, sending)
         finally:
-            self.metrics.requests.labels(label, str(status)).inc()
-            self.metrics.latency.labels(label).observe(time.perf_counter() - start)
+            self._count(label, status, time.perf_counter() - start)
+
+    def _count(self, label: str, status: int, seconds: float) -> None:
+        counted = self._counted.get((label, status))
+        if counted is None:
+            counted = self._counted[label, status] = self.metrics.requests.labels(
+                label, str(status))
+        timed = self._timed.get(label)
+        if timed is None:
+            timed = self._timed[label] = self.metrics.latency.labels(label)
+        counted.inc()
+        timed.observe(seconds)
+
+
+def _http_error(exc: HTTPException) -> Response:
+    """The problem document of an HTTP error the router raised."""
+    title = {404: "Not Found", 405: "Method Not Allowed"}.get(exc.status_code, "Error")
+    return problem(exc.status_code, "http", title, [str(exc.detail)], headers=exc.headers)
 
 
 # ---------------------------------------------------------------------- the service
@@ -575,18 +616,10 @@ def _iso(instant: dt.datetime) -> str:
 # ---------------------------------------------------------------------- the application
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings) -> ServiceApplication:
     """The ASGI application of one replica."""
     metrics = Metrics()
     service = Service(settings, metrics)
-
-    async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        titles = {404: "Not Found", 405: "Method Not Allowed"}
-        title = titles.get(exc.status_code, "Error")
-        return problem(exc.status_code, "http", title, [str(exc.detail)],
-                       headers=getattr(exc, "headers", None))
-
     routes = [
         Route("/v1/challenge", service.challenge, methods=["GET"]),
         Route("/v1/certificate", service.certificate, methods=["POST"]),
@@ -599,40 +632,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/openapi.json", service.openapi, methods=["GET"]),
         *collateral_routes.CollateralRoutes(service.cache).routes(),
     ]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
-    app.add_middleware(_CatchAll)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
-    app.state.service = service
-    return app
-
-
-class _CatchAll:
-    """Turns an exception escaping a route into a 500 problem document (once the answer
-    has started, only the log keeps it), so no request ever sees a traceback."""
-
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def sending(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sending)
-        except Exception:  # noqa: BLE001 - the last line of defence
-            LOG.exception("internal error answering %s", scope.get("path"))
-            if not started:
-                response = problem(500, "internal", "Internal Server Error",
-                                   ["the service failed to answer; the error is in its log"])
-                await response(scope, receive, send)
+    return ServiceApplication(routes, metrics, service)
 
 
 # ---------------------------------------------------------------------- settings from env
@@ -662,7 +662,7 @@ def settings_from_options(*, home: Path, database: str | None, public_url: str,
         raise
 
 
-def app_from_environment() -> Starlette:
+def app_from_environment() -> ServiceApplication:
     """The application factory uvicorn's worker processes call (``serve --workers N``):
     the settings come as JSON in ``$ATTESTCALL_SERVICE_SETTINGS``."""
     options = json.loads(os.environ[SETTINGS_ENV])
