@@ -356,7 +356,9 @@ def test_a_failure_in_the_middle_of_an_issuance_leaves_nothing(store, monkeypatc
     """The database fails between the audit insert and the certificate insert (here: the
     certificate goes to a table that is not there): the audit row is rolled back."""
     missing = storage.certificates.to_metadata(MetaData(), name="no_such_table")
-    monkeypatch.setattr(storage, "_NEW_CERTIFICATE", insert(missing))
+    # the certificate path's statements are prepared when the storage opens
+    monkeypatch.setattr(store._hot, "new_certificate", storage._Prepared(
+        insert(missing), store._engine.dialect, [c.name for c in missing.c]))
     with pytest.raises(StorageUnavailable):
         issue(store, 5)
     monkeypatch.undo()

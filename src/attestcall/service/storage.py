@@ -161,7 +161,8 @@ audit = Table(
 
 
 # The statements of every certificate request, built once: values come as parameters at
-# execution (building a statement with its values costs SQLAlchemy more than running it).
+# execution (building a statement with its values costs SQLAlchemy more than running it),
+# and they run on the driver's cursor (_Prepared).
 _NEW_CHALLENGE = insert(challenges)
 _CONSUME_CHALLENGE = (update(challenges)
                       .where(challenges.c.challenge == bindparam("b_challenge"),
@@ -170,8 +171,51 @@ _CONSUME_CHALLENGE = (update(challenges)
                       .values(used_at=bindparam("b_now")))
 _NEW_AUDIT = insert(audit)
 _NEW_CERTIFICATE = insert(certificates)
-_DENIED = select(literal(1)).where(
+_DENIED = select(denied_measurements.c.measurement).where(
     denied_measurements.c.measurement == bindparam("b_measurement"))
+_AUDIT_COLUMNS = [c.name for c in audit.c if c.name != "id"]
+
+
+class _Prepared:
+    """A statement of the certificate path compiled once for a dialect, to run on the
+    driver's own cursor (:meth:`Storage._write_prepared`): its SQL in the driver's
+    parameter style (SQLite's ``?``, psycopg's ``%(name)s``) and the column types' bind
+    processors, which turn values into the driver's parameters as SQLAlchemy would.
+    SQLAlchemy's execution of a compiled statement (its cache key, execution context,
+    events and result object) cost the service more CPU than the database's own work: a
+    challenge consumed took 0.24 ms of CPU through it, 0.1 ms on the cursor."""
+
+    def __init__(self, statement: Any, dialect: Any, columns: Sequence[str] | None = None):
+        compiled = statement.compile(dialect=dialect, column_keys=columns)
+        self.sql = compiled.string
+        self._order = compiled.positiontup  # None for a named parameter style
+        self._processors = [
+            (name, processor) for name, bind in compiled.binds.items()
+            if (processor := bind.type.dialect_impl(dialect).bind_processor(dialect))]
+
+    def parameters(self, values: dict[str, Any]) -> dict[str, Any] | tuple[Any, ...]:
+        values = dict(values)
+        for name, processor in self._processors:
+            values[name] = processor(values[name])
+        return values if self._order is None else tuple(values[n] for n in self._order)
+
+
+class _HotStatements:
+    """The certificate path's statements, prepared for one dialect."""
+
+    def __init__(self, dialect: Any):
+        self.new_challenge = _Prepared(_NEW_CHALLENGE, dialect,
+                                       ["challenge", "created_at", "expires_at"])
+        self.consume_challenge = _Prepared(_CONSUME_CHALLENGE, dialect)
+        self.denied = _Prepared(_DENIED, dialect)
+        self.new_audit = _Prepared(_NEW_AUDIT.returning(audit.c.id), dialect, _AUDIT_COLUMNS)
+        self.new_certificate = _Prepared(_NEW_CERTIFICATE, dialect,
+                                         [c.name for c in certificates.c])
+
+
+def _run_prepared(cursor: Any, statement: _Prepared, values: dict[str, Any]) -> Any:
+    cursor.execute(statement.sql, statement.parameters(values))
+    return cursor
 
 
 @dataclass(frozen=True)
@@ -276,6 +320,7 @@ class Storage:
         # as the last one commits, rather than in SQLite's busy handler, which sleeps in
         # growing steps (up to 100 ms) while the lock may already be free.
         self._writers = threading.Lock() if engine.dialect.name == "sqlite" else None
+        self._hot = _HotStatements(engine.dialect)
         self.url = url.render_as_string(hide_password=True)
         self.schema_version = version
 
@@ -333,10 +378,10 @@ class Storage:
         expires_at = now + ttl
         for attempt in range(3):
             challenge = secrets.token_bytes(CHALLENGE_SIZE)
+            values = {"challenge": challenge, "created_at": now, "expires_at": expires_at}
             try:
-                self._write(lambda c, ch=challenge: c.execute(_NEW_CHALLENGE, {
-                    "challenge": ch, "created_at": now, "expires_at": expires_at,
-                    "used_at": None}))
+                self._write_prepared(
+                    lambda c, v=values: _run_prepared(c, self._hot.new_challenge, v))
                 return challenge, expires_at
             except StorageConflict:  # 2^-256: a broken random source, not bad luck
                 if attempt == 2:
@@ -351,7 +396,8 @@ class Storage:
         if not isinstance(challenge, bytes) or len(challenge) != CHALLENGE_SIZE:
             return False
         values = {"b_challenge": challenge, "b_now": now}
-        return self._write(lambda c: c.execute(_CONSUME_CHALLENGE, values).rowcount) == 1
+        return self._write_prepared(
+            lambda c: _run_prepared(c, self._hot.consume_challenge, values).rowcount) == 1
 
     def purge_challenges(self, now: datetime | None = None) -> int:
         """Delete the challenges expired at ``now`` (used or not); returns how many."""
@@ -374,18 +420,20 @@ class Storage:
         issued_at = _utc(attempt.time)
         not_after = _utc(not_after)
 
-        def work(connection: Connection) -> int:
-            if _denied(connection, measurement):
+        hot = self._hot
+        row = _audit_row(attempt, "accepted", serial)
+        certificate = {"serial": serial, "issued_at": issued_at, "not_after": not_after,
+                       "technology": attempt.technology, "measurement": measurement,
+                       "der": bytes(der)}
+
+        def work(cursor: Any) -> int:
+            if _run_prepared(cursor, hot.denied, {"b_measurement": measurement}).fetchone():
                 raise MeasurementDenied(f"measurement {measurement} is on the deny-list")
-            row = _audit_row(attempt, "accepted", serial)
-            audit_id = connection.execute(_NEW_AUDIT, row).inserted_primary_key[0]
-            connection.execute(_NEW_CERTIFICATE, {
-                "serial": serial, "issued_at": issued_at, "not_after": not_after,
-                "technology": attempt.technology, "measurement": measurement,
-                "der": bytes(der)})
+            audit_id = _run_prepared(cursor, hot.new_audit, row).fetchone()[0]
+            _run_prepared(cursor, hot.new_certificate, certificate)
             return int(audit_id)
 
-        return _record(self._write(work), attempt, "accepted", serial)
+        return _record(self._write_prepared(work), attempt, "accepted", serial)
 
     def record_refusal(self, attempt: Attempt) -> AuditRecord:
         """Record a refused attempt in the audit log."""
@@ -395,8 +443,8 @@ class Storage:
         """Record an attempt that issued no certificate (a refusal, or an EAR token whose
         verdict had ``outcome``) in the audit log."""
         row = _audit_row(attempt, outcome, None)
-        audit_id = self._write(
-            lambda c: int(c.execute(_NEW_AUDIT, row).inserted_primary_key[0]))
+        audit_id = self._write_prepared(
+            lambda c: int(_run_prepared(c, self._hot.new_audit, row).fetchone()[0]))
         return _record(audit_id, attempt, outcome, None)
 
     def audit_log(self, since: datetime | None = None) -> list[AuditRecord]:
@@ -521,12 +569,20 @@ class Storage:
     def _write(self, work: Callable[[Connection], T]) -> T:
         return self._run(work, write=True)
 
-    def _run(self, work: Callable[[Connection], T], *, write: bool) -> T:
+    def _write_prepared(self, work: Callable[[Any], T]) -> T:
+        """``work(cursor)`` in one write transaction on the driver's own connection and
+        cursor (the certificate path's :class:`_Prepared` statements), serialised and
+        retried as :meth:`_write`'s."""
+        return self._run(work, write=True, transaction=self._cursor_transaction)
+
+    def _run(self, work: Callable[[Any], T], *, write: bool,
+             transaction: Callable[[Callable[[Any], T], bool], T] | None = None) -> T:
         """``work`` in one transaction, retried when PostgreSQL aborts it as a serialisation
         failure or a deadlock; database errors become ``StorageError`` types."""
+        transaction = transaction or self._transaction
         for attempt in range(RETRIES):
             try:
-                return self._guard(lambda: self._once(work, write), retry=True)
+                return self._guard(lambda: self._once(work, write, transaction), retry=True)
             except _Retry:
                 if attempt == RETRIES - 1:
                     raise StorageUnavailable(
@@ -534,17 +590,54 @@ class Storage:
                 _time.sleep(0.005 * 2 ** attempt)
         raise AssertionError("unreachable")
 
-    def _once(self, work: Callable[[Connection], T], write: bool) -> T:
+    def _once(self, work: Callable[[Any], T], write: bool,
+              transaction: Callable[[Callable[[Any], T], bool], T]) -> T:
         if write and self._writers is not None:
             with self._writers:
-                return self._transaction(work, write)
-        return self._transaction(work, write)
+                return transaction(work, write)
+        return transaction(work, write)
 
     def _transaction(self, work: Callable[[Connection], T], write: bool) -> T:
         with self._engine.connect() as connection:
             connection.execution_options(attestcall_write=write)
             with connection.begin():
                 return work(connection)
+
+    def _cursor_transaction(self, work: Callable[[Any], T], write: bool) -> T:
+        """``work(cursor)`` in one transaction on a pooled connection of the driver's own
+        (checked out as any other: the SQLite file's identity, PostgreSQL's ping): SQLite's
+        begins as :func:`_sqlite_engine`'s do, PostgreSQL's implicitly, SERIALIZABLE as
+        the engine set the connection. The driver's errors become SQLAlchemy's, as a
+        Connection would raise them, and a connection the error broke leaves the pool."""
+        dialect = self._engine.dialect
+        dbapi_error = dialect.loaded_dbapi.Error
+        try:
+            connection = self._engine.raw_connection()
+        except dbapi_error as error:
+            raise exc.DBAPIError.instance(None, None, error, dbapi_error,
+                                          dialect=dialect) from error
+        try:
+            cursor = connection.cursor()
+            try:
+                if dialect.name == "sqlite":
+                    cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                result = work(cursor)
+                connection.commit()
+                return result
+            except dbapi_error as error:
+                if dialect.is_disconnect(error, connection.dbapi_connection, cursor):
+                    connection.invalidate(error)
+                else:
+                    _rollback(connection)
+                raise exc.DBAPIError.instance(None, None, error, dbapi_error,
+                                              dialect=dialect) from error
+            except BaseException:
+                _rollback(connection)
+                raise
+            finally:
+                cursor.close()
+        finally:
+            connection.close()
 
     @contextmanager
     def _migration_transaction(self) -> Iterator[Connection]:
@@ -575,6 +668,15 @@ class Storage:
 
 class _Retry(Exception):
     """A transaction to run again."""
+
+
+def _rollback(connection: Any) -> None:
+    """Roll back, if the connection still can (closing it returns it to the pool, which
+    discards a connection it cannot reset)."""
+    try:
+        connection.rollback()
+    except Exception:  # noqa: BLE001 - the error being raised says what went wrong
+        pass
 
 
 def _retryable(error: exc.DBAPIError) -> bool:
