@@ -182,4 +182,4 @@ def test_the_config_carries_the_deadline_and_builds_tls_where_it_serves(files):
                            header_timeout=3.5, tls=TlsFiles(files.cert, files.key))
     copy = pickle.loads(pickle.dumps(config))
     assert copy.header_timeout == 3.5 and copy.tls == TlsFiles(files.cert, files.key)
-    assert copy.http.__name__ == "HeaderDeadlineProtocol"
+    assert copy.http.__name__ == "HeaderDeadlineProtocol" and copy.loop == "uvloop"

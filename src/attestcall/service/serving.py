@@ -1,7 +1,8 @@
 """How uvicorn serves the application: HTTPS, and a bound on slow request heads.
 
-uvicorn parses HTTP with httptools (llhttp, in C): its pure-Python h11 parser cost about a
-tenth of the server's CPU per certificate under load (``bench/bench_service.py``).
+uvicorn parses HTTP with httptools (llhttp, in C) and runs on uvloop's event loop (libuv,
+in C): uvicorn's pure-Python h11 parser cost about a tenth of the server's CPU per
+certificate under load, asyncio's own loop about another 7% (``bench/bench_service.py``).
 
 What uvicorn (0.54) bounds by itself, and what it does not: ``timeout_keep_alive`` closes a
 connection idle *between* requests, but its timer starts only once a response is complete
@@ -118,12 +119,14 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
 
 class ServiceConfig(uvicorn.Config):
     """uvicorn's Config for the service: :class:`HeaderDeadlineProtocol` with
-    ``header_timeout``, and HTTPS from ``tls`` (:func:`attestcall.service.tls.server_context`,
-    built by :meth:`load` in the process that serves)."""
+    ``header_timeout`` on uvloop, and HTTPS from ``tls``
+    (:func:`attestcall.service.tls.server_context`, built by :meth:`load` in the process
+    that serves)."""
 
     def __init__(self, app: Any, *, header_timeout: float = HEADER_TIMEOUT,
                  tls: TlsFiles | None = None, **options: Any) -> None:
         options.setdefault("http", HeaderDeadlineProtocol)
+        options.setdefault("loop", "uvloop")
         super().__init__(app, **options)
         self.header_timeout = header_timeout
         self.tls = tls
