@@ -97,6 +97,7 @@ from attestcall.service.problems import (
 )
 from attestcall.service.storage import Attempt, Storage, serial_hex
 from attestcall.service.tokens import TokenSigner
+from attestcall.service.workers import run_decision
 from attestcall.tees import Tee, registry
 from attestcall.verifier.api import verify
 from attestcall.verifier.detect import detect
@@ -393,8 +394,9 @@ class Service:
 
     async def _decide(self, request: Request, work: Callable[[bytes, str | None], Any],
                       answer: Callable[[Any], Response]) -> Response:
-        """Read the body, run ``work(body, peer)`` in a worker thread, and answer its
-        result, or the problem document of its refusal (audited)."""
+        """Read the body, run ``work(body, peer)`` in a decision thread
+        (:mod:`attestcall.service.workers`), and answer its result, or the problem document
+        of its refusal (audited)."""
         peer = request.client.host if request.client else None
         try:
             body = await read_body(request, self.settings.body_timeout)
@@ -403,7 +405,7 @@ class Service:
         except ClientDisconnect:
             return Response(status_code=400)
         try:
-            done = await run_in_threadpool(work, body, peer)
+            done = await run_decision(work, body, peer)
         except Refusal as refusal:
             return await self._refused(refusal, peer)
         except StorageError as exc:
