@@ -38,6 +38,13 @@ whole machine's (other work on the machine shows as "others"). Targets: 1 worker
 the floor; 2 workers >= 1.6x 1 worker (same database). When the clients' own CPU makes the
 second target unreachable on this machine, the output says so with the numbers.
 
+Beside them, the server's work per certificate without HTTP, measured in process on one
+thread in the same run: a challenge made, and the decision (``Service._issue``: the CSR
+read and checked, the challenge consumed, verify, the CA's signature, the issuance
+recorded) with its parts, on a SQLite file. The difference between that and the server's
+CPU per certificate under load is what HTTP, the ASGI application, the thread hand-offs
+and the interpreter lock shared by the worker's threads cost.
+
 After each configuration, every chain a client kept is checked (a leaf for its key,
 issued by the CA, valid now) and the audit log must hold exactly as many accepted records
 as the clients received chains. Exit status 1 when a target is missed or anything failed.
@@ -195,6 +202,86 @@ def measure_floor(tee: str, mode: str, ca: Any, count: int, per_round: int,
 
     one_certificate()
     return rounds(one_certificate, count, per_round)
+
+
+# ----------------------------------------------------------------------- the decision's parts
+
+
+PARTS = (  # (key, what) in the order reported
+    ("floor", "verify + CA signature (the floor)"),
+    ("csr", "the CSR read, its signature and its binding checked"),
+    ("challenge", "database: a challenge made"),
+    ("consume", "database: the challenge consumed"),
+    ("record", "database: the certificate and its audit record"),
+    ("rest", "the rest of the decision (result, PEM, audit fields; its parts together)"),
+)
+
+
+def measure_parts(tee: str, mode: str, ca: Any, scratch: Path, floor: float, count: int,
+                  per_round: int) -> dict[str, float]:
+    """CPU seconds per certificate, in process, one thread, for the server's work without
+    HTTP: a challenge made, and the whole decision (``Service._issue``) on a SQLite file,
+    with its parts measured alone (the rest is the decision less the floor and the parts)."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from attestcall.deploy.keys import generate_key
+    from attestcall.service import app as service_app
+    from attestcall.service import csr as csrs
+    from attestcall.service.storage import Attempt, Storage
+
+    storage = Storage.open(f"sqlite:///{scratch / 'parts.db'}", scratch)
+    maker = Evidence(tee, mode)
+    try:
+        settings = service_app.Settings(storage=storage, ca=ca, public_url="http://127.0.0.1",
+                                        trust_simulated=True)
+        service = service_app.Service(settings, service_app.Metrics())
+        keys = [generate_key(key_type(tee)) for _ in range(8)]
+        now = settings.clock
+
+        def requests(number: int) -> list[bytes]:
+            made = []
+            for index in range(number):
+                key = keys[index % len(keys)]
+                challenge, _ = storage.new_challenge(now())
+                technology, evidence = maker.make(
+                    csrs.binding_nonce(key.public_key(), challenge))
+                made.append(csrs.build_csr(key, technology, evidence, challenge)
+                            .public_bytes(Encoding.DER))
+            return made
+
+        def timed(work: Callable[[Any], object], items: list[Any]) -> float:
+            """Median CPU seconds per call (not wall time: a commit's wait for the disk is
+            not work) over ``count`` rounds."""
+            work(items[0])  # warm
+            cursor = iter(items[1:])
+            times = []
+            for _ in range(count):
+                start = time.process_time()
+                for _ in range(per_round):
+                    work(next(cursor))
+                times.append((time.process_time() - start) / per_round)
+            return statistics.median(times)
+
+        number = count * per_round + 1
+        parts = {"challenge": timed(lambda _: storage.new_challenge(now()), [None] * number)}
+        challenges = [storage.new_challenge(now())[0] for _ in range(number)]
+        parts["consume"] = timed(lambda c: storage.consume_challenge(c, now()), challenges)
+        serials = iter(range(1 << 40, 1 << 41))
+        attempt = Attempt(time=now(), peer="127.0.0.1", technology=tee.removesuffix("-sim"),
+                          measurement="ab" * 32, tcb_status="UpToDate")
+        der = ca.certificate.public_bytes(Encoding.DER)
+        parts["record"] = timed(lambda _: storage.record_issuance(
+            attempt, serial=next(serials), not_after=now(), der=der), [None] * number)
+        parts["csr"] = timed(lambda body: csrs.check_binding(csrs.read_csr(body)),
+                             requests(number))
+        decision = timed(lambda body: service._issue(body, "127.0.0.1"), requests(number))
+        parts["floor"] = floor
+        parts["rest"] = max(0.0, decision - sum(parts[k] for k in
+                                                ("floor", "csr", "consume", "record")))
+        return parts
+    finally:
+        maker.close()
+        storage.close()
 
 
 # ----------------------------------------------------------------------- clients
@@ -557,7 +644,7 @@ def run_config(name: str, args: argparse.Namespace, env: dict[str, str], service
 
 
 def report(floor: float, floor_rounds: tuple[list[float], list[float]],
-           outcomes: list[Outcome], args: argparse.Namespace,
+           parts: dict[str, float], outcomes: list[Outcome], args: argparse.Namespace,
            ear_floor: tuple[float, tuple[list[float], list[float]]] | None = None) -> int:
     ms = 1000.0
     cpus = CPUS
@@ -596,6 +683,19 @@ def report(floor: float, floor_rounds: tuple[list[float], list[float]],
               f"{o.per_certificate(cpu.database) * ms:7.2f}  "
               f"{cpu.machine / o.window:7.2f} {others:7.2f}")
     print()
+    work = sum(parts.values())
+    print("the server's work per certificate without HTTP, in process, one thread, SQLite "
+          "(medians, this run):")
+    for key, what in PARTS:
+        print(f"    {what:<72} {parts[key] * ms:5.2f} ms")
+    print(f"    {'= a certificate (challenge, decision) without HTTP':<72} {work * ms:5.2f} ms"
+          f" ({work * floor:.1f}x the floor)")
+    print(f"  {TARGET_FLOOR}x the floor asks one worker (one interpreter lock, about one CPU) "
+          f"for at most {1 / TARGET_FLOOR:g} x {ms / floor:.2f} = "
+          f"{ms / floor / TARGET_FLOOR:.2f} ms of CPU per certificate"
+          + (": the work alone, without HTTP, is already over it" if work * floor
+             > 1 / TARGET_FLOOR else ""))
+    print()
     missed = 0
     ones = {o.database: o for o in outcomes if o.workers == 1 and not o.tokens}
     for o in outcomes:
@@ -608,6 +708,10 @@ def report(floor: float, floor_rounds: tuple[list[float], list[float]],
             print(f"{o.name}: {ratio:.2f}x {what[0]} (target >= {target}x)"
                   f"{'' if ratio >= target else '  MISSED'}; the server's CPU per {what[1]} "
                   f"{server * ms:.2f} ms is {server * floor_of(o):.1f}x the floor's")
+            if not o.tokens:
+                print(f"    of it {work * ms:.2f} ms the work without HTTP (above), "
+                      f"{(server - work) * ms:.2f} ms two HTTP requests, the ASGI application, "
+                      "the thread hand-offs and the interpreter lock shared under load")
             continue
         one = ones.get(o.database)
         if one is None or not one.rate:
@@ -726,6 +830,10 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
     floor_before = measure_floor(args.tee, args.evidence, ca, count, per_round)
     ear_before = (measure_floor(args.tee, args.evidence, ca, count, per_round, signer)
                   if tokens else [])
+    progress("the server's work without HTTP, in process: a challenge made, the decision "
+             "and its parts")
+    parts = measure_parts(args.tee, args.evidence, ca, scratch,
+                          statistics.median(floor_before), count, per_round // 4)
     cluster = None
     outcomes = []
     try:
@@ -752,7 +860,7 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
     if tokens:
         ear_after = measure_floor(args.tee, args.evidence, ca, count, per_round, signer)
         ear_floor = (1 / statistics.median(ear_before + ear_after), (ear_before, ear_after))
-    return report(floor, (floor_before, floor_after), outcomes, args, ear_floor)
+    return report(floor, (floor_before, floor_after), parts, outcomes, args, ear_floor)
 
 
 if __name__ == "__main__":
