@@ -1,10 +1,10 @@
 """The threads the service's decisions run in: certificates (read the CSR, consume the
 challenge, verify, sign, record) and EAR tokens (verify, sign the claims, record).
 
-A decision holds the
-interpreter lock for most of its ~2 ms, between short database waits. Run in Starlette's
-thread pool (anyio's, 40 threads), a worker under load had as many decisions in flight as
-threads, all taking turns at the one lock: every turn a context switch and cold caches.
+A decision holds the interpreter lock for most of its ~2 ms, between short database
+waits. Run in Starlette's thread pool (anyio's, 40 threads), a worker under load had as many
+decisions in flight as threads, all taking turns at the one lock: every turn a context
+switch and cold caches.
 Here at most ``DECISION_THREADS`` run at once, enough to cover one another's database
 waits; the others queue, costing nothing until a thread is free. Under 64 clients that cut
 the server's CPU per certificate by 6-14% (``bench/bench_service.py``: SQLite, PostgreSQL).
