@@ -97,7 +97,7 @@ from attestcall.service.problems import (
 )
 from attestcall.service.storage import Attempt, Storage, serial_hex
 from attestcall.service.tokens import TokenSigner
-from attestcall.service.workers import run_decision
+from attestcall.service.workers import run_in_request_thread
 from attestcall.tees import Tee, registry
 from attestcall.verifier.api import verify
 from attestcall.verifier.detect import detect
@@ -335,7 +335,7 @@ class Service:
         """A fresh single-use challenge."""
         storage = self.settings.storage
         try:
-            value, expires_at = await run_in_threadpool(
+            value, expires_at = await run_in_request_thread(
                 storage.new_challenge, self.settings.clock())
             if time.monotonic() - self._last_purge > PURGE_INTERVAL:
                 self._last_purge = time.monotonic()
@@ -394,7 +394,7 @@ class Service:
 
     async def _decide(self, request: Request, work: Callable[[bytes, str | None], Any],
                       answer: Callable[[Any], Response]) -> Response:
-        """Read the body, run ``work(body, peer)`` in a decision thread
+        """Read the body, run ``work(body, peer)`` in a request thread
         (:mod:`attestcall.service.workers`), and answer its result, or the problem document
         of its refusal (audited)."""
         peer = request.client.host if request.client else None
@@ -405,7 +405,7 @@ class Service:
         except ClientDisconnect:
             return Response(status_code=400)
         try:
-            done = await run_decision(work, body, peer)
+            done = await run_in_request_thread(work, body, peer)
         except Refusal as refusal:
             return await self._refused(refusal, peer)
         except StorageError as exc:

@@ -88,9 +88,10 @@ CONNECT_TIMEOUT = 5  # seconds to reach the PostgreSQL server, or to wait for a 
 STATEMENT_TIMEOUT = 30  # seconds one PostgreSQL statement may run
 DEAD_PEER_TIMEOUT = 30  # seconds before a silent PostgreSQL peer's connection is dropped
 # Database connections a worker process keeps: up to 40, shared by its threads (Starlette's
-# 40 and the 8 decision threads, service/workers.py; a transaction holds one only while it
-# runs), opened as needed and kept. Connections opened for a burst and closed after it were a new PostgreSQL
-# server process every two certificates under load (3 of every 4 ms of the database's CPU).
+# 40 and the 8 request threads, service/workers.py; a transaction holds one only while it
+# runs), opened as needed and kept. Connections opened for a burst and closed after it
+# were a new PostgreSQL server process every two certificates under load (3 of every 4 ms
+# of the database's CPU).
 POOL_SIZE = 40
 POOL_OVERFLOW = 0
 
