@@ -1,5 +1,7 @@
 """The attestation service's state in a database, through SQLAlchemy Core: one-time
 challenges, issued certificates, revocations, the measurement deny-list and the audit log.
+(The certificate path's few statements are compiled by SQLAlchemy once and run on the
+driver's own cursor: :class:`_Prepared`.)
 
 One code path serves SQLite (one machine, several processes sharing the file) and
 PostgreSQL (a fleet of replicas). Correctness under concurrent replicas rests on the
