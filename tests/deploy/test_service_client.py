@@ -27,7 +27,7 @@ from attestcall.deploy.tls import client_context
 from attestcall.keep.platforms import open_keep
 from attestcall.service import result as results
 from tests.deploy.conftest import read_frames
-from tests.service.test_app import Running
+from tests.service.test_app import services
 from tests.tls_material import https_files
 
 TIMEOUT = 60.0  # seconds any one socket or process operation may take
@@ -36,17 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def service(tmp_path) -> Iterator:
-    running: list[Running] = []
-
-    def start(**options) -> Running:
-        options.setdefault("trust_simulated", True)
-        server = Running(tmp_path / f"service-{len(running)}", **options)
-        running.append(server)
-        return server
-
-    yield start
-    for server in running:
-        server.stop()
+    yield from services(tmp_path)
 
 
 def peer_chain(address: tuple[str, int]) -> list[x509.Certificate]:

@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -103,20 +104,29 @@ class Running:
         return self.request("POST", "/v1/certificate", csr, content_type)
 
 
-@pytest.fixture
-def serve(tmp_path, keeps):
-    """Start a service: ``serve(**settings)``; trust_simulated unless said otherwise."""
+def services(directory: Path) -> Iterator[Callable[..., Running]]:
+    """Yield ``start(**settings)``, which starts a service with its home under
+    ``directory`` (trust_simulated unless said otherwise); every one started is stopped
+    when the generator ends. For fixtures: ``yield from services(tmp_path)``."""
     running: list[Running] = []
 
     def start(**options) -> Running:
         options.setdefault("trust_simulated", True)
-        server = Running(tmp_path / f"service-{len(running)}", **options)
+        server = Running(directory / f"service-{len(running)}", **options)
         running.append(server)
         return server
 
-    yield start
-    for server in running:
-        server.stop()
+    try:
+        yield start
+    finally:
+        for server in running:
+            server.stop()
+
+
+@pytest.fixture
+def serve(tmp_path, keeps):
+    """Start a service: ``serve(**settings)``; trust_simulated unless said otherwise."""
+    yield from services(tmp_path)
 
 
 @pytest.fixture
