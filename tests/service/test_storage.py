@@ -385,9 +385,79 @@ def test_refusals_are_audited_with_their_reasons(store):
     assert refused.reasons == ("malformed CSR", "no evidence")
     assert store.audit_log() == [refused]
     assert refused.as_json() == {
-        "time": "2025-06-01T12:00:00+00:00", "peer": "192.0.2.7", "technology": None,
-        "measurement": None, "tcb_status": None, "outcome": "refused",
+        "time": "2025-06-01T12:00:00+00:00", "kind": "certificate", "peer": "192.0.2.7",
+        "technology": None, "measurement": None, "tcb_status": None, "outcome": "refused",
         "reasons": ["malformed CSR", "no evidence"], "serial": None}
+
+
+def test_token_requests_are_audited_as_tokens_and_filtered_by_kind(store):
+    certificate = issue(store, 0x51)
+    token = store.record_attempt(attempt(kind="token"), "accepted")
+    refused_token = store.record_refusal(attempt(None, kind="token", reasons=("bad JSON",)))
+    refused_csr = store.record_refusal(attempt(None, reasons=("malformed CSR",)))
+    assert [r.kind for r in (certificate, token, refused_token, refused_csr)] == [
+        "certificate", "token", "token", "certificate"]
+    assert token.serial is None and token.as_json()["kind"] == "token"
+    assert store.audit_log() == [certificate, token, refused_token, refused_csr]
+    assert store.audit_log(kind="token") == [token, refused_token]
+    assert store.audit_log(kind="certificate") == [certificate, refused_csr]
+    assert store.audit_log(since=NOW + timedelta(seconds=1), kind="token") == []
+    with pytest.raises(ValueError, match="kind"):
+        store.audit_log(kind="tokens")
+    with pytest.raises(ValueError, match="kind"):
+        store.record_refusal(attempt(kind="csr"))
+    with pytest.raises(ValueError, match="certificate request"):
+        store.record_issuance(attempt(kind="token"), serial=0x52, not_after=NOW, der=b"x")
+    assert len(store.audit_log()) == 4
+    # the database itself holds the kind to one of the two (the column's CHECK)
+    with pytest.raises(StorageConflict):
+        store.write(lambda c: c.execute(insert(storage.audit).values(
+            time=NOW, outcome="refused", reasons=[], kind="csr")))
+
+
+def _v2_database(database: str | None, home: Path, monkeypatch) -> None:
+    """A database made by the schema before the audit log's kind (version 2), with the
+    audit rows a version-2 service wrote: an issued certificate, a token it affirmed (no
+    serial) and a refusal, written with that schema's columns."""
+    with monkeypatch.context() as patch:
+        patch.setattr(migrations, "STEPS", migrations.STEPS[:2])
+        patch.setattr(migrations, "LATEST", 2)
+        with Storage.open(database, home) as old:
+            assert old.schema_version == 2
+    engine = engine_for(database, home)
+    try:
+        assert "kind" not in {c["name"] for c in inspect(engine).get_columns("audit")}
+    finally:
+        engine.dispose()
+    columns = "time, peer, technology, measurement, tcb_status, outcome, reasons, serial"
+    zone = "" if database is None else "+00"  # SQLite's times are UTC without a zone
+    sql(database, home, f"INSERT INTO audit ({columns}) VALUES "
+        f"('2025-06-01 11:00:00{zone}', '192.0.2.1', 'sgx', '{GOOD}', 'UpToDate', "
+        "'accepted', '[]', 'abc1'), "
+        f"('2025-06-01 11:01:00{zone}', '192.0.2.2', 'tdx', '{BAD}', 'UpToDate', "
+        "'accepted', '[]', NULL), "
+        f"('2025-06-01 11:02:00{zone}', '192.0.2.3', NULL, NULL, NULL, 'refused', "
+        "'[\"malformed CSR\"]', NULL)")
+
+
+def test_a_version_2_database_is_upgraded_with_its_audit_log_kept(database, home,
+                                                                   monkeypatch):
+    _v2_database(database, home, monkeypatch)
+    with Storage.open(database, home) as upgraded:
+        assert upgraded.schema_version == migrations.LATEST == 3
+        log = upgraded.audit_log()
+        assert [(r.peer, r.technology, r.outcome, r.serial, r.reasons, r.kind) for r in log] == [
+            ("192.0.2.1", "sgx", "accepted", "abc1", (), "certificate"),
+            ("192.0.2.2", "tdx", "accepted", None, (), "token"),  # only a token has no serial
+            ("192.0.2.3", None, "refused", None, ("malformed CSR",), "certificate")]
+        assert log[0].time == datetime(2025, 6, 1, 11, 0, tzinfo=UTC)
+        assert log[0].measurement == GOOD and log[0].tcb_status == "UpToDate"
+        # and it goes on: new records of both kinds after the old ones
+        upgraded.record_attempt(attempt(kind="token"), "refused")
+        issue(upgraded, 0x99)
+        assert [r.kind for r in upgraded.audit_log(kind="token")] == ["token", "token"]
+        assert len(upgraded.audit_log(kind="certificate")) == 3
+    assert sql(database, home, "SELECT version FROM schema_version") == [(3,)]
 
 
 def test_the_audit_log_is_in_time_order_and_filters_by_since(store):

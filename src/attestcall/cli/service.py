@@ -61,9 +61,10 @@ def add_parser(commands, host_port, parser_class: type[argparse.ArgumentParser])
 
     serve = actions.add_parser(
         "serve", help="serve the HTTP protocol",
-        description="Serve GET /v1/challenge, POST /v1/certificate, GET /v1/ca, GET /v1/crl, "
-        "/healthz, /metrics and /openapi.json (see the README): plain HTTP, or HTTPS with "
-        "--tls-cert and --tls-key.")
+        description="Serve GET /v1/challenge, POST /v1/certificate, POST /v1/attestation "
+        "(EAR tokens), GET /.well-known/jwks.json, GET /v1/ca, GET /v1/crl, /healthz, /metrics "
+        "and /openapi.json (see the README): plain HTTP, or HTTPS with --tls-cert and "
+        "--tls-key.")
     common(serve)
     serve.add_argument("--listen", type=host_port, default=("127.0.0.1", 8443),
                        metavar="HOST:PORT", help="where to listen (default 127.0.0.1:8443; "
@@ -73,6 +74,8 @@ def add_parser(commands, host_port, parser_class: type[argparse.ArgumentParser])
     serve.add_argument("--policy", metavar="FILE", help="policy TOML (see the README)")
     serve.add_argument("--lifetime", type=duration, default=dt.timedelta(hours=24),
                        metavar="DURATION", help="issued certificates' lifetime (default 24h)")
+    serve.add_argument("--token-lifetime", type=duration, default=None, metavar="DURATION",
+                       help="EAR tokens' lifetime, exp - iat: 1m to 7d (default 10m)")
     serve.add_argument("--pccs", metavar="URL",
                        help="the upstream of Intel collateral, a PCS/PCCS v4 (default Intel's "
                        "PCS, https://api.trustedservices.intel.com)")
@@ -139,13 +142,17 @@ def add_parser(commands, host_port, parser_class: type[argparse.ArgumentParser])
                          "next_update, refresh_at, size")
 
     log = actions.add_parser("log", help="print the audit log",
-                             description="Every certificate request, accepted or refused.")
+                             description="Every certificate and token request, accepted or "
+                             "refused, with its kind: certificate (POST /v1/certificate) or "
+                             "token (POST /v1/attestation).")
     common(log)
     log.add_argument("--since", metavar="TIME",
                      help="from this instant: ISO 8601 (2025-07-19T10:01:17Z), Unix seconds, "
                      "or a duration ago (24h)")
+    log.add_argument("--kind", choices=("certificate", "token"),
+                     help="only the requests of this kind")
     log.add_argument("--json", action="store_true",
-                     help="one JSON object a line: time, peer, technology, measurement, "
+                     help="one JSON object a line: time, kind, peer, technology, measurement, "
                      "tcb_status, outcome, reasons, serial")
 
 
@@ -183,6 +190,11 @@ def _serve(args: argparse.Namespace, home: Path) -> int:
 
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
+    if args.token_lifetime is not None:
+        try:
+            service_app.check_token_lifetime(args.token_lifetime)
+        except UsageError as exc:
+            raise UsageError(f"--token-lifetime: {exc}") from None
     tls = check_files(args.tls_cert, args.tls_key)  # before anything listens or starts
     host, port = args.listen
     log_level = "warning"
@@ -198,6 +210,8 @@ def _serve(args: argparse.Namespace, home: Path) -> int:
         "home": str(home), "database": args.database,
         "public_url": args.public_url or f"{scheme}://{shown}:{port}",
         "policy": args.policy, "lifetime_seconds": args.lifetime.total_seconds(),
+        "token_lifetime_seconds": (args.token_lifetime.total_seconds()
+                                   if args.token_lifetime is not None else None),
         "pccs": args.pccs, "kds": args.kds, "trust_simulated": args.trust_simulated,
         "offline": args.offline,
     }
@@ -349,14 +363,14 @@ def _table(rows: list[tuple[str, ...]]) -> None:
         print("  ".join([*cells, row[-1]]).rstrip())
 
 
-LOG_COLUMNS = ("time", "peer", "technology", "measurement", "tcb_status", "outcome", "serial",
-               "reasons")
+LOG_COLUMNS = ("time", "kind", "peer", "technology", "measurement", "tcb_status", "outcome",
+               "serial", "reasons")
 
 
 def _log(args: argparse.Namespace, home: Path) -> int:
     since = _since(args.since) if args.since else None
     with _storage(args, home) as storage:
-        records = storage.audit_log(since)
+        records = storage.audit_log(since, args.kind)
     if args.json:
         for record in records:
             print(json.dumps(record.as_json()))

@@ -108,7 +108,10 @@ LOG = logging.getLogger("attestcall.service")
 
 MAX_BODY = csrs.MAX_CSR_SIZE  # 1 MiB
 DEFAULT_LIFETIME = dt.timedelta(hours=24)
-TOKEN_LIFETIME = dt.timedelta(minutes=10)  # an EAR token's exp - iat
+TOKEN_LIFETIME = dt.timedelta(minutes=10)  # an EAR token's exp - iat (serve --token-lifetime)
+# A token's lifetime is bounded: under a minute, a relying party's clock skew eats it; over
+# a week, a result outlives the TCB recoveries and revocations it was appraised against.
+TOKEN_LIFETIMES = (dt.timedelta(minutes=1), dt.timedelta(days=7))
 CRL_VALIDITY = dt.timedelta(minutes=15)  # the CRL's next update: revocations spread fast
 PURGE_INTERVAL = 60.0  # seconds between purges of expired challenges
 HEADER_TIMEOUT = 10.0  # seconds from connection (or previous answer) to a whole request head
@@ -160,8 +163,7 @@ class Settings:
             if self.ca.home is None:
                 raise UsageError("the service needs a token signing key (or a CA in a home)")
             self.signer = TokenSigner.load_or_create(self.ca.home)
-        if self.token_lifetime < dt.timedelta(seconds=1):
-            raise UsageError("the token lifetime must be at least a second")
+        check_token_lifetime(self.token_lifetime)
         if self.lifetime <= dt.timedelta(0):
             raise UsageError("the certificate lifetime must be positive")
         if not (self.header_timeout > 0 and self.body_timeout > 0):
@@ -177,6 +179,19 @@ class Settings:
     @property
     def crl_url(self) -> str:
         return f"{self.public_url}/v1/crl"
+
+
+def check_token_lifetime(lifetime: dt.timedelta) -> None:
+    """UsageError unless ``lifetime`` is within ``TOKEN_LIFETIMES``."""
+    shortest, longest = TOKEN_LIFETIMES
+    if not shortest <= lifetime <= longest:
+        raise UsageError(f"the token lifetime must be from 1 minute to 7 days, not "
+                         f"{_span(lifetime)}")
+
+
+def _span(lifetime: dt.timedelta) -> str:
+    seconds = lifetime.total_seconds()
+    return f"{seconds:g} seconds" if seconds < 60 else str(lifetime)
 
 
 def parse_policy(policy_bytes: bytes | None) -> Policy:
@@ -385,40 +400,44 @@ class Service:
     async def certificate(self, request: Request) -> Response:
         """A CSR in, a certificate chain or a problem document out."""
         return await self._decide(request, self._issue,
-                                  lambda chain: Response(chain, media_type=PEM_CHAIN))
+                                  lambda chain: Response(chain, media_type=PEM_CHAIN),
+                                  kind="certificate")
 
     async def attestation(self, request: Request) -> Response:
         """Evidence in (JSON), an EAR token or a problem document out."""
         return await self._decide(request, self._attest,
-                                  lambda token: JSONResponse({"token": token}, headers=NO_STORE))
+                                  lambda token: JSONResponse({"token": token}, headers=NO_STORE),
+                                  kind="token")
 
     async def _decide(self, request: Request, work: Callable[[bytes, str | None], Any],
-                      answer: Callable[[Any], Response]) -> Response:
+                      answer: Callable[[Any], Response], *, kind: str) -> Response:
         """Read the body, run ``work(body, peer)`` in a request thread
         (:mod:`attestcall.service.workers`), and answer its result, or the problem document
-        of its refusal (audited)."""
+        of its refusal (audited as a request of ``kind``: certificate or token)."""
         peer = request.client.host if request.client else None
         try:
             body = await read_body(request, self.settings.body_timeout)
         except Refusal as refusal:
-            return await self._refused(refusal, peer)
+            return await self._refused(refusal, peer, kind)
         except ClientDisconnect:
             return Response(status_code=400)
         try:
             done = await run_in_request_thread(work, body, peer)
         except Refusal as refusal:
-            return await self._refused(refusal, peer)
+            return await self._refused(refusal, peer, kind)
         except StorageError as exc:
             return _unavailable(exc)
         return answer(done)
 
-    async def _refused(self, refusal: Refusal, peer: str | None) -> Response:
-        """Audit a refused attempt, count it and answer its problem document."""
+    async def _refused(self, refusal: Refusal, peer: str | None, kind: str) -> Response:
+        """Audit a refused attempt (a request of ``kind``), count it and answer its problem
+        document."""
         fields = refusal.attempt
         attempt = Attempt(time=self.settings.clock(), peer=peer,
                           technology=fields.get("technology"),
                           measurement=fields.get("measurement"),
-                          tcb_status=fields.get("tcb_status"), reasons=refusal.reasons)
+                          tcb_status=fields.get("tcb_status"), reasons=refusal.reasons,
+                          kind=kind)
         try:
             await run_in_threadpool(self.settings.storage.record_refusal, attempt)
         except StorageError as exc:
@@ -511,7 +530,8 @@ class Service:
         outcome = "accepted" if verdict.accepted else "refused"
         settings.storage.record_attempt(
             Attempt(time=now, peer=peer, technology=tee.name, measurement=measurement,
-                    tcb_status=verdict.tcb_status, reasons=[str(r) for r in verdict.reasons]),
+                    tcb_status=verdict.tcb_status, reasons=[str(r) for r in verdict.reasons],
+                    kind="token"),
             outcome)
         status = claims[ear.SUBMODS][tee.name][ear.STATUS]
         self.metrics.verdicts.labels(tee.name, outcome).inc()
@@ -642,6 +662,7 @@ def create_app(settings: Settings) -> ServiceApplication:
 
 def settings_from_options(*, home: Path, database: str | None, public_url: str,
                           policy: str | None = None, lifetime_seconds: float | None = None,
+                          token_lifetime_seconds: float | None = None,
                           pccs: str | None = None, kds: str | None = None,
                           trust_simulated: bool = False, offline: bool = False) -> Settings:
     """Open the storage and the CA and read the policy file, as ``serve`` gives them."""
@@ -658,6 +679,8 @@ def settings_from_options(*, home: Path, database: str | None, public_url: str,
             storage=storage, ca=ca, public_url=public_url, policy_bytes=policy_bytes,
             lifetime=(dt.timedelta(seconds=lifetime_seconds) if lifetime_seconds
                       else DEFAULT_LIFETIME),
+            token_lifetime=(dt.timedelta(seconds=token_lifetime_seconds)
+                            if token_lifetime_seconds is not None else TOKEN_LIFETIME),
             pccs=pccs, kds=kds, trust_simulated=trust_simulated, offline=offline)
     except AttestcallError:
         storage.close()

@@ -41,6 +41,8 @@ MEASUREMENT = 256
 NAME = 32
 VENDOR = 8
 ITEM_KEY = 2048  # a pckcert query (an RSA-3072 encrypted PPID is 768 hex digits) fits
+KIND = 16
+KINDS = ("certificate", "token")  # what an audit record's request asked for
 
 version_metadata = MetaData()
 schema_version = Table(
@@ -130,8 +132,24 @@ def _create_v2(connection: Connection) -> None:
     metadata.create_all(connection, checkfirst=False)
 
 
+def _audit_kind_v3(connection: Connection) -> None:
+    """The audit log tells token requests (``POST /v1/attestation``) from certificate
+    requests: a ``kind`` column, ``certificate`` or ``token``. Records written before it
+    become ``certificate``, except those that can only be a token's: accepted without a
+    serial (an accepted certificate request always has one). A refused token request of
+    before cannot be told from a refused certificate request and stays ``certificate``.
+    The column keeps its default (SQLite cannot drop one; PostgreSQL keeps it alike); the
+    service always writes the kind."""
+    kinds = ", ".join(f"'{kind}'" for kind in KINDS)
+    connection.exec_driver_sql(
+        f"ALTER TABLE audit ADD COLUMN kind VARCHAR({KIND}) NOT NULL DEFAULT '{KINDS[0]}' "
+        f"CONSTRAINT audit_kind CHECK (kind IN ({kinds}))")
+    connection.exec_driver_sql(
+        "UPDATE audit SET kind = 'token' WHERE outcome = 'accepted' AND serial IS NULL")
+
+
 Step = Callable[[Connection], None]
-STEPS: tuple[Step, ...] = (_create_v1, _create_v2)
+STEPS: tuple[Step, ...] = (_create_v1, _create_v2, _audit_kind_v3)
 LATEST = len(STEPS)
 
 Transaction = Callable[[], AbstractContextManager[Connection]]

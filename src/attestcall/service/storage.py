@@ -75,7 +75,7 @@ from attestcall.errors import (
 from attestcall.service import migrations
 
 __all__ = [
-    "AuditRecord", "Attempt", "CertificateRecord", "MeasurementDenied", "Revocation",
+    "AuditRecord", "Attempt", "CertificateRecord", "KINDS", "MeasurementDenied", "Revocation",
     "SchemaTooNew", "Storage", "StorageConflict", "StorageError", "StorageUnavailable",
     "CHALLENGE_SIZE", "CHALLENGE_TTL", "DATABASE_FILE", "serial_hex",
 ]
@@ -86,6 +86,7 @@ DATABASE_FILE = "service.db"
 BUSY_TIMEOUT = 10.0  # seconds a SQLite writer waits for another process's lock
 RETRIES = 5  # attempts of a transaction that PostgreSQL aborted as a serialisation failure
 OUTCOMES = ("accepted", "refused")
+KINDS = migrations.KINDS  # an audit record's request: "certificate" or "token"
 CONNECT_TIMEOUT = 5  # seconds to reach the PostgreSQL server, or to wait for a pooled connection
 STATEMENT_TIMEOUT = 30  # seconds one PostgreSQL statement may run
 DEAD_PEER_TIMEOUT = 30  # seconds before a silent PostgreSQL peer's connection is dropped
@@ -161,6 +162,7 @@ audit = Table(
     Column("outcome", String(8), nullable=False),
     Column("reasons", JSON, nullable=False),
     Column("serial", String(migrations.SERIAL), nullable=True),
+    Column("kind", String(migrations.KIND), nullable=False),
 )
 
 
@@ -224,8 +226,9 @@ def _run_prepared(cursor: Any, statement: _Prepared, values: dict[str, Any]) -> 
 
 @dataclass(frozen=True)
 class Attempt:
-    """One certificate request as the audit log records it. ``technology``, ``measurement``
-    and ``tcb_status`` are None when the request failed before they were known."""
+    """One certificate or token request as the audit log records it (``kind``, one of
+    ``KINDS``). ``technology``, ``measurement`` and ``tcb_status`` are None when the
+    request failed before they were known."""
 
     time: datetime
     peer: str | None
@@ -233,6 +236,7 @@ class Attempt:
     measurement: str | None = None
     tcb_status: str | None = None
     reasons: Sequence[str] = ()
+    kind: str = "certificate"
 
 
 @dataclass(frozen=True)
@@ -248,13 +252,15 @@ class AuditRecord:
     outcome: str  # "accepted" or "refused"
     reasons: tuple[str, ...]
     serial: str | None
+    kind: str  # "certificate" or "token"
 
     def as_json(self) -> dict[str, Any]:
         """The object ``service log --json`` prints (the time in ISO 8601, UTC)."""
         return {
-            "time": self.time.isoformat(), "peer": self.peer, "technology": self.technology,
-            "measurement": self.measurement, "tcb_status": self.tcb_status,
-            "outcome": self.outcome, "reasons": list(self.reasons), "serial": self.serial,
+            "time": self.time.isoformat(), "kind": self.kind, "peer": self.peer,
+            "technology": self.technology, "measurement": self.measurement,
+            "tcb_status": self.tcb_status, "outcome": self.outcome,
+            "reasons": list(self.reasons), "serial": self.serial,
         }
 
 
@@ -419,6 +425,8 @@ class Storage:
         the deny-list, ``StorageConflict`` if the serial was already issued."""
         if not attempt.technology or attempt.measurement is None:
             raise ValueError("an issuance records the technology and the measurement")
+        if attempt.kind != "certificate":
+            raise ValueError(f"an issuance answers a certificate request, not a {attempt.kind}")
         serial = serial_hex(serial)
         measurement = _measurement(attempt.measurement)
         issued_at = _utc(attempt.time)
@@ -445,23 +453,26 @@ class Storage:
 
     def record_attempt(self, attempt: Attempt, outcome: str) -> AuditRecord:
         """Record an attempt that issued no certificate (a refusal, or an EAR token whose
-        verdict had ``outcome``) in the audit log."""
+        verdict had ``outcome``: ``attempt.kind`` is then ``token``) in the audit log."""
         row = _audit_row(attempt, outcome, None)
         audit_id = self._write_prepared(
             lambda c: int(_run_prepared(c, self._hot.new_audit, row).fetchone()[0]))
         return _record(audit_id, attempt, outcome, None)
 
-    def audit_log(self, since: datetime | None = None) -> list[AuditRecord]:
+    def audit_log(self, since: datetime | None = None,
+                  kind: str | None = None) -> list[AuditRecord]:
         """The audit log in time order (ties in insertion order), from ``since`` (inclusive)
-        when given."""
+        when given, of one ``kind`` of request (``KINDS``) when given."""
         statement = select(audit).order_by(audit.c.time, audit.c.id)
         if since is not None:
             statement = statement.where(audit.c.time >= _utc(since))
+        if kind is not None:
+            statement = statement.where(audit.c.kind == _kind(kind))
         rows = self._read(lambda c: c.execute(statement).all())
         return [AuditRecord(
             id=int(r.id), time=r.time, peer=r.peer, technology=r.technology,
             measurement=r.measurement, tcb_status=r.tcb_status, outcome=r.outcome,
-            reasons=tuple(r.reasons), serial=r.serial) for r in rows]
+            reasons=tuple(r.reasons), serial=r.serial, kind=r.kind) for r in rows]
 
     def certificate(self, serial: int | str) -> CertificateRecord | None:
         """The issued certificate with this serial, or None."""
@@ -703,6 +714,12 @@ def _is_revoked(connection: Connection, serial: str) -> bool:
                              .where(revocations.c.serial == serial)) > 0
 
 
+def _kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"an audit record's kind is one of {', '.join(KINDS)}: {kind!r}")
+    return kind
+
+
 def _audit_row(attempt: Attempt, outcome: str, serial: str | None) -> dict[str, Any]:
     assert outcome in OUTCOMES
     reasons = [str(r) for r in attempt.reasons]
@@ -710,7 +727,7 @@ def _audit_row(attempt: Attempt, outcome: str, serial: str | None) -> dict[str, 
         "time": _utc(attempt.time), "peer": attempt.peer, "technology": attempt.technology,
         "measurement": None if attempt.measurement is None else _measurement(attempt.measurement),
         "tcb_status": attempt.tcb_status, "outcome": outcome, "reasons": reasons,
-        "serial": serial,
+        "serial": serial, "kind": _kind(attempt.kind),
     }
 
 
@@ -719,7 +736,7 @@ def _record(audit_id: int, attempt: Attempt, outcome: str, serial: str | None) -
     return AuditRecord(id=audit_id, time=row["time"], peer=row["peer"],
                        technology=row["technology"], measurement=row["measurement"],
                        tcb_status=row["tcb_status"], outcome=outcome,
-                       reasons=tuple(row["reasons"]), serial=serial)
+                       reasons=tuple(row["reasons"]), serial=serial, kind=row["kind"])
 
 
 # -- engines ---------------------------------------------------------------------------
