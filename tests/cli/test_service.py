@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from joserfc import jwk, jwt
 
 from attestcall.cli import main
 from attestcall.cli.service import _listen, default_home, duration
@@ -23,8 +24,8 @@ from attestcall.service import result as results
 from tests.service.helpers import SRC, TIMEOUT, Served, cli, environment, exchange
 from tests.tls_material import encrypted_key, https_files
 
-LOG_KEYS = {"time", "peer", "technology", "measurement", "tcb_status", "outcome", "reasons",
-            "serial"}
+LOG_KEYS = {"time", "kind", "peer", "technology", "measurement", "tcb_status", "outcome",
+            "reasons", "serial"}
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +92,7 @@ def test_serve_issue_revoke_and_log(tmp_path, sim_home, sgx):
     records = [json.loads(line) for line in done.stdout.decode().splitlines()]
     assert all(set(r) == LOG_KEYS for r in records)
     assert [r["outcome"] for r in records] == ["accepted", "accepted", "refused", "refused"]
+    assert {r["kind"] for r in records} == {"certificate"}
     assert [r["serial"] for r in records] == [format(issued.serial_number, "x"),
                                               format(second.serial_number, "x"), None, None]
     assert all(r["peer"] == "127.0.0.1" for r in records)
@@ -100,8 +102,8 @@ def test_serve_issue_revoke_and_log(tmp_path, sim_home, sgx):
     # the table: a header and a line per record, aligned
     done = cli(env, "service", "log", "--home", str(home))
     lines = done.stdout.decode().splitlines()
-    assert lines[0].split() == ["time", "peer", "technology", "measurement", "tcb_status",
-                                "outcome", "serial", "reasons"]
+    assert lines[0].split() == ["time", "kind", "peer", "technology", "measurement",
+                                "tcb_status", "outcome", "serial", "reasons"]
     assert len(lines) == 5
     assert len({line.index("127.0.0.1") for line in lines[1:]}) == 1
     assert "accepted" in lines[1] and "refused" in lines[4]
@@ -111,6 +113,62 @@ def test_serve_issue_revoke_and_log(tmp_path, sim_home, sgx):
     assert done.returncode == 0 and done.stdout == b""
     done = cli(env, "service", "log", "--json", "--since", "1h", "--home", str(home))
     assert len(done.stdout.decode().splitlines()) == 4
+
+
+def test_the_log_tells_token_requests_from_certificate_requests(tmp_path, sim_home, sgx):
+    """A token request and a certificate request (and a refusal of each) through a real
+    ``serve`` with ``--token-lifetime``: the log shows each with its kind, ``--kind``
+    picks one, and the token lives exactly that long."""
+    env = environment(sim_home)
+    home = tmp_path / "service"
+    served = Served(env, "--home", str(home), "--trust-simulated", "--token-lifetime", "90m",
+                    "--workers", "2")  # the workers' settings come through the environment
+    try:
+        status, body = served.token(sgx)
+        assert status == 200, body
+        claims = jwt.decode(json.loads(body)["token"],
+                            jwk.KeySet.import_key_set(json.loads(
+                                served.request("GET", "/.well-known/jwks.json")[1])),
+                            algorithms=["ES384"]).claims
+        assert claims["exp"] - claims["iat"] == 90 * 60
+        status, body = served.certificate(sgx)
+        assert status == 200, body
+        assert served.request("POST", "/v1/attestation", b"{")[0] == 400
+        assert served.request("POST", "/v1/certificate", b"junk")[0] == 400
+    finally:
+        assert served.stop() == 0
+
+    done = cli(env, "service", "log", "--json", "--home", str(home))
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    assert all(set(r) == LOG_KEYS for r in records)
+    assert [(r["kind"], r["outcome"]) for r in records] == [
+        ("token", "accepted"), ("certificate", "accepted"), ("token", "refused"),
+        ("certificate", "refused")]
+    assert records[0]["serial"] is None and records[1]["serial"]
+    assert records[0]["technology"] == records[1]["technology"] == "sgx"
+    assert records[0]["measurement"] == records[1]["measurement"]
+    for kind in ("token", "certificate"):
+        done = cli(env, "service", "log", "--json", "--kind", kind, "--home", str(home))
+        assert [json.loads(line) for line in done.stdout.decode().splitlines()] == [
+            r for r in records if r["kind"] == kind]
+    lines = cli(env, "service", "log", "--home", str(home)).stdout.decode().splitlines()
+    assert [line.split()[1] for line in lines] == ["kind", "token", "certificate", "token",
+                                                   "certificate"]
+    done = cli(env, "service", "log", "--kind", "csr", "--home", str(home))
+    assert done.returncode == 2 and b"invalid choice: 'csr'" in done.stderr
+
+
+def test_the_token_lifetime_is_bounded(tmp_path, capsys):
+    home = ["--home", str(tmp_path)]
+    for text, shown in (("59s", "59 seconds"), ("8d", "8 days, 0:00:00")):
+        assert main(["service", "serve", "--token-lifetime", text, *home]) == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and "Traceback" not in error
+        assert f"--token-lifetime: the token lifetime must be from 1 minute to 7 days, " \
+               f"not {shown}" in error
+    assert main(["service", "serve", "--token-lifetime", "soon", *home]) == 2
+    assert not (tmp_path / "service.db").exists()  # refused before anything was opened
 
 
 def test_serve_with_two_workers_and_the_home_from_the_environment(tmp_path, sim_home, sgx):

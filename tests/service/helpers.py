@@ -4,6 +4,7 @@ document check, and ``attestcall service`` run as real processes (``Served``, ``
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import http.client
 import json
 import os
@@ -30,6 +31,7 @@ from attestcall.intel.sim.tdx import collateral as tdx_collateral
 from attestcall.intel.sim.tdx.state import load_state as load_tdx_state
 from attestcall.service import csr as csrs
 from attestcall.service import result as results
+from attestcall.service.tokens import b64url
 from attestcall.tees import registry
 from attestcall.verifier.verdict import Verdict
 from tests.fakes.collateral_server import CollateralServer, serve_intel
@@ -199,6 +201,14 @@ class Served:
         """A fresh challenge, a CSR with ``source``'s evidence, the service's answer."""
         csr, _ = make_csr(source, self.challenge())
         return self.request("POST", "/v1/certificate", csr)
+
+    def token(self, source) -> tuple[int, bytes]:
+        """A fresh challenge, ``source``'s evidence bound to it (report data SHA-512 of the
+        challenge), the service's answer to ``POST /v1/attestation``."""
+        challenge = self.challenge()
+        _, evidence = attest(source, hashlib.sha512(challenge).digest())
+        document = {"evidence": b64url(evidence), "challenge": b64url(challenge)}
+        return self.request("POST", "/v1/attestation", json.dumps(document).encode())
 
     def errors(self) -> str:
         """What the service wrote on its standard error so far."""

@@ -370,7 +370,7 @@ def test_every_attempt_is_audited(service, keeps):
     service.post_csr(csr)
     log = service.storage.audit_log()
     assert [e.outcome for e in log] == ["accepted", "refused", "refused"]
-    assert all(e.peer == "127.0.0.1" for e in log)
+    assert all(e.peer == "127.0.0.1" and e.kind == "certificate" for e in log)
     assert log[0].serial and log[0].technology == "snp" and log[0].reasons == ()
     assert log[1].technology is None and log[1].serial is None and log[1].reasons
     assert log[2].technology == "sgx" and "challenge" in log[2].reasons[0]
@@ -507,5 +507,11 @@ def test_settings_refuse_a_broken_policy(tmp_path):
             Settings(storage=storage, ca=ca, public_url="http://x", policy_bytes=b"[nope]\n")
         with pytest.raises(service_app.PolicyError):
             Settings(storage=storage, ca=ca, public_url="http://x", policy_bytes=b"[[[")
+        for seconds in (59, 7 * 86400 + 1):
+            with pytest.raises(service_app.UsageError, match="from 1 minute to 7 days"):
+                Settings(storage=storage, ca=ca, public_url="http://x",
+                         token_lifetime=dt.timedelta(seconds=seconds))
+        for lifetime in service_app.TOKEN_LIFETIMES:  # the bounds themselves are allowed
+            Settings(storage=storage, ca=ca, public_url="http://x", token_lifetime=lifetime)
     finally:
         storage.close()

@@ -123,15 +123,16 @@ def test_evidence_bound_to_a_challenge_gets_an_affirming_token(service, keeps, t
     assert item["ear.status"] == "affirming"
     assert item["ear.trustworthiness-vector"]["hardware"] == 2
     (entry,) = service.storage.audit_log()
-    assert (entry.outcome, entry.peer, entry.technology, entry.serial, entry.reasons) == (
-        "accepted", "127.0.0.1", name, None, ())
+    assert (entry.kind, entry.outcome, entry.peer, entry.technology, entry.serial,
+            entry.reasons) == ("token", "accepted", "127.0.0.1", name, None, ())
     assert entry.measurement == verdict.claims[{"sgx": "mrenclave", "tdx": "mrtd",
                                                 "snp": "measurement"}[name]]
     # the challenge served once: the same request again is refused, and audited
     document = assert_problem(*post(service, {"evidence": b64(evidence),
                                               "challenge": b64(challenge)}), 403)
     assert "unknown, expired or already used" in document["detail"]
-    assert [e.outcome for e in service.storage.audit_log()] == ["accepted", "refused"]
+    assert [(e.kind, e.outcome) for e in service.storage.audit_log()] == [
+        ("token", "accepted"), ("token", "refused")]
 
 
 def test_a_nonce_detected_technology_and_a_numeric_id(service, keeps):
@@ -362,7 +363,8 @@ def test_sev_key_material_is_refused_and_never_stored_or_logged(service, caplog)
         assert "pre-attestation" in document["detail"] or "private key" in document["detail"]
         assert_no_window(sev_key, Exception(body.decode("latin-1")))
     log = service.storage.audit_log()
-    assert len(log) == len(answers) and all(e.outcome == "refused" for e in log)
+    assert len(log) == len(answers)
+    assert all(e.outcome == "refused" and e.kind == "token" for e in log)
     assert_no_window(sev_key, Exception(json.dumps([e.as_json() for e in log])))
     assert_no_window(sev_key, Exception(caplog.text))
     for name in os.listdir(service.home):
