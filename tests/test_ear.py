@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
+import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from attestcall import ear, verify
 from attestcall.deploy.identity import attest
@@ -228,3 +232,203 @@ def test_real_verdicts_of_the_simulators(tee, tmp_path, monkeypatch):
     untrusted = verify(evidence, technology=name, collateral=collateral)
     assert set(ear.vector_of(untrusted).values()) == {99}
     assert ear.appraisal(untrusted)[ear.STATUS] == "contraindicated"
+
+
+# ------------------------------------------------------------------ reading others' EARs
+
+
+def veraison_like() -> dict:
+    """An EAR claims-set in the shape Veraison's verifier emits (its profile, two submods,
+    every AR4SI claim, its ear.veraison.* extensions and ear.raw-evidence): nothing here is
+    attestcall's."""
+    return {
+        "eat_profile": "tag:github.com,2023:veraison/ear",
+        "iat": 1_700_000_000,
+        "ear.verifier-id": {"build": "veraison 0.0.2402", "developer": "https://veraison.example"},
+        "ear.raw-evidence": "3q2-7w",
+        "eat_nonce": "TUlEQk5IMjhpaW9pc2pQeXh4eHh4eHh4eHh4eHh4eHg=",
+        "submods": {
+            "PSA_IOT": {
+                "ear.status": "affirming",
+                "ear.trustworthiness-vector": dict.fromkeys(ear.AR4SI_CLAIMS, 2),
+                "ear.appraisal-policy-id": "policy:PSA_IOT",
+                "ear.veraison.annotated-evidence": {"psa-instance-id": "AQID",
+                                                    "psa-software-components": []},
+                "ear.veraison.policy-claims": {"problem": None},
+                "ear.veraison.key-attestation": {"akpub": "MFkwEwYHKoZIzj0CAQ"},
+            },
+            "CCA_REALM": {
+                "ear.status": "warning",
+                "ear.trustworthiness-vector": {"executables": 33, "instance-identity": 2,
+                                               "runtime-opaque": -2},
+                "ear.veraison.verifier-added-claims": {"bar": "baz"},
+            },
+            "MINIMAL": {"ear.status": "none"},
+        },
+        "ear.veraison.some-future-claim": [1, {"a": None}],
+    }
+
+
+def test_another_producers_ear_is_read_with_its_unknown_claims_kept():
+    claims = veraison_like()
+    data = json.dumps(claims, indent=2).encode()  # any spacing and order
+    assert ear.parse(data) == claims
+    with pytest.raises(ear.MalformedEar, match="eat_profile"):
+        ear.decode(ear.encode(claims))  # decode is for attestcall's own results only
+
+
+def test_attestcalls_own_ear_is_parsed_strictly_with_unknown_claims_ignored():
+    verdict = verdict_for("sgx", SGX)
+    claims = ear.claims_set(verdict, issued_at=NOW, nonce=bytes(range(32)))
+    claims["ear.raw-evidence"] = "AAAA"
+    claims["submods"]["sgx"]["attestcall.from-a-later-version"] = {"x": 1}
+    assert ear.parse(json.dumps(claims, indent=1).encode()) == claims
+    assert ear.decode(ear.encode(claims)) == claims
+    # its profile's own rules hold under parse: one submod, its required claims, its forms
+    for broken in (lambda c: c["submods"].__setitem__("tdx", dict(c["submods"]["sgx"])),
+                   lambda c: c["submods"]["sgx"].pop("attestcall.simulated"),
+                   lambda c: c["submods"]["sgx"].__setitem__("ear.appraisal-policy-id", "p1"),
+                   lambda c: c.__setitem__("eat_nonce", "not base64url!")):
+        copy = json.loads(ear.encode(claims))
+        broken(copy)
+        with pytest.raises(ear.MalformedEar):
+            ear.parse(ear.encode(copy))
+
+
+def _changed(path: tuple, value) -> bytes:
+    """veraison_like() with the member at ``path`` set to ``value`` (None: removed)."""
+    claims = veraison_like()
+    *parents, last = path
+    target = claims
+    for key in parents:
+        target = target[key]
+    if value is None:
+        target.pop(last)
+    else:
+        target[last] = value
+    return json.dumps(claims).encode()
+
+
+PSA = ("submods", "PSA_IOT")
+VECTOR = (*PSA, "ear.trustworthiness-vector")
+
+
+@pytest.mark.parametrize("path, value, message", [
+    (("eat_profile",), None, "eat_profile"),
+    (("eat_profile",), 7, "eat_profile"),
+    (("iat",), None, "iat"),
+    (("iat",), "1700000000", "iat"),
+    (("iat",), True, "iat"),
+    (("iat",), 1.7e9, "iat"),
+    (("iat",), -1, "iat"),
+    (("iat",), 10 ** 12, "iat"),  # after the year 9999
+    (("exp",), 1_700_000_000, "exp"),
+    (("exp",), "soon", "exp"),
+    (("ear.verifier-id",), None, "verifier-id"),
+    (("ear.verifier-id",), {"developer": "x"}, "verifier-id"),
+    (("ear.verifier-id",), {"developer": "x", "build": 5}, "verifier-id"),
+    (("ear.verifier-id",), "veraison", "verifier-id"),
+    (("eat_nonce",), 12345678901, "eat_nonce"),
+    (("eat_nonce",), [], "eat_nonce"),
+    (("eat_nonce",), "n" * 89, "eat_nonce"),
+    (("submods",), None, "submods"),
+    (("submods",), {}, "submods"),
+    (("submods",), [{"ear.status": "affirming"}], "submods"),
+    (("submods", ""), {"ear.status": "affirming"}, "without a name"),
+    (PSA, "affirming", "not an object"),
+    ((*PSA, "ear.status"), None, "lacks ear.status"),
+    ((*PSA, "ear.status"), 2, "not a tier"),
+    ((*PSA, "ear.status"), "AFFIRMING", "not a tier"),
+    ((*PSA, "ear.status"), "trustworthy", "not a tier"),
+    (VECTOR, [2, 2], "trustworthiness vector"),
+    (VECTOR, {}, "trustworthiness vector"),
+    ((*VECTOR, "hardware"), "2", "trustworthiness vector"),
+    ((*VECTOR, "hardware"), 2.0, "trustworthiness vector"),
+    ((*VECTOR, "hardware"), True, "trustworthiness vector"),
+    ((*VECTOR, "hardware"), 128, "trustworthiness vector"),
+    ((*VECTOR, "hardware"), -129, "trustworthiness vector"),
+    ((*VECTOR, "hardware"), 10 ** 30, "trustworthiness vector"),
+    ((*VECTOR, "sparkle"), 2, "trustworthiness vector"),  # AR4SI's vector is closed
+    ((*VECTOR, "hardware"), 96, "more trusting than its vector"),
+    ((*PSA, "ear.appraisal-policy-id"), 7, "appraisal-policy-id"),
+    ((*PSA, "ear.appraisal-policy-id"), "", "appraisal-policy-id"),
+    ((*PSA, "ear.veraison.annotated-evidence"), ["a"], "evidence"),
+    ((*PSA, "attestcall.simulated"), "yes", "simulated"),
+    ((*PSA, "attestcall.technology-id"), -1, "technology id"),
+    ((*PSA, "attestcall.advisories"), "INTEL-SA-1", "advisories"),
+])
+def test_known_claims_of_the_wrong_type_or_range_are_refused(path, value, message):
+    with pytest.raises(ear.MalformedEar, match=message):
+        ear.parse(_changed(path, value))
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"[]", "JSON object"),
+    (b'"ear"', "JSON object"),
+    (b"{nope", "not UTF-8 JSON"),
+    (b'{"iat": 1, "iat": 2}', "repeats the member 'iat'"),
+    (b'{"iat": NaN}', "NaN"),
+    (b'{"iat": Infinity}', "Infinity"),
+    (b'{"x": "\xff"}', "not UTF-8"),
+    (b'{"iat": ' + b"9" * 5000 + b"}", "not UTF-8 JSON"),  # Python's digit limit
+    (b'{"x": ' + b"[" * 200_000 + b"]" * 200_000 + b"}", "nests too deep"),
+])
+def test_bytes_that_are_not_an_ear_object_are_refused(data, message):
+    with pytest.raises(ear.MalformedEar, match=message):
+        ear.parse(data)
+
+
+def test_an_ear_over_the_size_limit_is_refused_before_it_is_read():
+    claims = veraison_like()
+    claims["padding"] = ""
+    room = ear.MAX_EAR - len(json.dumps(claims).encode())
+    claims["padding"] = "x" * room
+    exactly = json.dumps(claims).encode()
+    assert len(exactly) == ear.MAX_EAR
+    assert ear.parse(exactly)["padding"] == "x" * room
+    with pytest.raises(ear.EarTooLarge, match=f"limit is {ear.MAX_EAR}"):
+        ear.parse(exactly + b" ")
+    with pytest.raises(ear.EarTooLarge):
+        ear.decode(b"{" + b" " * ear.MAX_EAR + b"}")
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-300, 300) | st.floats(allow_nan=False)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(["eat_profile", "iat", "exp", "eat_nonce", "submods",
+                         "ear.verifier-id", "ear.status", "ear.trustworthiness-vector",
+                         "hardware", "developer", "build", "x"]), inner, max_size=6),
+    max_leaves=30)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_json)
+def test_any_json_value_is_read_or_refused_as_malformed_never_another_error(value):
+    try:
+        claims = ear.parse(json.dumps(value).encode())
+    except ear.MalformedEar:
+        return
+    assert claims == value
+
+
+def test_nesting_near_the_stack_limit_is_malformed_in_decode_too(monkeypatch):
+    """Decoding re-encodes the claims to check the encoding is canonical: nesting that
+    reads but is too deep to write again (here: read, then written on a shorter stack) is
+    refused as malformed, not a RecursionError."""
+    claims = ear.claims_set(verdict_for("sgx", SGX), issued_at=NOW)
+    depth = 400
+    data = ear.encode(claims)[:-1] + b',"z":' + b"[" * depth + b"]" * depth + b"}"
+    assert ear.decode(data)["z"]  # an unknown claim, kept
+    limit, encode = sys.getrecursionlimit(), ear.encode
+
+    def on_a_short_stack(value):
+        sys.setrecursionlimit(depth)
+        try:
+            return encode(value)
+        finally:
+            sys.setrecursionlimit(limit)
+
+    monkeypatch.setattr(ear, "encode", on_a_short_stack)
+    with pytest.raises(ear.MalformedEar, match="nests too deep"):
+        ear.decode(data)

@@ -7,7 +7,10 @@ the claim names Veraison's and Trustee's verifiers emit today (``ear.status``,
 The same claims-set is the attestation service's token (signed, ``POST /v1/attestation``),
 the certificate's result extension (unsigned: the certificate's signature covers it,
 :mod:`attestcall.service.result`) and ``attestcall verify --ear``. This module is sans-I/O:
-claims in, claims or bytes out; signing is the service's.
+claims in, claims or bytes out; signing is the service's. :func:`decode` reads the one
+canonical encoding of a claims-set of attestcall's profile (the certificate's extension);
+:func:`parse` reads any producer's EAR claims-set. Both ignore claims they do not know and
+check the ones they do strictly (see :func:`check`).
 
 The claims-set::
 
@@ -173,13 +176,25 @@ NONCE_KEY = "nonce"
 APPROVED: dict[str, int] = {EXECUTABLES: 2, CONFIGURATION: 2}
 REFUSED = 96
 
+# Bounds of what the decoder reads: an EAR's bytes (a result with its evidence's claims is
+# a few KiB; the service's request bodies stop at 1 MiB too), instants (iat, exp: up to
+# 9999-12-31T23:59:59Z, the last a datetime holds) and another producer's nonce text.
+MAX_EAR = 1 << 20
+MAX_SECONDS = 253_402_300_799
+MAX_NONCE = 88  # base64 of EAT's longest nonce, 64 bytes, with padding
+
 
 class EarError(AttestcallError):
     """A result that cannot be made into, or read as, attestcall's EAR."""
 
 
 class MalformedEar(EarError):
-    """Bytes or claims that are not exactly one of attestcall's EAR claims-sets."""
+    """Bytes or claims that are not a well-formed EAR claims-set (of attestcall's profile,
+    where one is asked for)."""
+
+
+class EarTooLarge(MalformedEar):
+    """An EAR over ``MAX_EAR`` bytes, refused before it is parsed."""
 
 
 # ---------------------------------------------------------------------- tiers
@@ -346,17 +361,45 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return found
 
 
+def _load(data: bytes) -> Any:
+    """The JSON value in ``data``: strict UTF-8, no repeated members, no NaN or Infinity, at
+    most ``MAX_EAR`` bytes (``EarTooLarge``), nested no deeper than Python's recursion
+    allows; else MalformedEar."""
+    data = bytes(data)
+    if len(data) > MAX_EAR:
+        raise EarTooLarge(f"the EAR is {len(data)} bytes; the limit is {MAX_EAR}")
+    try:
+        return json.loads(data.decode("utf-8"), object_pairs_hook=_unique,
+                          parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError, over 4300 digits
+        raise MalformedEar(f"the EAR is not UTF-8 JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedEar("the EAR nests too deep to read") from None
+
+
 def decode(data: bytes) -> dict[str, Any]:
     """The claims-set in ``data``: MalformedEar unless it is exactly :func:`encode`'s
-    encoding of an EAR claims-set of attestcall's profile (:func:`check`)."""
-    try:
-        claims = json.loads(bytes(data).decode("utf-8"), object_pairs_hook=_unique,
-                            parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise MalformedEar(f"the EAR is not UTF-8 JSON: {exc}") from None
+    encoding of an EAR claims-set of attestcall's profile (:func:`check`). Claims this
+    attestcall does not know are kept in the mapping returned, unchecked."""
+    claims = _load(data)
     check(claims)
-    if encode(claims) != bytes(data):
+    try:
+        canonical = encode(claims)
+    except RecursionError:  # read near the stack's limit, too deep to write again
+        raise MalformedEar("the EAR nests too deep to read") from None
+    if canonical != bytes(data):
         raise MalformedEar("the EAR is not in its canonical encoding (keys sorted, no spaces)")
+    return claims
+
+
+def parse(data: bytes) -> dict[str, Any]:
+    """The claims-set of an EAR in JSON from any producer (Veraison's, Trustee's, another
+    attestcall's), in any key order and spacing: MalformedEar unless the claims this module
+    knows are well-formed (:func:`check` with ``any_profile``). The mapping returned holds
+    every claim, the unknown ones unchecked; a claims-set of attestcall's profile is
+    checked as :func:`decode` checks it, less the canonical encoding."""
+    claims = _load(data)
+    check(claims, any_profile=True)
     return claims
 
 
@@ -368,67 +411,117 @@ def _int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
 def _expect(condition: bool, what: str) -> None:
     if not condition:
         raise MalformedEar(what)
 
 
-def check(claims: Any) -> None:
-    """MalformedEar unless ``claims`` is a well-formed EAR claims-set of this profile."""
+# Which claims are checked. draft-ietf-rats-ear makes the claims-set and each appraisal
+# extensible (its CDDL's $$ear-extension and $$ear-appraisal-extension sockets: registered
+# claims and private ones, such as Veraison's ear.veraison.* and ear.raw-evidence): a claim
+# this module does not know is ignored, left unchecked in the mapping, so that another
+# producer's results and a later attestcall's are read. A known claim is checked strictly
+# (type, range, name) wherever it appears.
+#
+# The trustworthiness vector is not extensible: AR4SI (draft-ietf-rats-ar4si, section 2.3.2,
+# which EAR embeds as is) defines it as a non-empty map of its eight claims, with no
+# extension socket, and Veraison's implementation (veraison/ear, ToTrustVector) refuses any
+# other key. A vector claim is also a trustworthiness statement that ear.status must not be
+# more trusting than: ignoring one that cannot be read could hide a producer's
+# contraindication. So an unknown key in the vector is refused, not ignored.
+# ear.verifier-id is likewise AR4SI's closed {developer, build}.
+
+
+def check(claims: Any, *, any_profile: bool = False) -> None:
+    """MalformedEar unless ``claims`` is a well-formed EAR claims-set of this profile (with
+    ``any_profile``: of any producer's; one of this profile is still held to it). Unknown
+    claims are ignored (see above)."""
     _expect(isinstance(claims, dict), "an EAR is a JSON object")
-    known = {EAT_PROFILE, IAT, EXP, NONCE, SUBMODS, VERIFIER_ID}
-    _expect(not set(claims) - known,
-            f"the EAR has unknown members: {', '.join(sorted(set(claims) - known))}")
-    _expect(claims.get(EAT_PROFILE) == PROFILE, f"the EAR's eat_profile is not {PROFILE}")
-    _expect(_int(claims.get(IAT)) and claims[IAT] >= 0, "the EAR's iat is not an integer")
+    profile = claims.get(EAT_PROFILE)
+    if any_profile:
+        _expect(_text(profile), "the EAR's eat_profile is not a string")
+    else:
+        _expect(profile == PROFILE, f"the EAR's eat_profile is not {PROFILE}")
+    ours = profile == PROFILE
+    _expect(_int(claims.get(IAT)) and 0 <= claims[IAT] <= MAX_SECONDS,
+            "the EAR's iat is not an integer of seconds")
     if EXP in claims:
-        _expect(_int(claims[EXP]) and claims[EXP] > claims[IAT],
+        _expect(_int(claims[EXP]) and claims[IAT] < claims[EXP] <= MAX_SECONDS,
                 "the EAR's exp is not an integer after iat")
     verifier = claims.get(VERIFIER_ID)
     _expect(isinstance(verifier, dict) and set(verifier) == {"developer", "build"}
-            and all(isinstance(v, str) and v for v in verifier.values()),
+            and all(_text(v) for v in verifier.values()),
             "the EAR's ear.verifier-id is not {developer, build}")
     if NONCE in claims:
-        nonce = claims[NONCE]
+        _check_nonce(claims[NONCE], ours)
+    submods = claims.get(SUBMODS)
+    _expect(isinstance(submods, dict) and bool(submods),
+            "the EAR's submods is not an object of appraisals")
+    if ours:
+        _expect(len(submods) == 1, "the EAR's submods must hold exactly one appraisal")
+    for name, item in submods.items():
+        _expect(bool(name), "the EAR has a submod without a name")
+        _check_appraisal(name, item, ours)
+
+
+def _check_nonce(nonce: Any, ours: bool) -> None:
+    """attestcall's eat_nonce is 8 to 64 bytes in base64url; another producer's one text
+    nonce, or a list of them (EAT allows several), each at most MAX_NONCE characters."""
+    if ours:
         _expect(isinstance(nonce, str) and _B64URL.fullmatch(nonce) is not None
                 and 11 <= len(nonce) <= 86 and len(nonce) % 4 != 1,
                 "the EAR's eat_nonce is not 8 to 64 bytes in base64url")
-    submods = claims.get(SUBMODS)
-    _expect(isinstance(submods, dict) and len(submods) == 1,
-            "the EAR's submods must hold exactly one appraisal")
-    for name, item in submods.items():
-        _check_appraisal(name, item)
+        return
+    nonces = nonce if isinstance(nonce, list) else [nonce]
+    _expect(bool(nonces) and all(_text(n) and len(n) <= MAX_NONCE for n in nonces),
+            f"the EAR's eat_nonce is not a text of at most {MAX_NONCE} characters, or a "
+            "list of them")
 
 
-def _check_appraisal(name: str, item: Any) -> None:
+def _check_appraisal(name: str, item: Any, ours: bool) -> None:
     where = f"the EAR's {name!r} appraisal"
     _expect(isinstance(item, dict), f"{where} is not an object")
     required = {STATUS, VECTOR, POLICY_ID, ANNOTATED_EVIDENCE, TECHNOLOGY_ID, ADVISORIES,
-                REASONS, SIMULATED}
+                REASONS, SIMULATED} if ours else {STATUS}
     _expect(required <= set(item), f"{where} lacks {', '.join(sorted(required - set(item)))}")
-    _expect(not set(item) - required - {TCB_STATUS_CLAIM},
-            f"{where} has unknown members: {', '.join(sorted(set(item) - required))}")
-    _expect(item[STATUS] in TIERS, f"{where}'s ear.status is not a tier")
-    vector = item[VECTOR]
-    _expect(isinstance(vector, dict) and bool(vector)
-            and all(k in AR4SI_CLAIMS and _int(v) and -128 <= v <= 127
-                    for k, v in vector.items()),
-            f"{where}'s trustworthiness vector is not AR4SI claims of -128..127")
-    worst = status_of(vector)
-    _expect(TIERS.index(item[STATUS]) >= TIERS.index(worst),
-            f"{where}'s ear.status {item[STATUS]} is more trusting than its vector ({worst})")
-    _expect(isinstance(item[POLICY_ID], str) and _POLICY_ID.fullmatch(item[POLICY_ID])
-            is not None, f"{where}'s ear.appraisal-policy-id is not policy:sha256:<hex>")
-    _expect(isinstance(item[ANNOTATED_EVIDENCE], dict), f"{where}'s evidence is not an object")
-    _expect(_int(item[TECHNOLOGY_ID]) and 0 <= item[TECHNOLOGY_ID] <= 0xFFFF_FFFF,
-            f"{where}'s technology id is not an unsigned 32-bit integer")
+    _expect(item[STATUS] in TIERS, f"{where}'s ear.status is not a tier "
+            f"({', '.join(TIERS)})")
+    if VECTOR in item:
+        vector = item[VECTOR]
+        _expect(isinstance(vector, dict) and bool(vector)
+                and all(k in AR4SI_CLAIMS and _int(v) and -128 <= v <= 127
+                        for k, v in vector.items()),
+                f"{where}'s trustworthiness vector is not AR4SI claims of -128..127")
+        worst = status_of(vector)
+        _expect(TIERS.index(item[STATUS]) >= TIERS.index(worst),
+                f"{where}'s ear.status {item[STATUS]} is more trusting than its vector "
+                f"({worst})")
+    if POLICY_ID in item:
+        policy = item[POLICY_ID]
+        if ours:
+            _expect(isinstance(policy, str) and _POLICY_ID.fullmatch(policy) is not None,
+                    f"{where}'s ear.appraisal-policy-id is not policy:sha256:<hex>")
+        else:
+            _expect(_text(policy), f"{where}'s ear.appraisal-policy-id is not a string")
+    if ANNOTATED_EVIDENCE in item:
+        _expect(isinstance(item[ANNOTATED_EVIDENCE], dict),
+                f"{where}'s evidence is not an object")
+    # attestcall's own claims: its namespace, so checked under any profile
+    if TECHNOLOGY_ID in item:
+        _expect(_int(item[TECHNOLOGY_ID]) and 0 <= item[TECHNOLOGY_ID] <= 0xFFFF_FFFF,
+                f"{where}'s technology id is not an unsigned 32-bit integer")
     for key in (ADVISORIES, REASONS):
-        _expect(isinstance(item[key], list) and all(isinstance(a, str) for a in item[key]),
-                f"{where}'s {key} is not a list of strings")
-    _expect(isinstance(item[SIMULATED], bool), f"{where}'s {SIMULATED} is not a boolean")
+        if key in item:
+            _expect(isinstance(item[key], list) and all(isinstance(a, str) for a in item[key]),
+                    f"{where}'s {key} is not a list of strings")
+    if SIMULATED in item:
+        _expect(isinstance(item[SIMULATED], bool), f"{where}'s {SIMULATED} is not a boolean")
     if TCB_STATUS_CLAIM in item:
-        _expect(isinstance(item[TCB_STATUS_CLAIM], str) and bool(item[TCB_STATUS_CLAIM]),
-                f"{where}'s TCB status is not a string")
+        _expect(_text(item[TCB_STATUS_CLAIM]), f"{where}'s TCB status is not a string")
 
 
 def decode_nonce(text: str) -> bytes:

@@ -159,7 +159,6 @@ def _drop(where, key):
     ("a verifier id without build", mutated(_set("top", "ear.verifier-id", {"developer": "x"}))),
     ("a short nonce", mutated(_set("top", "eat_nonce", "AAAA"))),
     ("a nonce not base64url", mutated(_set("top", "eat_nonce", "+" * 43))),
-    ("an unknown top-level claim", mutated(_set("top", "ear.raw-evidence", "AAAA"))),
     ("two submods", mutated(lambda c, i: c["submods"].__setitem__("tdx", dict(i)))),
     ("no submods", mutated(_set("top", "submods", {}))),
     ("no status", mutated(_drop("item", "ear.status"))),
@@ -184,11 +183,30 @@ def _drop(where, key):
     ("advisories as text", mutated(_set("item", "attestcall.advisories", "INTEL-SA-1"))),
     ("simulated as 0", mutated(_set("item", "attestcall.simulated", 0))),
     ("an empty TCB status", mutated(_set("item", "attestcall.tcb-status", ""))),
-    ("an unknown appraisal claim", mutated(_set("item", "attestcall.extra", 1))),
+    ("a vector claim as text", mutated(_set("item", "ear.trustworthiness-vector",
+                                            {"hardware": "2"}))),
+    ("a float iat far ahead", mutated(_set("top", "iat", 1e20))),
+    ("an iat after year 9999", mutated(_set("top", "iat", 10 ** 12))),
 ])
 def test_wrong_shapes_and_types_are_refused(why, data):
     with pytest.raises(MalformedResult):
         decode(data)
+
+
+def test_claims_it_does_not_know_are_kept_and_ignored():
+    """EAR is extensible: a later attestcall's (or another producer's) claims at the top
+    and in the appraisal decode, kept as they are, and the result reads as before."""
+    data = mutated(lambda claims, item: (
+        claims.__setitem__("ear.raw-evidence", "AAAA"),
+        item.__setitem__("attestcall.extra", {"nested": [1, 2]}),
+        item.__setitem__("ear.veraison.policy-claims", {"x": 1})))
+    got = decode(data)
+    assert got.claims["ear.raw-evidence"] == "AAAA"
+    assert got.appraisal["attestcall.extra"] == {"nested": [1, 2]}
+    assert got.appraisal["ear.veraison.policy-claims"] == {"x": 1}
+    assert (got.measurement, got.status, got.vector) == (
+        SAMPLE.measurement, SAMPLE.status, SAMPLE.vector)
+    assert encode(got) == data
 
 
 def test_a_result_must_be_an_ear():
