@@ -27,9 +27,9 @@ with its audit record. Every attempt that reaches the service, accepted or refus
 the audit log, with the peer's address; only a database that cannot be reached leaves none
 (the client gets 503). A token request (:mod:`attestcall.service.attestation`) goes the
 same way to the verdict, which :mod:`attestcall.ear` writes as the EAR claims-set the
-service's signing key (:mod:`attestcall.service.tokens`) signs; it is audited with the
-verdict's outcome and no serial. Verification, signing and every database call run in worker
-threads, never on the event loop.
+service's signing key (:mod:`attestcall.service.tokens`) signs; it is audited, as kind
+``token`` (refusals too), with the verdict's outcome and no serial. Verification, signing
+and every database call run in worker threads, never on the event loop.
 
 Slow clients are bounded: the request body by ``Settings.body_timeout`` (:func:`read_body`),
 the request head by ``Settings.header_timeout`` (enforced by the server's protocol,
