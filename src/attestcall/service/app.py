@@ -190,8 +190,12 @@ def check_token_lifetime(lifetime: dt.timedelta) -> None:
 
 
 def _span(lifetime: dt.timedelta) -> str:
+    """A duration as ``serve`` takes them: ``8d``, ``90m``, ``59s``."""
     seconds = lifetime.total_seconds()
-    return f"{seconds:g} seconds" if seconds < 60 else str(lifetime)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
 
 
 def parse_policy(policy_bytes: bytes | None) -> Policy:
