@@ -656,3 +656,28 @@ def test_a_stopped_postgresql_server_is_unavailable_then_recovers(postgres, pg_u
         assert store.healthy()
         assert store.certificate(1) is not None
         assert store.consume_challenge(challenge, NOW)
+
+
+def test_token_verdicts_are_recorded_together_with_the_deny_list_read_in_their_transaction(
+        store):
+    store.deny_measurement(BAD, "known bad", NOW)
+    flags = store.record_verdicts([
+        (attempt(GOOD, technology="sgx"), True),
+        (attempt(BAD, technology="tdx"), True),
+        (attempt(GOOD, reasons=("the TCB is out of date",)), False),
+        (attempt(None, tcb_status=None, reasons=("unusable",)), False),
+    ])
+    assert flags == [False, True, False, False]
+    log = store.audit_log()
+    assert [(e.technology, e.outcome) for e in log] == [
+        ("sgx", "accepted"), ("tdx", "refused"), ("snp", "refused"), ("snp", "refused")]
+    assert log[1].reasons == (storage.deny_reason(BAD),)
+    assert log[2].reasons == ("the TCB is out of date",)
+    assert all(e.serial is None for e in log)
+    assert table_counts(store)["certificates"] == 0
+
+
+def test_token_verdicts_with_a_bad_measurement_record_nothing(store):
+    with pytest.raises(ValueError):
+        store.record_verdicts([(attempt(GOOD), True), (attempt("not hex"), True)])
+    assert store.audit_log() == []

@@ -89,13 +89,14 @@ from attestcall.service.collateral import (
     CollateralCache,
     IntelSource,
 )
+from attestcall.service.group_commit import GroupCommit
 from attestcall.service.problems import (
     PROBLEM,
     RETRY_AFTER,
     problem,
     storage_unavailable,
 )
-from attestcall.service.storage import Attempt, Storage, serial_hex
+from attestcall.service.storage import Attempt, Storage, deny_reason, serial_hex
 from attestcall.service.tokens import TokenSigner
 from attestcall.service.workers import run_in_request_thread
 from attestcall.tees import Tee, registry
@@ -347,6 +348,7 @@ class Service:
         self._last_purge = 0.0
         self._simulated: dict[str, tuple[float, Any]] = {}  # TEE -> (made at, source)
         self._simulated_lock = threading.Lock()
+        self._token_records = GroupCommit(settings.storage.record_verdicts)
 
     # -- small endpoints ------------------------------------------------------------
 
@@ -522,9 +524,13 @@ class Service:
                            "one from /v1/challenge)"], known)
         verdict, now = self._verify(tee, asked.evidence, asked.binding, known)
         measurement = known.get("measurement")
-        if measurement is not None and settings.storage.is_denied(measurement):
-            verdict.reasons.append(Reason(f"measurement {measurement} is on the service's "
-                                          "deny-list", "deny-list"))
+        # the audit record first, with the deny-list read in its transaction (a group
+        # commit with other request threads' records): no token leaves unrecorded
+        attempt = Attempt(time=now, peer=peer, technology=tee.name, measurement=measurement,
+                          tcb_status=verdict.tcb_status,
+                          reasons=[str(r) for r in verdict.reasons], kind="token")
+        if self._token_records.submit((attempt, verdict.accepted)):
+            verdict.reasons.append(Reason(deny_reason(measurement), "deny-list"))
             verdict.accepted = False
         claims = ear.claims_set(verdict, issued_at=now, expires_at=now + settings.token_lifetime,
                                 nonce=asked.echoed, policy=settings.policy,
@@ -532,11 +538,6 @@ class Service:
         assert settings.signer is not None
         token = settings.signer.sign(claims)
         outcome = "accepted" if verdict.accepted else "refused"
-        settings.storage.record_attempt(
-            Attempt(time=now, peer=peer, technology=tee.name, measurement=measurement,
-                    tcb_status=verdict.tcb_status, reasons=[str(r) for r in verdict.reasons],
-                    kind="token"),
-            outcome)
         status = claims[ear.SUBMODS][tee.name][ear.STATUS]
         self.metrics.verdicts.labels(tee.name, outcome).inc()
         self.metrics.tokens.labels(tee.name, status).inc()

@@ -26,6 +26,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,12 +73,14 @@ def challenge_binding(challenge: bytes) -> bytes:
     return hashlib.sha512(challenge).digest()
 
 
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")  # RFC 4648 section 5, without the padding
+
+
 def _b64url(value: Any, what: str) -> bytes:
     if not isinstance(value, str) or not value:
         raise AttestationRequestError(f"{what} must be a non-empty base64url string")
     text = value.rstrip("=")
-    if len(value) - len(text) > 2 or len(text) % 4 == 1 or not text.isascii() \
-            or not all(c.isalnum() or c in "-_" for c in text):
+    if len(value) - len(text) > 2 or len(text) % 4 == 1 or not _BASE64URL.fullmatch(text):
         raise AttestationRequestError(f"{what} is not base64url")
     try:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

@@ -29,7 +29,7 @@ import threading
 import time as _time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
@@ -459,6 +459,36 @@ class Storage:
             lambda c: int(_run_prepared(c, self._hot.new_audit, row).fetchone()[0]))
         return _record(audit_id, attempt, outcome, None)
 
+    def record_verdicts(self, verdicts: Sequence[tuple[Attempt, bool]]) -> list[bool]:
+        """Record the audit records of EAR token decisions, each an attempt and whether its
+        verdict accepted the evidence, in one transaction that also reads the deny-list:
+        an accepted attempt whose measurement is denied is recorded ``refused``, with
+        :func:`deny_reason` among its reasons. One flag per attempt, in order: whether its
+        measurement was denied (the token must then say so). Many at once, for
+        :class:`attestcall.service.group_commit.GroupCommit`."""
+        hot = self._hot
+        checked = []
+        for attempt, accepted in verdicts:
+            measurement = (None if attempt.measurement is None
+                           else _measurement(attempt.measurement))
+            checked.append((attempt, accepted, measurement))
+
+        def work(cursor: Any) -> list[bool]:
+            flags = []
+            for attempt, accepted, measurement in checked:
+                denied = measurement is not None and _run_prepared(
+                    cursor, hot.denied, {"b_measurement": measurement}).fetchone() is not None
+                if denied:
+                    attempt = replace(attempt, reasons=[*attempt.reasons,
+                                                        deny_reason(measurement)])
+                outcome = "accepted" if accepted and not denied else "refused"
+                _run_prepared(cursor, hot.new_audit,
+                              _audit_row(attempt, outcome, None)).fetchone()  # its id
+                flags.append(denied)
+            return flags
+
+        return self._write_prepared(work)
+
     def audit_log(self, since: datetime | None = None,
                   kind: str | None = None) -> list[AuditRecord]:
         """The audit log in time order (ties in insertion order), from ``since`` (inclusive)
@@ -703,6 +733,11 @@ def _retryable(error: exc.DBAPIError) -> bool:
 def _describe(error: exc.DBAPIError) -> str:
     text = str(error.orig).strip().splitlines()
     return text[0] if text else type(error.orig).__name__
+
+
+def deny_reason(measurement: str) -> str:
+    """Why evidence of a denied ``measurement`` is refused."""
+    return f"measurement {measurement} is on the service's deny-list"
 
 
 def _denied(connection: Connection, measurement: str) -> bool:
