@@ -64,7 +64,7 @@ class Running:
         self.settings = Settings(storage=self.storage, ca=self.ca, public_url=self.url,
                                  **options)
         self.app = create_app(self.settings)
-        config = ServiceConfig(self.app, log_level="critical", lifespan="off",
+        config = ServiceConfig(self.app, log_level="critical", lifespan="on",
                                timeout_keep_alive=1, header_timeout=self.settings.header_timeout,
                                tls=TlsFiles(tls.cert, tls.key) if tls else None)
         self.server = uvicorn.Server(config)

@@ -22,7 +22,7 @@ from attestcall.amd.sim import snp as snp_sim
 from attestcall.errors import CollateralMissing, CollateralUnavailable
 from attestcall.intel.sim.sgx import load_state
 from attestcall.intel.sim.sgx.collateral import collateral as sim_collateral
-from attestcall.service.collateral import AmdSource, CollateralCache, IntelSource
+from attestcall.service.collateral import AmdSource, CollateralCache, IntelSource, Refresher
 from attestcall.service.collateral_store import CollateralStore, Item, Record
 from attestcall.service.storage import Storage
 from attestcall.verifier.api import verify
@@ -239,6 +239,63 @@ def test_stale_if_error_serves_the_old_item_with_a_warning(storage, upstream, cl
     warnings = [r.getMessage() for r in caplog.records]
     assert any("serving intel tcb sgx/00A067110000 stale" in w for w in warnings), warnings
     assert cache.peek(TCB) == kept
+
+
+def test_due_items_are_refreshed_ahead_of_any_request(storage, upstream, clock):
+    cache = cache_of(storage, upstream, clock)
+    cache.get(TCB)
+    another = cache_of(storage, upstream, clock)  # a second replica, on the same database
+    assert cache.refresh_due() == another.refresh_due() == 0  # nothing due yet
+    clock.advance(hours=25)
+    assert cache.refresh_due() == 1
+    assert another.refresh_due() == 0  # the fleet refreshed it once
+    assert len(upstream.requests) == 2
+    assert cache.peek(TCB).fetched_at == clock.now
+    assert another.get(TCB).fetched_at == clock.now  # a request then finds it fresh
+    assert len(upstream.requests) == 2
+    assert counted(another, "misses") == 0
+
+
+@pytest.mark.parametrize("failure", [server_error, garbage, bad_signature])
+def test_a_failed_refresh_ahead_keeps_the_item_and_backs_off(storage, upstream, clock, failure):
+    cache = cache_of(storage, upstream, clock)
+    kept = cache.get(TCB)
+    failure(upstream)
+    clock.advance(hours=25)
+    assert cache.refresh_due() == 0
+    assert cache.refresh_due() == 0  # backed off: not asked again
+    assert len(upstream.requests) == 2
+    assert counted(cache, "errors") == 1 and counted(cache, "stale") == 0  # nothing served
+    assert cache.get(TCB) == kept  # a request is then served the item kept, stale
+
+
+def test_offline_refreshes_nothing(storage, upstream, clock):
+    offline = cache_of(storage, upstream, clock, offline=True)
+    route = upstream.routes[TCB_PATH]
+    offline.put(TCB, route.body, route.headers)
+    clock.advance(days=30)
+    assert offline.refresh_due() == 0 and upstream.requests == []
+    refresher = Refresher(offline, interval=0.01)
+    refresher.start()  # offline: no thread at all
+    assert refresher._thread is None
+
+
+def test_the_refresher_thread_refreshes_in_rounds_and_stops(storage, upstream, clock):
+    cache = cache_of(storage, upstream, clock)
+    cache.get(TCB)
+    clock.advance(hours=25)
+    refresher = Refresher(cache, interval=0.01)
+    refresher.start()
+    try:
+        for _ in range(3000):  # bounded: 30 s
+            if len(upstream.requests) == 2 and refresher.rounds >= 2:
+                break
+            threading.Event().wait(0.01)
+    finally:
+        refresher.stop()
+    assert not refresher._thread.is_alive()
+    assert len(upstream.requests) == 2  # due once, refreshed once, over several rounds
+    assert refresher.rounds >= 2
 
 
 def test_an_older_answer_does_not_replace_a_newer_one(storage, upstream, clock, tmp_path,

@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import subprocess
 import sys
+import threading
 import urllib.parse
 from collections.abc import Iterator
 
@@ -24,6 +25,7 @@ from attestcall.intel.sim import sgx as sgx_sim
 from attestcall.service.collateral import CollateralCache
 from attestcall.service.collateral_store import Item
 from tests import paths
+from tests.clock import Clock
 from tests.fakes.collateral_server import CollateralServer, Route, serve_intel
 from tests.service.helpers import (
     TIMEOUT,
@@ -112,6 +114,25 @@ def test_the_pccs_paths_answer_as_the_upstream_did_and_ask_it_once(service, upst
     assert sorted(upstream.requests) == sorted([
         SGX_TCB, "/tdx/certification/v4/qe/identity", f"{API}/pckcrl?ca=processor&encoding=der",
         f"{API}/rootcacrl"])
+
+
+def test_a_running_service_refreshes_due_collateral_before_it_is_asked(tmp_path, upstream,
+                                                                       keeps):
+    clock = Clock(JULY)
+    running = Running(tmp_path / "home", pccs=upstream.url, kds=upstream.url, clock=clock,
+                      collateral_refresh=0.05)
+    try:
+        assert get(running, SGX_TCB)[0] == 200
+        clock.advance(hours=25)  # due: the server's refresher fetches it again, unasked
+        for _ in range(600):  # bounded: 30 s
+            if upstream.requests.count(SGX_TCB) == 2:
+                break
+            threading.Event().wait(0.05)
+        assert upstream.requests.count(SGX_TCB) == 2
+        assert get(running, SGX_TCB)[0] == 200  # then served fresh, with no fetch
+        assert upstream.requests.count(SGX_TCB) == 2
+    finally:
+        running.stop()
 
 
 def test_dcap_qvl_accepts_what_the_service_serves_for_real_quotes(service, upstream):

@@ -218,7 +218,7 @@ def _serve(args: argparse.Namespace, home: Path) -> int:
     if args.workers == 1:
         settings = service_app.settings_from_options(**{**options, "home": home})
         config = ServiceConfig(service_app.create_app(settings), log_level=log_level,
-                               lifespan="off", header_timeout=settings.header_timeout,
+                               lifespan="on", header_timeout=settings.header_timeout,
                                tls=tls)
         print(f"listening on {scheme}://{shown}:{port}", flush=True)
         try:
@@ -238,7 +238,7 @@ def _serve(args: argparse.Namespace, home: Path) -> int:
     with tempfile.TemporaryDirectory(prefix="attestcall-metrics-") as metrics_dir:
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
         config = ServiceConfig("attestcall.service.app:app_from_environment", factory=True,
-                               workers=args.workers, log_level=log_level, lifespan="off",
+                               workers=args.workers, log_level=log_level, lifespan="on",
                                header_timeout=settings.header_timeout, tls=tls)
         print(f"listening on {scheme}://{shown}:{port} ({args.workers} workers)", flush=True)
         if "target" in inspect.signature(Multiprocess).parameters:  # uvicorn before 0.36

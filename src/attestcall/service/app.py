@@ -39,13 +39,14 @@ the request head by ``Settings.header_timeout`` (enforced by the server's protoc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,9 +86,11 @@ from attestcall.service import result as results
 from attestcall.service.ca import ServiceCa
 from attestcall.service.collateral import (
     FAILURE_BACKOFF,
+    REFRESH_CHECK,
     AmdSource,
     CollateralCache,
     IntelSource,
+    Refresher,
 )
 from attestcall.service.group_commit import GroupCommit
 from attestcall.service.problems import (
@@ -139,7 +142,8 @@ class Settings:
     send a request's head and its body (the server's protocol enforces the first, see
     :mod:`attestcall.service.serving`; the certificate endpoint the second).
     ``signer`` signs the EAR tokens (default: the key in the CA's home,
-    :class:`TokenSigner`), valid ``token_lifetime``."""
+    :class:`TokenSigner`), valid ``token_lifetime``. Every ``collateral_refresh`` seconds
+    the replica refreshes the collateral due (:class:`Refresher`)."""
 
     storage: Storage
     ca: ServiceCa
@@ -156,6 +160,7 @@ class Settings:
     body_timeout: float = BODY_TIMEOUT
     signer: TokenSigner | None = None
     token_lifetime: dt.timedelta = TOKEN_LIFETIME
+    collateral_refresh: float = REFRESH_CHECK
     policy: Policy = field(init=False)
 
     def __post_init__(self) -> None:
@@ -167,6 +172,8 @@ class Settings:
         check_token_lifetime(self.token_lifetime)
         if self.lifetime <= dt.timedelta(0):
             raise UsageError("the certificate lifetime must be positive")
+        if not self.collateral_refresh > 0:
+            raise UsageError("the collateral refresh interval must be positive")
         if not (self.header_timeout > 0 and self.body_timeout > 0):
             raise UsageError("the header and body timeouts must be positive")
         for option, url in (("--pccs", self.pccs), ("--kds", self.kds)):
@@ -276,13 +283,24 @@ class ServiceApplication:
     a cost paid on every request (``bench/bench_service.py``)."""
 
     def __init__(self, routes: list[Route], metrics: Metrics, service: Service):
-        self.router = Router(routes=routes)
+        self.router = Router(routes=routes, lifespan=self._lifespan)
         self.routes = self.router.routes
         self.metrics = metrics
         self.state = State()
         self.state.service = service
         self._counted: dict[tuple[str, int], Any] = {}  # the requests counter's children
         self._timed: dict[str, Any] = {}  # the latency histogram's children, by label
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, _app: Any) -> AsyncIterator[None]:
+        """While the server runs: the collateral refresher (not offline)."""
+        service = self.state.service
+        refresher = Refresher(service.cache, service.settings.collateral_refresh)
+        refresher.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(refresher.stop)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -70,6 +70,7 @@ REFRESH_INTERVAL = timedelta(hours=24)  # PCCS refreshes its cache daily too
 MIN_REFRESH = timedelta(minutes=1)  # an item past its next update is not asked for faster
 FAILURE_BACKOFF = 10.0  # seconds the fleet leaves an item alone after its upstream failed
 DEFAULT_RETRY_AFTER = 60.0  # seconds, after a 429 that did not say
+REFRESH_CHECK = 300.0  # seconds between a replica's looks for collateral due a refresh
 LEASE = timedelta(seconds=fetch.DEFAULT_TIMEOUT + 10)  # a fetch's claim, held at most
 WAIT = LEASE.total_seconds() + 5  # seconds a request waits for another's fetch
 MEMO_TTL = timedelta(seconds=60)  # a process reuses a record it read this long at most
@@ -254,7 +255,10 @@ class CollateralCache:
                     return self._remember(kept, now)
                 continue
             if claim.state == "claimed":
-                return self._fetch(item, record, now)
+                try:
+                    return self._fetch(item, record, now)
+                except CollateralError as error:
+                    return self._stale_or_raise(item, record, error)
             if claim.state == "blocked":
                 return self._stale_or_raise(item, record, _blocked_error(item, claim, now))
             # held by another replica or process
@@ -268,7 +272,8 @@ class CollateralCache:
             record = self.store.get(item) or record
 
     def _fetch(self, item: Item, record: Record | None, now: datetime) -> Record:
-        """Ask the upstream (the claim is ours); keep a good answer, else back off."""
+        """Ask the upstream (the claim is ours); keep a good answer, else back off and
+        raise what the caller is to be told."""
         url = self.url(item)
         labels = (item.vendor, item.kind)
         self.metrics.fetches.labels(*labels).inc()
@@ -286,7 +291,7 @@ class CollateralCache:
             prefix = _MISSING if isinstance(error, CollateralMissing) else ""
             self.store.release(item, self.holder, blocked, prefix + str(error))
             LOG.warning("collateral upstream failed for %s: %s", item, error)
-            return self._stale_or_raise(item, record, error)
+            raise error from None
         except BaseException:
             self.store.release(item, self.holder, None, None)
             raise
@@ -295,6 +300,36 @@ class CollateralCache:
                       self.refresh_at(fetched, checked.next_update), url)
         self.store.put(kept, self.holder)
         return self._remember(kept, fetched)
+
+    # -- refreshing ahead ----------------------------------------------------------------
+
+    def refresh_due(self) -> int:
+        """Fetch again every kept item that is due (past its refresh time), before anyone
+        asks for it: the :class:`Refresher`'s round. An item another request or replica is
+        fetching, or that is backed off after a failure, is left to them; a failure is
+        logged and backs the item off as a request's would (the item kept stays served).
+        Offline, nothing. The number of items refreshed."""
+        if self.offline:
+            return 0
+        refreshed = 0
+        for record in self.store.records():
+            now = self.clock()
+            if now < record.refresh_at:
+                continue
+            lock = self._lock(record.item)
+            if not lock.acquire(blocking=False):
+                continue  # a request of this process is fetching it
+            try:
+                if self.store.claim(record.item, self.holder, now,
+                                    self.lease).state != "claimed":
+                    continue  # refreshed, being fetched, or backed off: by someone else
+                self._fetch(record.item, record, now)
+                refreshed += 1
+            except CollateralError:
+                pass  # logged by _fetch, and backed off
+            finally:
+                lock.release()
+        return refreshed
 
     def _check_fetched(self, item: Item, answer: fetch.Response) -> Any:
         try:
@@ -333,6 +368,42 @@ class CollateralCache:
         LOG.warning("serving %s stale (fetched %s from %s, next update %s): %s", item,
                     _iso(record.fetched_at), record.source, _iso(record.next_update), error)
         return record
+
+
+class Refresher:
+    """A replica's background thread that refreshes due collateral every ``interval``
+    seconds (:meth:`CollateralCache.refresh_due`), so that requests find it fresh rather
+    than wait for the upstream. Every replica runs one; their claims in the database make
+    one fetch per item for the fleet."""
+
+    def __init__(self, cache: CollateralCache, interval: float = REFRESH_CHECK):
+        self.cache = cache
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.rounds = 0
+
+    def start(self) -> None:
+        if self._thread is None and not self.cache.offline:
+            self._thread = threading.Thread(target=self._run, daemon=True,
+                                            name="attestcall-collateral-refresher")
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                refreshed = self.cache.refresh_due()
+            except Exception:  # noqa: BLE001 - a database outage must not end the thread
+                LOG.warning("refreshing the collateral cache failed", exc_info=True)
+            else:
+                if refreshed:
+                    LOG.info("refreshed %d collateral items ahead of need", refreshed)
+            self.rounds += 1
 
 
 def _blocked_error(item: Item, claim: Any, now: datetime) -> CollateralError:
