@@ -662,10 +662,10 @@ def test_token_verdicts_are_recorded_together_with_the_deny_list_read_in_their_t
         store):
     store.deny_measurement(BAD, "known bad", NOW)
     flags = store.record_verdicts([
-        (attempt(GOOD, technology="sgx"), True),
-        (attempt(BAD, technology="tdx"), True),
-        (attempt(GOOD, reasons=("the TCB is out of date",)), False),
-        (attempt(None, tcb_status=None, reasons=("unusable",)), False),
+        (attempt(GOOD, technology="sgx", kind="token"), True),
+        (attempt(BAD, technology="tdx", kind="token"), True),
+        (attempt(GOOD, reasons=("the TCB is out of date",), kind="token"), False),
+        (attempt(None, tcb_status=None, reasons=("unusable",), kind="token"), False),
     ])
     assert flags == [False, True, False, False]
     log = store.audit_log()
@@ -673,7 +673,7 @@ def test_token_verdicts_are_recorded_together_with_the_deny_list_read_in_their_t
         ("sgx", "accepted"), ("tdx", "refused"), ("snp", "refused"), ("snp", "refused")]
     assert log[1].reasons == (storage.deny_reason(BAD),)
     assert log[2].reasons == ("the TCB is out of date",)
-    assert all(e.serial is None for e in log)
+    assert all(e.serial is None and e.kind == "token" for e in log)
     assert table_counts(store)["certificates"] == 0
 
 
