@@ -34,8 +34,8 @@ from attestcall.deploy.identity import attest, make_identity
 from attestcall.deploy.keys import binding_nonce
 from attestcall.deploy.server import KeepServer
 from attestcall.deploy.tenant import DeployTimings, deploy, provision_sev, simulated_collateral
-from attestcall.deploy.tls import client_context
 from attestcall.keep.platforms import open_keep
+from attestcall.tls import TlsSocket, client_context
 
 WORKLOAD = (Path(__file__).resolve().parent.parent / "tests" / "deploy" / "workload.wat")
 TEES = ("sgx-sim", "snp-sim", "tdx-sim")
@@ -45,8 +45,7 @@ def plain_round_trip(address: tuple[str, int]) -> float:
     start = time.perf_counter()
     with socket.create_connection(address) as raw:
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as deploy() does
-        tls = client_context().wrap_socket(raw)
-        with tls:
+        with TlsSocket.connect(client_context(), raw, 10.0) as tls:
             tls.sendall(protocol.hello(0xFFFF))
             decoder = protocol.FrameDecoder(protocol.KEEP_FRAMES)
             while not decoder.feed(tls.recv(4096)):

@@ -19,7 +19,7 @@ ABOVE_VENDORS = ("attestcall.verifier", "attestcall.keep", "attestcall.deploy", 
 # The bottom layer imports nothing of ours above it.
 BOTTOM = ("attestcall.errors", "attestcall.abi", "attestcall.appraisal", "attestcall.der",
           "attestcall.lru", "attestcall.pki", "attestcall.fetch", "attestcall.diskcache",
-          "attestcall.schema", "attestcall.linux.kernelfs", "attestcall.tees")
+          "attestcall.schema", "attestcall.linux.kernelfs", "attestcall.tees", "attestcall.tls")
 
 
 def module_name(path: Path) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -17,8 +16,8 @@ import pytest
 from attestcall.deploy import protocol
 from attestcall.deploy.identity import KeepIdentity, make_identity
 from attestcall.deploy.server import KeepServer, ServerSettings, ServerStats
-from attestcall.deploy.tls import client_context
 from attestcall.keep.platforms import open_keep
+from attestcall.tls import TlsSocket, client_context
 
 HERE = Path(__file__).resolve().parent
 SIM_TEES = ("sgx-sim", "snp-sim", "tdx-sim")
@@ -64,26 +63,44 @@ def running_keep(
 
 
 @contextlib.contextmanager
-def raw_tls(address: tuple[str, int], timeout: float = 10.0) -> Iterator[ssl.SSLSocket]:
+def raw_tls(address: tuple[str, int], timeout: float = 10.0) -> Iterator[TlsSocket]:
     """A TLS 1.3 connection to a keep, no checks: a hostile or test client."""
     sock = socket.create_connection(address, timeout=timeout)
-    with client_context().wrap_socket(sock) as tls:
+    try:
+        tls = TlsSocket.connect(client_context(), sock, timeout)
+    except BaseException:
+        sock.close()
+        raise
+    with tls:
         yield tls
 
 
-def read_frames(tls: ssl.SSLSocket) -> list[protocol.Frame]:
-    """Every frame the keep sends until it closes."""
+def read_frames(tls: TlsSocket, already: bytes = b"") -> list[protocol.Frame]:
+    """Every frame the keep sends until it closes (``already``: bytes read before)."""
     decoder = protocol.FrameDecoder(protocol.KEEP_FRAMES)
-    frames: list[protocol.Frame] = []
+    frames: list[protocol.Frame] = decoder.feed(already) if already else []
     while True:
         try:
             data = tls.recv(65536)
-        except (ssl.SSLEOFError, ConnectionResetError):
+        except ConnectionResetError:
             break
         if not data:
             break
         frames += decoder.feed(data)
     return frames
+
+
+def poll(tls: TlsSocket) -> bytes:
+    """What the keep has sent so far, without waiting (b"" for nothing yet; TLS's own
+    post-handshake records, such as tickets, are not data)."""
+    timeout = tls.gettimeout()
+    tls.settimeout(0.0)
+    try:
+        return tls.recv(65536)
+    except TimeoutError:
+        return b""
+    finally:
+        tls.settimeout(timeout)
 
 
 def settled(server: KeepServer, timeout: float = 10.0) -> ServerStats:

@@ -4,17 +4,20 @@ come back, the workload's own get_attestation is answered by the same keep."""
 from __future__ import annotations
 
 import io
+import socket
+import ssl
 import threading
 
 import pytest
 
-from attestcall.deploy import ServerSettings, deploy, serve
+from attestcall.deploy import ServerSettings, deploy, protocol, serve
 from attestcall.deploy.keys import spki_der
 from attestcall.deploy.tenant import (
     DeployRefused,
     DeployTimings,
     KeepFailed,
     simulated_collateral,
+    workload_binary,
 )
 from tests.deploy.conftest import SIM_TEES, TECHNOLOGY, expected_stdout, running_keep, settled
 
@@ -170,3 +173,45 @@ def test_serve_once_prints_its_address_and_returns(workload):
     thread.join(10)
     assert not thread.is_alive()
     assert "exit 44" in log.getvalue()
+
+
+# ------------------------------------------------------------------ key exchange
+
+
+def test_deploy_negotiates_the_hybrid_group_and_reports_it(workload):
+    seen = []
+    with running_keep("sgx-sim") as server:
+        status = deploy(server.address, workload, [], trust_simulated=True,
+                        stdout=io.BytesIO(), stderr=io.BytesIO(), on_trusted=seen.append)
+        assert status == 40 + TECHNOLOGY["sgx-sim"]
+        assert settled(server).groups == {"X25519MLKEM768": 1}
+    (connection,) = seen
+    assert (connection.version, connection.group, connection.key_type) == \
+        ("TLSv1.3", "X25519MLKEM768", "p256")
+    assert connection.address == server.address
+    assert connection.describe() == "TLS 1.3, key exchange X25519MLKEM768, keep key p256"
+
+
+def test_a_classical_only_tenant_still_reaches_the_keep_on_x25519(workload):
+    """Python's ssl module (the system OpenSSL: no ML-KEM) is served, on X25519."""
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
+    with running_keep("tdx-sim") as server:
+        with socket.create_connection(server.address, timeout=10) as raw, \
+                client.wrap_socket(raw) as tls:
+            tls.sendall(protocol.hello() + b"".join(protocol.workload_frames(
+                workload_binary(workload), [])))
+            frames = read_frames_ssl(tls)
+        assert frames[-1].type == protocol.FrameType.EXIT
+        assert protocol.parse_exit(frames[-1].payload) == 40 + TECHNOLOGY["tdx-sim"]
+        assert settled(server).groups == {"x25519": 1}
+
+
+def read_frames_ssl(tls: ssl.SSLSocket) -> list[protocol.Frame]:
+    decoder = protocol.FrameDecoder(protocol.KEEP_FRAMES)
+    frames: list[protocol.Frame] = []
+    while data := tls.recv(65536):
+        frames += decoder.feed(data)
+        if frames and frames[-1].type in (protocol.FrameType.EXIT, protocol.FrameType.ERROR):
+            break
+    return frames

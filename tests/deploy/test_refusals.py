@@ -7,18 +7,18 @@ from __future__ import annotations
 import contextlib
 import io
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
+from OpenSSL import SSL
 
 from attestcall.deploy import deploy
 from attestcall.deploy.identity import KeepIdentity, build_certificate
 from attestcall.deploy.keys import generate_key
 from attestcall.deploy.tenant import DeployRefused, appraise_certificate
-from attestcall.deploy.tls import client_context, server_context
+from attestcall.tls import TlsError, TlsSocket, client_context
 from tests.deploy.conftest import DEBUG_OPTIONS, SIM_TEES, TECHNOLOGY, running_keep, settled
 
 OTHER_MEASUREMENT = {
@@ -49,7 +49,7 @@ class Relay:
     and relays the plaintext to the real keep over a TLS connection of its own."""
 
     def __init__(self, identity: KeepIdentity, keep_address: tuple[str, int]):
-        self.context = server_context(identity)
+        self.context = identity.server_context()
         self.keep_address = keep_address
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.address = self.listener.getsockname()[:2]
@@ -65,15 +65,16 @@ class Relay:
             return
         with raw:
             try:
-                tenant = self.context.wrap_socket(raw, server_side=True)
-            except (ssl.SSLError, OSError):
+                tenant = TlsSocket.accept(self.context, raw, 10)
+            except OSError:
                 return
             self.handshakes += 1
-            keep = client_context().wrap_socket(socket.create_connection(self.keep_address))
+            keep = TlsSocket.connect(client_context(), socket.create_connection(self.keep_address),
+                                     10)
             with tenant, keep:
                 self._pump(tenant, keep)
 
-    def _pump(self, tenant: ssl.SSLSocket, keep: ssl.SSLSocket) -> None:
+    def _pump(self, tenant: TlsSocket, keep: TlsSocket) -> None:
         """Both directions from one thread (an SSL socket must not be read and written
         from two threads at once), polling: records already inside OpenSSL's buffers are
         invisible to select()."""
@@ -129,27 +130,34 @@ def test_copied_certificate_without_its_key_cannot_even_be_served(workload):
     with running_keep("sgx-sim") as genuine:
         stolen = KeepIdentity(generate_key("p256"), genuine.identity.certificate,
                               genuine.identity.technology, genuine.identity.evidence)
-        with pytest.raises(ssl.SSLError):
-            server_context(stolen)  # OpenSSL: the key does not match the certificate
+        with pytest.raises(TlsError, match="does not match"):
+            stolen.server_context()  # OpenSSL: the key does not match the certificate
 
 
 def _record_server_flight(address: tuple[str, int]) -> bytes:
     """The bytes a genuine keep sends during one TLS handshake."""
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    handshake = client_context().wrap_bio(incoming, outgoing)
+    handshake = SSL.Connection(client_context(), None)  # memory BIOs
+    handshake.set_connect_state()
     recorded = bytearray()
+
+    def outgoing() -> bytes:
+        try:
+            return handshake.bio_read(1 << 20)
+        except SSL.WantReadError:
+            return b""
+
     with socket.create_connection(address, timeout=10) as sock:
         while True:
             try:
                 handshake.do_handshake()
                 break
-            except ssl.SSLWantReadError:
-                sock.sendall(outgoing.read())
+            except SSL.WantReadError:
+                sock.sendall(outgoing())
                 data = sock.recv(65536)
                 assert data
                 recorded += data
-                incoming.write(data)
-        sock.sendall(outgoing.read())
+                handshake.bio_write(data)
+        sock.sendall(outgoing())
     return bytes(recorded)
 
 

@@ -8,7 +8,6 @@ import datetime as dt
 import io
 import os
 import socket
-import ssl
 import subprocess
 import sys
 import threading
@@ -23,9 +22,9 @@ from attestcall.cli import main
 from attestcall.deploy import deploy, protocol, service_client
 from attestcall.deploy.keys import spki_der
 from attestcall.deploy.server import KeepServer, Renewal
-from attestcall.deploy.tls import client_context
 from attestcall.keep.platforms import open_keep
 from attestcall.service import result as results
+from attestcall.tls import TlsSocket, client_context
 from tests.deploy.conftest import read_frames
 from tests.service.test_app import services
 from tests.tls_material import https_files
@@ -42,12 +41,8 @@ def service(tmp_path) -> Iterator:
 def peer_chain(address: tuple[str, int]) -> list[x509.Certificate]:
     """The chain a TLS client is served (leaf first)."""
     with socket.create_connection(address, timeout=TIMEOUT) as sock, \
-            client_context().wrap_socket(sock) as tls:
-        # Python 3.11 has no public accessor for the served chain: the ssl object's
-        # certificates, as DER (ssl._ssl.ENCODING_DER)
-        chain = tls._sslobj.get_unverified_chain()  # type: ignore[union-attr]
-        return [x509.load_der_x509_certificate(c.public_bytes(ssl._ssl.ENCODING_DER))  # type: ignore[attr-defined]
-                for c in chain]
+            TlsSocket.connect(client_context(), sock, TIMEOUT) as tls:
+        return tls.peer_chain()
 
 
 def free_port() -> int:
@@ -290,8 +285,8 @@ def test_renewal_swaps_the_certificate_for_new_connections_only(service, workloa
         server.replace_identity = replace  # type: ignore[method-assign]
         try:
             sock = socket.create_connection(address, timeout=TIMEOUT)
-            old = client_context().wrap_socket(sock)
-            first = x509.load_der_x509_certificate(old.getpeercert(binary_form=True))
+            old = TlsSocket.connect(client_context(), sock, TIMEOUT)
+            first = old.peer_certificate()
             assert first.serial_number == identity.certificate.serial_number
             renewal.start()
             assert renewed.wait(TIMEOUT), "no renewal"

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import io
 import socket
-import ssl
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ from attestcall.deploy.keys import spki_der, tls_supports
 from attestcall.deploy.protocol import FrameType
 from attestcall.deploy.server import KeepServer, ServerSettings
 from attestcall.deploy.tenant import DeployRefused, deploy
+from attestcall.tls import TlsError
 from tests import paths
 from tests.deploy.conftest import raw_tls, running_keep, settled
 
@@ -242,7 +242,7 @@ def test_firmware_refusals_are_error_frames_and_the_keep_stays_unprovisioned():
 
 def test_an_unprovisioned_keep_closes_tls_connections():
     with sev_keep() as server:
-        with pytest.raises((ssl.SSLError, OSError)), raw_tls(server.address):
+        with pytest.raises(TlsError), raw_tls(server.address):
             pass
         assert settled(server).unprovisioned_tls == 1
 

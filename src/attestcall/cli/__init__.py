@@ -470,7 +470,10 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
         status = deploy(args.keep, workload, args.args, policy=args.policy,
                         trust_simulated=args.trust_simulated, key_type=args.key_type,
                         collateral_for=pccs_collateral(args.pccs) if args.pccs else None,
-                        ca=args.ca, service_ca=args.service_ca)
+                        ca=args.ca, service_ca=args.service_ca,
+                        on_trusted=lambda seen: print(
+                            f"attestcall deploy: keep {args.keep[0]}:{args.keep[1]} trusted: "
+                            f"{seen.describe()}", file=sys.stderr, flush=True))
     except DeployRefused as exc:
         print("attestcall deploy: keep refused, nothing was sent:", file=sys.stderr)
         for reason in exc.reasons:

@@ -4,7 +4,6 @@ sends a Wasm workload that runs in the keep (docs/design.md section 9).
 - :mod:`.cmw`: the RATS CMW record and its X.509 extension;
 - :mod:`.keys`: key types and the nonce binding evidence to a public key;
 - :mod:`.identity`: the keep's key, evidence and certificate; reading them back;
-- :mod:`.tls`: TLS 1.3 contexts;
 - :mod:`.protocol`: the wire protocol after the handshake (sans I/O);
 - :mod:`.provisioning`: SEV provisioning before TLS, both sides (sans I/O);
 - :mod:`.runner`: running a delivered module with streamed output (the Wasm executor);
@@ -31,6 +30,7 @@ from attestcall.deploy.server import KeepServer, ServerSettings, serve
 from attestcall.deploy.tenant import (
     DeployError,
     DeployRefused,
+    KeepConnection,
     KeepFailed,
     KeepUnreachable,
     deploy,
@@ -42,6 +42,7 @@ __all__ = [
     "CertificateEvidenceError",
     "DeployError",
     "DeployRefused",
+    "KeepConnection",
     "KeepFailed",
     "KeepIdentity",
     "KeepServer",

@@ -7,6 +7,9 @@ import socket
 import time
 
 from attestcall.deploy.protocol import ReadTimeout
+from attestcall.tls import TlsSocket
+
+Stream = socket.socket | TlsSocket  # what the keep reads and writes: TCP, or TLS over it
 
 RECV_SIZE = 64 << 10
 DRAIN_LIMIT = 1 << 20
@@ -21,7 +24,7 @@ def format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def receive(sock: socket.socket, read_timeout: float, deadline: float, late: str) -> bytes:
+def receive(sock: Stream, read_timeout: float, deadline: float, late: str) -> bytes:
     """One read (b"" when the peer closed), waiting at most ``read_timeout`` and never past
     ``deadline`` (monotonic). ReadTimeout(``late``) past the deadline, ReadTimeout "nothing
     received" when the peer is silent for ``read_timeout``; TenantGone when the
@@ -40,7 +43,7 @@ def receive(sock: socket.socket, read_timeout: float, deadline: float, late: str
         raise TenantGone(str(exc)) from None
 
 
-def send(sock: socket.socket, data: bytes, write_timeout: float) -> None:
+def send(sock: Stream, data: bytes, write_timeout: float) -> None:
     """Send all of ``data`` within ``write_timeout``; TenantGone when it cannot."""
     sock.settimeout(write_timeout)
     try:
@@ -49,7 +52,7 @@ def send(sock: socket.socket, data: bytes, write_timeout: float) -> None:
         raise TenantGone(str(exc)) from None
 
 
-def drain(sock: socket.socket, limit: int = DRAIN_LIMIT, seconds: float = DRAIN_SECONDS) -> None:
+def drain(sock: Stream, limit: int = DRAIN_LIMIT, seconds: float = DRAIN_SECONDS) -> None:
     """Read and drop what the peer still sends, for a moment: closing with unread bytes
     would reset the connection before the last frame arrives."""
     drained = 0

@@ -38,8 +38,9 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     CertificatePublicKeyTypes,
 )
 from cryptography.x509.oid import NameOID
+from OpenSSL import SSL
 
-from attestcall import abi
+from attestcall import abi, tls
 from attestcall.abi import Technology
 from attestcall.deploy.cmw import (
     CMW_EXTENSION_OID,
@@ -102,6 +103,12 @@ class KeepIdentity:
         )
         certificates = (self.certificate, *self.chain)
         return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certificates) + key
+
+    def server_context(self) -> SSL.Context:
+        """A TLS 1.3 server context serving this identity (:mod:`attestcall.tls`: the key
+        goes to OpenSSL from memory, never a file). TlsError if the key is not the
+        certificate's."""
+        return tls.server_context(self.certificate, self.private_key, self.chain)
 
 
 # ------------------------------------------------------------------------- keep side

@@ -5,7 +5,7 @@ deliver.
 it, :mod:`attestcall.deploy.identity`), and serves tenants with :class:`KeepServer`: the
 accept loop, a thread per connection, at most ``max_tenants`` at once (the rest wait in the
 listen backlog). Each connection: TLS 1.3 handshake under a timeout (contexts in
-:mod:`attestcall.deploy.tls`), then the tenant's session
+:mod:`attestcall.tls`), then the tenant's session
 (:mod:`attestcall.deploy.session`).
 
 A keep whose owner provisions it (SEV pre-attestation: the opened keep has a
@@ -37,8 +37,8 @@ from attestcall.deploy.provision_keep import ProvisioningTransport
 from attestcall.deploy.runner import WasmSandbox
 from attestcall.deploy.session import SerialSource, TenantSessions
 from attestcall.deploy.settings import ServerSettings, ServerStats
-from attestcall.deploy.tls import server_context
 from attestcall.errors import AttestcallError, UsageError
+from attestcall.tls import TlsSocket
 
 __all__ = ["KeepServer", "Renewal", "ServerSettings", "ServerStats", "serve"]
 
@@ -71,7 +71,7 @@ class KeepServer:
         self.settings = settings or ServerSettings()
         self.log = log
         self.stats = ServerStats()
-        self.context = server_context(identity) if identity is not None else None
+        self.context = identity.server_context() if identity is not None else None
         self.name = name
         self.keep: Any = None  # the keep once provisioned over the network (closed with us)
         self.sandbox = WasmSandbox(run_timeout=self.settings.run_timeout,
@@ -167,7 +167,7 @@ class KeepServer:
         """The launch a tenant provisioned is running: serve TLS with its identity."""
         try:
             identity = make_identity(keep.source, name=self.name)
-            context = server_context(identity)
+            context = identity.server_context()
         except BaseException:
             keep.close()
             raise
@@ -180,7 +180,7 @@ class KeepServer:
 
     def replace_identity(self, identity: KeepIdentity) -> None:
         """Serve ``identity`` to new connections; connections already open keep theirs."""
-        context = server_context(identity)
+        context = identity.server_context()
         with self._lock:
             self.identity = identity
             self.context = context
@@ -219,11 +219,12 @@ class KeepServer:
                 self._say(peer, "TLS refused: this keep has not been provisioned yet")
                 return False
             try:
-                tls = context.wrap_socket(raw, server_side=True)
-            except (ssl.SSLError, OSError) as exc:
+                tls = TlsSocket.accept(context, raw, self.settings.handshake_timeout)
+            except OSError as exc:  # TlsError, TimeoutError, a reset
                 self.stats.add(handshake_failures=1)
                 self._say(peer, f"TLS handshake failed: {exc}")
                 return True
+            self.stats.handshake(tls.group)
             with tls:
                 self.sessions.handle(tls, peer, source)
             return True

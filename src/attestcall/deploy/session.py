@@ -11,7 +11,6 @@ disconnected; the others are not affected.
 from __future__ import annotations
 
 import queue
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from attestcall.deploy.connection import TenantGone
 from attestcall.deploy.protocol import KeepSession, ProtocolError, Workload
 from attestcall.deploy.runner import WasmSandbox, WorkloadRejected
 from attestcall.deploy.settings import ServerSettings, ServerStats
+from attestcall.tls import TlsSocket
 
 Say = Callable[[Any, str], None]
 
@@ -54,7 +54,7 @@ class OutputStream:
     when the queue is full (back-pressure). A tenant that stops reading (write timeout) or
     leaves makes the rest of the output be discarded, not the module blocked."""
 
-    def __init__(self, tls: ssl.SSLSocket):
+    def __init__(self, tls: TlsSocket):
         self.tls = tls
         self.queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=64)
         self.broken: OSError | None = None
@@ -72,7 +72,7 @@ class OutputStream:
             try:
                 for frame in protocol.output(*item):
                     self.tls.sendall(frame)
-            except OSError as exc:  # ssl.SSLError and timeouts are OSErrors
+            except OSError as exc:  # TlsError and timeouts are OSErrors
                 self.broken = exc
 
     def finish(self) -> None:
@@ -90,7 +90,7 @@ class TenantSessions:
         self.sandbox = sandbox
         self.say = say
 
-    def handle(self, tls: ssl.SSLSocket, peer: Any, source: abi.EvidenceSource) -> None:
+    def handle(self, tls: TlsSocket, peer: Any, source: abi.EvidenceSource) -> None:
         """The whole session on an established TLS connection."""
         session = KeepSession(max_module_size=self.settings.max_module_size)
         try:
@@ -112,7 +112,7 @@ class TenantSessions:
             return
         self._run(tls, peer, workload, module, source)
 
-    def _receive(self, tls: ssl.SSLSocket, session: KeepSession) -> Workload | None:
+    def _receive(self, tls: TlsSocket, session: KeepSession) -> Workload | None:
         deadline = time.monotonic() + self.settings.receive_deadline
         late = f"the workload did not arrive within {self.settings.receive_deadline:g} s"
         while True:
@@ -128,7 +128,7 @@ class TenantSessions:
             if workload is not None:
                 return workload
 
-    def _run(self, tls: ssl.SSLSocket, peer: Any, workload: Workload, module: wasmtime.Module,
+    def _run(self, tls: TlsSocket, peer: Any, workload: Workload, module: wasmtime.Module,
              source: abi.EvidenceSource) -> None:
         tls.settimeout(self.settings.write_timeout)
         stream = OutputStream(tls)
@@ -155,7 +155,7 @@ class TenantSessions:
             pass
         self.say(peer, f"ran {len(workload.module)}-byte module, exit {status}")
 
-    def _refuse(self, tls: ssl.SSLSocket, peer: Any, message: str) -> None:
+    def _refuse(self, tls: TlsSocket, peer: Any, message: str) -> None:
         """ERROR, then read (and drop) what the tenant still sends for a moment, so that
         closing does not reset the connection before the ERROR frame arrives."""
         self.stats.error(message)

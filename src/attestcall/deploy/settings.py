@@ -38,6 +38,7 @@ class ServerStats:
     provisioning_refusals: int = 0  # provisioning exchanges that ended in ERROR
     unprovisioned_tls: int = 0  # TLS attempts while the keep had no key yet
     finished: int = 0  # connections fully handled
+    groups: dict[str, int] = field(default_factory=dict)  # handshakes per key-exchange group
     errors: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -45,6 +46,12 @@ class ServerStats:
         with self._lock:
             for name, value in counts.items():
                 setattr(self, name, getattr(self, name) + value)
+
+    def handshake(self, group: str | None) -> None:
+        """A TLS handshake done on ``group``."""
+        with self._lock:
+            name = group or "unknown"
+            self.groups[name] = self.groups.get(name, 0) + 1
 
     def error(self, message: str) -> None:
         with self._lock:

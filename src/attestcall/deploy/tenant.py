@@ -36,7 +36,6 @@ needed and no SEV provisioning is attempted.
 from __future__ import annotations
 
 import socket
-import ssl
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -62,9 +61,9 @@ from attestcall.deploy.keys import (
     spki_der,
 )
 from attestcall.deploy.protocol import FrameDecoder, FrameType, ProtocolError
-from attestcall.deploy.tls import client_context
 from attestcall.errors import AttestcallError, CollateralError, EvidenceError, PayloadError
 from attestcall.tees import registry
+from attestcall.tls import TlsSocket, client_context
 from attestcall.verifier.api import verify
 from attestcall.verifier.policy import Policy
 from attestcall.verifier.verdict import Verdict
@@ -92,6 +91,22 @@ class DeployRefused(DeployError):
 
 class KeepFailed(DeployError):
     """The keep answered ERROR, broke the protocol or went away before EXIT."""
+
+
+@dataclass(frozen=True)
+class KeepConnection:
+    """What the tenant saw of a keep it trusted: the TLS version, the key-exchange group
+    negotiated (``X25519MLKEM768`` with any keep of this attestcall) and the type of the
+    keep's certificate key (``p256``, ``mldsa65``, ...)."""
+
+    address: tuple[str, int]
+    version: str
+    group: str | None
+    key_type: str
+
+    def describe(self) -> str:
+        return (f"{self.version.replace('TLSv', 'TLS ')}, key exchange "
+                f"{self.group or 'unknown'}, keep key {self.key_type}")
 
 
 @dataclass
@@ -211,7 +226,7 @@ def _write(sink: BinaryIO, data: bytes) -> None:
     sink.flush()
 
 
-def _stream(tls: ssl.SSLSocket, stdout: BinaryIO, stderr: BinaryIO,
+def _stream(tls: TlsSocket, stdout: BinaryIO, stderr: BinaryIO,
             timings: DeployTimings) -> int:
     decoder = FrameDecoder(protocol.KEEP_FRAMES)
     while True:
@@ -294,6 +309,15 @@ def _explain_unprovisioned(keep: tuple[str, int], timeout: float) -> None:
                              "launch it cannot check"])
 
 
+def _key_type(certificate_der: bytes) -> str:
+    """The key type of a certificate already judged (its class name if not one of ours)."""
+    public_key = x509.load_der_x509_certificate(certificate_der).public_key()
+    try:
+        return key_type_of(public_key)  # type: ignore[arg-type]
+    except UnsupportedKeyType:
+        return type(public_key).__name__
+
+
 def _check_by_ca(trust: CaTrust, certificate_der: bytes, policy: Policy, allow_none: bool,
                  key_type: str | None) -> None:
     """Judge the keep's certificate by the service CA (DeployRefused with the reasons)."""
@@ -329,6 +353,7 @@ def deploy(
     timings: DeployTimings | None = None,
     ca: CaTrust | Any = None,
     service_ca: str | None = None,
+    on_trusted: Callable[[KeepConnection], None] | None = None,
 ) -> int:
     """Deploy ``workload`` (Wasm binary or text) with ``args`` to the keep at ``keep`` and
     return its exit status, its output written to ``stdout``/``stderr`` (binary streams,
@@ -339,8 +364,10 @@ def deploy(
     ``key_type``: the keep's key must be of this type; ``ca``: a CaTrust or the service CA
     certificate (a PEM/DER path, bytes or certificate) to judge the keep by instead of its
     evidence, with ``service_ca`` (a PEM file) the only CA trusted for an https CRL
-    distribution point (default: the system's trust store). Raises DeployRefused (nothing
-    sent), KeepUnreachable, KeepFailed, PolicyError, PayloadError, CaTrustError."""
+    distribution point (default: the system's trust store); ``on_trusted`` is told the
+    :class:`KeepConnection` once the keep is trusted, before anything is sent. Raises
+    DeployRefused (nothing sent), KeepUnreachable, KeepFailed, PolicyError, PayloadError,
+    CaTrustError."""
     timings = timings if timings is not None else DeployTimings()
     timings.start = time.monotonic()
     stdout = stdout if stdout is not None else sys.stdout.buffer
@@ -363,15 +390,15 @@ def deploy(
     with raw:
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            tls = client_context().wrap_socket(raw)
-        except (ssl.SSLError, OSError) as exc:
+            tls = TlsSocket.connect(client_context(), raw, connect_timeout)
+        except OSError as exc:  # TlsError, TimeoutError, a reset
             if trust is None and expected_public_key is None and not wants_sev:
                 _explain_unprovisioned(keep, connect_timeout)
             raise DeployRefused([f"the TLS handshake with the keep failed: {exc}"]) from None
         with tls:
             timings.handshake_done = time.monotonic()
-            certificate = tls.getpeercert(binary_form=True)
-            if tls.version() != "TLSv1.3" or not certificate:
+            certificate = tls.peer_certificate_der()
+            if tls.version != "TLSv1.3" or not certificate:
                 raise DeployRefused(["the keep did not present a certificate over TLS 1.3"])
             if trust is not None:
                 _check_by_ca(trust, certificate, rules, allow_none, key_type)
@@ -382,6 +409,9 @@ def deploy(
                     expected_public_key=expected_public_key, key_type=key_type,
                 )
             timings.trusted = time.monotonic()
+            if on_trusted is not None:
+                on_trusted(KeepConnection(keep, tls.version, tls.group,
+                                          _key_type(certificate)))
             tls.settimeout(output_timeout)
             try:
                 tls.sendall(protocol.hello())
