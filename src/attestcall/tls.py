@@ -41,6 +41,10 @@ from attestcall.errors import AttestcallError
 
 GROUPS = ("X25519MLKEM768", "x25519")  # as OpenSSL names them (IANA's names)
 VERSION = "TLSv1.3"
+# What OpenSSL accepts of a peer's Certificate message (SSL_MAX_CERT_LIST_DEFAULT; the
+# binding cannot change it): a keep's certificate, evidence and ML-DSA key and signature
+# included, must stay under it. The message spans as many 16 KiB records as it needs.
+MAX_CERTIFICATE_LIST = 100 * 1024
 _lib, _ffi = Binding.lib, Binding.ffi
 
 

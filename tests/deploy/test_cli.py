@@ -95,3 +95,15 @@ def test_sev_keep_provisioned_from_the_command_line(tmp_path):
     assert wrong.returncode == 3 and "nothing was sent" in wrong.stderr
     assert right.returncode == 0, right.stderr
     assert right.stdout.splitlines()[0] == "technology: 1"
+
+
+def test_cli_serves_and_deploys_an_mldsa87_keep():
+    keep, address = start_keep("--tee", "tdx-sim", "--key-type", "mldsa87", "--once")
+    try:
+        result = deploy(address, "--trust-simulated", "--key-type", "mldsa87", HELLO)
+    finally:
+        keep.wait(timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "technology: 4"
+    assert (f"attestcall deploy: keep {address} trusted: TLS 1.3, key exchange "
+            "X25519MLKEM768, keep key mldsa87") in result.stderr.splitlines()

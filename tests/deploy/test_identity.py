@@ -1,7 +1,6 @@
 """The keep's identity: key, nonce binding, certificate extensions, and reading them back."""
 
 import hashlib
-import ssl
 
 import pytest
 from cryptography import x509
@@ -26,7 +25,6 @@ from attestcall.deploy.keys import (
     binding_nonce,
     generate_key,
     spki_der,
-    tls_supports,
 )
 from attestcall.keep.platforms import open_keep
 
@@ -62,12 +60,14 @@ def test_nonce_is_the_spki_hash_zero_padded():
         assert len(binding_nonce(generate_key(key_type).public_key())) == 64
 
 
-def test_mldsa65_needs_openssl_3_5_for_tls():
-    assert "mldsa65" in KEY_TYPES
-    if ssl.OPENSSL_VERSION_INFO[:2] < (3, 5):
-        assert not tls_supports("mldsa65")
-        with pytest.raises(UnsupportedKeyType, match="OpenSSL 3.5"):
-            generate_key("mldsa65")
+def test_mldsa_nonces_are_the_whole_sha512_of_the_spki():
+    for key_type in ("mldsa44", "mldsa65", "mldsa87"):
+        assert key_type in KEY_TYPES
+        key = generate_key(key_type).public_key()
+        assert binding_nonce(key) == hashlib.sha512(spki_der(key)).digest()  # no padding
+
+
+def test_unknown_key_types_are_refused():
     with pytest.raises(UnsupportedKeyType, match="unknown key type"):
         generate_key("p521")
 

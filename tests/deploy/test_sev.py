@@ -15,16 +15,18 @@ from collections.abc import Iterator
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import mldsa
 
+from attestcall import der
 from attestcall.amd.sim.sev import SimulatedSevFirmware, load_state
 from attestcall.amd.sim.sev.keep import SevProvisioner, expected_digest
-from attestcall.deploy import protocol
+from attestcall.deploy import protocol, provision_tenant
 from attestcall.deploy import provisioning as pv
 from attestcall.deploy import tenant as tenant_module
-from attestcall.deploy.keys import spki_der, tls_supports
+from attestcall.deploy.keys import KEY_TYPES, spki_der
 from attestcall.deploy.protocol import FrameType
 from attestcall.deploy.server import KeepServer, ServerSettings
-from attestcall.deploy.tenant import DeployRefused, deploy
+from attestcall.deploy.tenant import DeployRefused, deploy, trusted_sev_arks
 from attestcall.tls import TlsError
 from tests import paths
 from tests.deploy.conftest import raw_tls, running_keep, settled
@@ -32,7 +34,6 @@ from tests.deploy.conftest import raw_tls, running_keep, settled
 REPO = paths.REPO
 DIGEST = expected_digest(b"").hex()  # `keep serve` runs the shim with an empty payload
 POLICY = {"sev": {"launch_digest": [DIGEST]}}
-KEY_TYPES = [k for k in ("p256", "p384", "ed25519", "rsa3072") if tls_supports(k)]
 
 # Prints "technology: N\n" then the raw evidence get_attestation gave; exits 40 + N.
 EVIDENCE_WAT = b"""
@@ -163,7 +164,10 @@ def test_default_key_type_is_p384_and_the_pinned_keep_serves_again(generated_key
         assert server.stats.provisioned == 1
 
 
-def test_cli_keep_serve_sev_sim_and_deploy(tmp_path):
+@pytest.mark.parametrize("key_type", [None, "mldsa65"])
+def test_cli_keep_serve_sev_sim_and_deploy(tmp_path, key_type):
+    """The case the seed design was written for, with ``--key-type mldsa65``: an ML-DSA-65
+    key delivered through LAUNCH_SECRET, then TLS with it (X25519MLKEM768)."""
     policy = tmp_path / "policy.toml"
     policy.write_text(f'[sev]\nlaunch_digest = ["{DIGEST}"]\n')
     keep = subprocess.Popen(
@@ -177,12 +181,16 @@ def test_cli_keep_serve_sev_sim_and_deploy(tmp_path):
         address = line.rsplit(" ", 1)[1].strip()
         result = subprocess.run(
             [sys.executable, "-m", "attestcall", "deploy", "--keep", address,
-             "--trust-simulated", "--policy", str(policy), str(REPO / "examples/hello.wat")],
+             "--trust-simulated", "--policy", str(policy),
+             *(["--key-type", key_type] if key_type else []),
+             str(REPO / "examples/hello.wat")],
             capture_output=True, text=True, timeout=120)
     finally:
         keep.wait(timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == "technology: 1"
+    assert (f"attestcall deploy: keep {address} trusted: TLS 1.3, key exchange "
+            f"X25519MLKEM768, keep key {key_type or 'p384'}") in result.stderr.splitlines()
     assert keep.returncode == 0
     assert DIGEST in keep.stderr.read()
 
@@ -310,3 +318,32 @@ def test_a_non_sev_keep_answers_the_magic_and_still_serves(workload):
                         stdout=io.BytesIO(), stderr=io.BytesIO())
         assert status == 42
         assert settled(server).handshake_failures == 0
+
+
+def mldsa65_pkcs8_with_seed(length: int) -> bytes:
+    """A PKCS#8 PrivateKeyInfo naming ML-DSA-65 whose seed is ``length`` bytes (32 is
+    right)."""
+    algorithm = der.encode_sequence(der.encode_oid("2.16.840.1.101.3.4.3.18"))
+    seed = der.encode_tlv(0x80, bytes(range(length)))
+    return der.encode_sequence(der.encode_integer(0), algorithm, der.encode_octet_string(seed))
+
+
+def test_a_wrong_length_mldsa_key_in_the_launch_secret_is_refused_in_one_line():
+    """A PKCS#8 blob claiming ML-DSA-65 with a 31-byte seed: the keep refuses the launch
+    in one line, serves no TLS, and a good tenant provisions it afterwards."""
+    good = serialization.load_der_private_key(mldsa65_pkcs8_with_seed(32), None)
+    assert isinstance(good, mldsa.MLDSA65PrivateKey)  # the shape is right, only the length
+    with sev_keep() as server:
+        status, link = provision_tenant.probe(server.address, 10)
+        assert status == pv.UNPROVISIONED and link is not None
+        reasons = provision_tenant.provision(link, mldsa65_pkcs8_with_seed(31),
+                                             [bytes.fromhex(DIGEST)], trusted_sev_arks(True))
+        assert reasons == [
+            "the SEV keep refused provisioning: KeepAttestationFailed: the SEV launch secret "
+            "claims an ML-DSA-65 key in PKCS#8 but is not a valid one (a malformed or "
+            f"wrong-length key of {len(mldsa65_pkcs8_with_seed(31))} bytes)"]
+        assert not server.provisioned and server.stats.provisioned == 0
+        with pytest.raises(TlsError), raw_tls(server.address):
+            pass
+        assert run(server.address, policy=POLICY, key_type="mldsa65")[0] == 41
+        assert server.provisioned

@@ -17,7 +17,7 @@ from attestcall.errors import AttestcallError, PayloadError, UsageError
 from attestcall.keep.platforms import open_keep, resolve_tee, tee_names
 from attestcall.tees import Option, registry
 
-KEY_TYPES = ("p256", "p384", "ed25519", "rsa3072", "mldsa65")
+KEY_TYPES = ("p256", "p384", "ed25519", "rsa3072", "mldsa44", "mldsa65", "mldsa87")
 
 WASM_SUFFIXES = (".wasm", ".wat")
 EXIT_USAGE = 2

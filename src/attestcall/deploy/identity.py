@@ -32,6 +32,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPrivateKeyTypes,
@@ -50,7 +51,17 @@ from attestcall.deploy.cmw import (
     extension_value,
     parse_extension_value,
 )
-from attestcall.deploy.keys import binding_nonce, generate_key, key_type_of, signature_hash
+from attestcall.deploy.keys import (
+    binding_hash,
+    binding_hashes,
+    binding_nonce,
+    generate_key,
+    key_type_of,
+    nonce_with,
+    pkcs8_algorithm,
+    signature_hash,
+    spki_der,
+)
 from attestcall.errors import AttestcallError
 from attestcall.tees import Tee, registry
 
@@ -194,8 +205,13 @@ def build_certificate(
 def _pinned_key(evidence: bytes) -> CertificateIssuerPrivateKeyTypes:
     try:
         key = serialization.load_der_private_key(evidence, password=None)
-    except (ValueError, TypeError) as exc:
-        raise KeepAttestationFailed(f"the SEV launch secret is not a PKCS#8 key: {exc}") from None
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        claimed = pkcs8_algorithm(evidence)
+        if claimed is None:
+            raise KeepAttestationFailed("the SEV launch secret is not a PKCS#8 key") from None
+        raise KeepAttestationFailed(f"the SEV launch secret claims an {claimed} key in "
+                                    f"PKCS#8 but is not a valid one (a malformed or "
+                                    f"wrong-length key of {len(evidence)} bytes)") from None
     key_type_of(key.public_key())  # refuse key types TLS here cannot use
     return key  # type: ignore[return-value]
 
@@ -317,6 +333,16 @@ def check_binding(cert: x509.Certificate, evidence: bytes, technology: int) -> N
         return
     public_key: CertificatePublicKeyTypes = cert.public_key()  # type: ignore[assignment]
     expected = binding_nonce(public_key)
-    if report_data(evidence, technology) != expected:
-        raise BindingError("the evidence is not bound to this certificate's key (its report "
-                           "data is not the hash of the certificate's public key)")
+    found = report_data(evidence, technology)
+    if found == expected:
+        return
+    key_type = key_type_of(public_key)
+    spki = spki_der(public_key)
+    for algorithm in binding_hashes():
+        if nonce_with(algorithm, spki) == found:  # the right key, hashed the wrong way
+            raise BindingError(
+                f"the evidence binds this certificate's {key_type} key with "
+                f"{algorithm.name.upper()}, but a {key_type} key binds with "
+                f"{binding_hash(key_type).upper()}")
+    raise BindingError("the evidence is not bound to this certificate's key (its report "
+                       "data is not the hash of the certificate's public key)")

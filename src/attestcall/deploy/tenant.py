@@ -3,7 +3,7 @@
 :func:`deploy` connects with TLS 1.3, takes the certificate of *this* TLS session, and
 :func:`appraise_certificate` decides on it before a single byte is sent: the evidence in
 its CMW extension, bound to the certificate's own key (TLS 1.3 has just proved the keep
-holds that key), verified by :func:`attestcall.verify` against the policy. Any refusal
+holds that key; the certificate's self-signature with that key must verify too), verified by :func:`attestcall.verify` against the policy. Any refusal
 raises :class:`DeployRefused` with every reason, and the connection is closed having sent
 nothing. Then HELLO and the workload go out, and the keep's output is written as it
 streams in; the workload's exit status is returned.
@@ -45,6 +45,7 @@ from typing import Any, BinaryIO
 import wasmtime
 from cryptography import x509
 
+from attestcall import pki
 from attestcall.abi import Technology
 from attestcall.deploy import protocol, provision_tenant
 from attestcall.deploy.ca_trust import CaTrust, Untrusted
@@ -186,6 +187,10 @@ def appraise_certificate(
         raise DeployRefused([f"the keep's certificate is unusable: {exc}"]) from None
     if key_type is not None and actual_type != key_type:
         raise DeployRefused([f"the keep's key is {actual_type}, the tenant requires {key_type}"])
+    failure = pki.issued_by(cert, cert)  # self-signed with the key TLS proved the keep holds
+    if failure is not None:
+        raise DeployRefused([f"the keep's certificate is not validly self-signed with its "
+                             f"{actual_type} key: {failure.detail}"])
     if expected_public_key is not None:
         if spki_der(public_key) != expected_public_key:  # type: ignore[arg-type]
             raise DeployRefused(["the keep's TLS key is not the key delivered at launch"])
