@@ -3,8 +3,9 @@
 :func:`deploy` connects with TLS 1.3, takes the certificate of *this* TLS session, and
 :func:`appraise_certificate` decides on it before a single byte is sent: the evidence in
 its CMW extension, bound to the certificate's own key (TLS 1.3 has just proved the keep
-holds that key; the certificate's self-signature with that key must verify too), verified by :func:`attestcall.verify` against the policy. Any refusal
-raises :class:`DeployRefused` with every reason, and the connection is closed having sent
+holds that key; the certificate's self-signature with that key must verify too),
+verified by :func:`attestcall.verify` against the policy. Any refusal raises
+:class:`DeployRefused` with every reason, and the connection is closed having sent
 nothing. Then HELLO and the workload go out, and the keep's output is written as it
 streams in; the workload's exit status is returned.
 
