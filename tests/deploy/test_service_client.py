@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import wasmtime
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import mldsa
 
 from attestcall.cli import main
 from attestcall.deploy import deploy, protocol, service_client
@@ -29,6 +30,7 @@ from tests.deploy.conftest import read_frames
 from tests.service.test_app import services
 from tests.tls_material import https_files
 
+MLDSA65_OID = "2.16.840.1.101.3.4.3.18"
 TIMEOUT = 60.0  # seconds any one socket or process operation may take
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -98,6 +100,36 @@ def test_keep_serves_the_chain_the_service_issued(service, workload):
     log = running.storage.audit_log()
     assert [r.outcome for r in log] == ["accepted"]
     assert log[0].serial is not None and int(log[0].serial, 16) == leaf.serial_number
+
+
+def test_an_mldsa65_ca_certifies_an_mldsa65_keep_end_to_end(service, workload):
+    """``--ca-key-type mldsa65``: the CA certificate, the keep's issued certificate and the
+    CRL are ML-DSA-65-signed; the keep (an ML-DSA-65 key of its own) serves the chain over
+    X25519MLKEM768 and a tenant trusting the CA (its CRL fetched and checked) deploys."""
+    running = service(ca_key_type="mldsa65")
+    ca = running.ca.certificate
+    assert ca.signature_algorithm_oid.dotted_string == MLDSA65_OID
+    process, address = keep_process(running.url, "sgx-sim", "--key-type", "mldsa65")
+    seen: list = []
+    try:
+        chain = peer_chain(address)
+        out = io.BytesIO()
+        status = deploy(address, workload, [], ca=ca, stdout=out, stderr=io.BytesIO(),
+                        on_trusted=seen.append, key_type="mldsa65")
+    finally:
+        stop(process)
+    assert status == 42 and b"hello from the keep" in out.getvalue()
+    leaf, served_ca = chain
+    assert served_ca == ca
+    assert leaf.signature_algorithm_oid.dotted_string == MLDSA65_OID
+    assert isinstance(leaf.public_key(), mldsa.MLDSA65PublicKey)
+    leaf.verify_directly_issued_by(ca)
+    (connection,) = seen
+    assert (connection.group, connection.key_type) == ("X25519MLKEM768", "mldsa65")
+    status, _, body = running.request("GET", "/v1/crl")
+    crl = x509.load_der_x509_crl(body)
+    assert status == 200 and crl.signature_algorithm_oid.dotted_string == MLDSA65_OID
+    assert crl.is_signature_valid(ca.public_key())
 
 
 def test_obtain_identity_checks_the_chain_is_for_our_key(service):

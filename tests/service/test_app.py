@@ -50,7 +50,8 @@ class Running:
     configures it); ``stop()`` ends it. With ``tls`` it serves HTTPS with that certificate,
     and ``request`` trusts that CA only."""
 
-    def __init__(self, home: Path, *, tls: HttpsFiles | None = None, **options):
+    def __init__(self, home: Path, *, tls: HttpsFiles | None = None, ca_key_type: str = "p384",
+                 **options):
         self.home = home
         self.tls = tls
         # TCP named, as serve's socket is: asyncio then turns Nagle off per connection
@@ -60,7 +61,7 @@ class Running:
         self.port = self.sock.getsockname()[1]
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.storage = Storage.open(None, home)
-        self.ca = ServiceCa.load_or_create(home)
+        self.ca = ServiceCa.load_or_create(home, ca_key_type)
         self.settings = Settings(storage=self.storage, ca=self.ca, public_url=self.url,
                                  **options)
         self.app = create_app(self.settings)

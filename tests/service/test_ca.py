@@ -8,7 +8,7 @@ import threading
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from attestcall.deploy.keys import generate_key
@@ -23,7 +23,7 @@ from attestcall.service.ca import (
     ServiceCa,
 )
 from attestcall.service.storage import Attempt, Storage
-from tests.service.helpers import verdict_for
+from tests.service.helpers import Served, cli, verdict_for
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 RESULT = results.from_verdict(
@@ -286,3 +286,41 @@ def test_crl_from_the_database_s_revocations(ca, tmp_path):
         ca.crl([("zz", now, None)], now=now, next_update=now + dt.timedelta(hours=1))
     with pytest.raises(CaError, match="not positive"):
         ca.crl([(0, now, None)], now=now, next_update=now + dt.timedelta(hours=1))
+
+
+# ----------------------------------------------------------------------- ML-DSA-65
+
+
+def test_serve_creates_an_mldsa65_ca_and_refuses_to_change_an_existing_one(env, tmp_path):
+    """``service serve --ca-key-type mldsa65``: the CA it creates and serves is ML-DSA-65;
+    asking an existing CA for another type is one line, and nothing is served."""
+    home = tmp_path / "home"
+    served = Served(env, "--home", str(home), "--trust-simulated", "--ca-key-type", "mldsa65")
+    try:
+        status, body = served.request("GET", "/v1/ca")
+    finally:
+        served.stop()
+    assert status == 200
+    ca_cert = x509.load_pem_x509_certificate(body)
+    assert isinstance(ca_cert.public_key(), mldsa.MLDSA65PublicKey)
+    assert ca_cert.signature_algorithm_oid.dotted_string == "2.16.840.1.101.3.4.3.18"
+    ca_cert.verify_directly_issued_by(ca_cert)
+    refused = cli(env, "service", "serve", "--home", str(home), "--listen", "127.0.0.1:0",
+                  "--ca-key-type", "p384")
+    lines = refused.stderr.decode().strip().splitlines()
+    assert refused.returncode != 0 and len(lines) == 1, lines
+    assert "--ca-key-type p384: the CA in" in lines[0] and "already has a mldsa65 key" in lines[0]
+    assert ServiceCa.load_or_create(home).key_type == "mldsa65"  # untouched
+
+
+def test_an_mldsa65_ca_signs_certificates_and_crls_with_mldsa65(tmp_path):
+    ca = ServiceCa.load_or_create(tmp_path / "home", "mldsa65")
+    key = generate_key("p256")
+    issued = ca.issue(key.public_key(), SUBJECT, lifetime=dt.timedelta(hours=1),
+                      result=RESULT, crl_url=CRL_URL, now=NOW)
+    issued.verify_directly_issued_by(ca.certificate)
+    assert issued.signature_algorithm_oid == ca.certificate.signature_algorithm_oid
+    crl = ca.crl([Revoked(issued.serial_number, NOW)], now=NOW,
+                 next_update=NOW + dt.timedelta(hours=1))
+    assert crl.is_signature_valid(ca.certificate.public_key())
+    assert crl.get_revoked_certificate_by_serial_number(issued.serial_number) is not None

@@ -19,6 +19,7 @@ from pathlib import Path
 from attestcall.errors import UsageError
 
 HOME_ENV = "ATTESTCALL_SERVICE_HOME"
+CA_KEY_TYPES = ("p384", "p256", "ed25519", "mldsa65")  # service.ca's (not imported: start-up)
 _DURATION = re.compile(r"^(\d+)([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -97,6 +98,9 @@ def add_parser(commands, host_port, parser_class: type[argparse.ArgumentParser])
                        "any intermediates); needs --tls-key")
     serve.add_argument("--tls-key", metavar="FILE",
                        help="the certificate's PEM private key, unencrypted")
+    serve.add_argument("--ca-key-type", choices=CA_KEY_TYPES, default=None, metavar="TYPE",
+                       help=f"the CA's key when serve creates it ({', '.join(CA_KEY_TYPES)}; "
+                       "default p384); an existing CA must already be of this type")
 
     ca = actions.add_parser("ca", help="print or write the CA certificate (PEM)",
                             description="The service CA's certificate, created with its key "
@@ -196,6 +200,8 @@ def _serve(args: argparse.Namespace, home: Path) -> int:
         except UsageError as exc:
             raise UsageError(f"--token-lifetime: {exc}") from None
     tls = check_files(args.tls_cert, args.tls_key)  # before anything listens or starts
+    if args.ca_key_type is not None:
+        _create_ca(home, args.ca_key_type)
     host, port = args.listen
     log_level = "warning"
     sock = _listen(host, port)
@@ -248,6 +254,18 @@ def _serve(args: argparse.Namespace, home: Path) -> int:
             supervisor = Multiprocess(config, sockets=[sock])
         supervisor.run()
     return 0
+
+
+def _create_ca(home: Path, key_type: str) -> None:
+    """The CA of ``key_type`` in ``home``: created if there is none; UsageError if the one
+    there is of another type (a CA's key is never replaced behind its holders' backs)."""
+    from attestcall.service.ca import ServiceCa, existing_key_type
+
+    found = existing_key_type(home)
+    if found is not None and found != key_type:
+        raise UsageError(f"--ca-key-type {key_type}: the CA in {home} already has a {found} "
+                         "key; a CA key type applies only when the CA is created")
+    ServiceCa.load_or_create(home, key_type)
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -10,8 +10,9 @@ Both files are created on first start, each atomically: written under a temporar
 and hard-linked into place, so replicas starting together over one shared home all end up
 with the one key and the one certificate that won, never a half-written file. A key file
 readable by group or others is refused, as ssh refuses one. ``key_type`` (P-384 by
-default; P-256 and Ed25519 accepted; ML-DSA is a later issue) applies only when the key is
-created: an existing CA is used as it is.
+default; P-256, Ed25519 and ML-DSA-65 accepted: an ML-DSA-65 CA signs its certificates and
+CRLs with ML-DSA-65) applies only when the key is created: an existing CA is used as it is
+(:func:`existing_key_type` tells what it is).
 
 :meth:`ServiceCa.issue` signs a keep's short-lived certificate carrying the attestation
 result (:mod:`attestcall.service.result`); :meth:`ServiceCa.crl` signs the revocation
@@ -49,7 +50,7 @@ from attestcall.simstate import write_private_key, write_public
 
 KEY_FILE = "ca.key.pem"
 CERT_FILE = "ca.pem"
-CA_KEY_TYPES = ("p384", "p256", "ed25519")
+CA_KEY_TYPES = ("p384", "p256", "ed25519", "mldsa65")
 CA_NAME = "attestcall service CA"
 CA_VALIDITY = dt.timedelta(days=3650)
 CLOCK_SKEW = dt.timedelta(minutes=5)  # notBefore is backdated this much
@@ -283,6 +284,14 @@ def read_private_key(path: Path, what: str) -> PrivateKeyTypes:
         return serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError):
         raise CaError(f"{path} is not an unencrypted PEM private key") from None
+
+
+def existing_key_type(home: Path | str) -> str | None:
+    """The key type of the CA already in ``home``, or None when there is none yet."""
+    path = Path(home) / KEY_FILE
+    if not path.exists():
+        return None
+    return key_type_of(_read_key(path).public_key())
 
 
 def _read_key(path: Path) -> CertificateIssuerPrivateKeyTypes:
