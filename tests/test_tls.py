@@ -10,6 +10,7 @@ import contextlib
 import os
 import socket
 import ssl
+import struct
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -231,3 +232,49 @@ def memfd_path(data: bytes) -> Iterator[str]:
         yield f"/proc/self/fd/{fd}"
     finally:
         os.close(fd)
+
+
+def key_shares(client_hello: bytes) -> list[int]:
+    """The groups of the key_share extension (51) of a ClientHello record."""
+    body = client_hello[5:]
+    at = 4 + 2 + 32
+    at += 1 + body[at]  # session id
+    at += 2 + struct.unpack(">H", body[at:at + 2])[0]  # cipher suites
+    at += 1 + body[at]  # compression methods
+    end = at + 2 + struct.unpack(">H", body[at:at + 2])[0]
+    at += 2
+    while at < end:
+        kind, length = struct.unpack(">HH", body[at:at + 4])
+        if kind == 51:
+            shares, entry = [], at + 6
+            while entry < at + 4 + length:
+                group, size = struct.unpack(">HH", body[entry:entry + 4])
+                shares.append(group)
+                entry += 4 + size
+            return shares
+        at += 4 + length
+    return []
+
+
+def test_our_client_sends_both_key_shares():
+    """A key share for X25519MLKEM768 (0x11ec) and one for X25519 (0x001d): a classical-only
+    server chooses X25519 at once instead of asking again (a HelloRetryRequest, one more
+    round trip)."""
+    def handle(raw: socket.socket) -> bytes:
+        raw.settimeout(TIMEOUT)
+        record = raw.recv(5)
+        while len(record) < 5 + struct.unpack(">H", record[3:5])[0]:
+            record += raw.recv(65536)
+        return record
+
+    with serving(handle) as (address, results):
+        with socket.create_connection(address, TIMEOUT) as raw, pytest.raises(OSError):
+            TlsSocket.connect(tls.client_context(), raw, TIMEOUT)
+    assert key_shares(results[0]) == [0x11EC, 0x001D]
+    certificate, key = identity()
+    classical = tls.server_context(certificate, key, groups=("x25519",))
+    with serving(our_server(classical)) as (address, results):
+        with socket.create_connection(address, TIMEOUT) as raw, \
+                TlsSocket.connect(tls.client_context(), raw, TIMEOUT) as conn:
+            conn.sendall(b"s")
+            assert conn.recv(10) == b"S" and conn.group == "x25519"

@@ -49,7 +49,12 @@ _lib, _ffi = Binding.lib, Binding.ffi
 
 
 class TlsError(AttestcallError, OSError):
-    """A TLS context could not be made, or a handshake or a record failed."""
+    """A TLS context could not be made, or a handshake or a record failed. ``reason``: the
+    failure alone (OpenSSL's words), for callers that say themselves what failed."""
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason or message
 
 
 def _reasons(exc: BaseException) -> str:
@@ -65,13 +70,17 @@ def _reasons(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _context(groups: Sequence[str]) -> SSL.Context:
+def _context(groups: Sequence[str], *, key_shares: bool = False) -> SSL.Context:
+    """``key_shares``: a client's, sending a key share for every group (``*`` in OpenSSL's
+    list), so that a classical-only server answers at once instead of asking again (a
+    HelloRetryRequest, one more round trip) for the price of 36 bytes."""
     context = SSL.Context(SSL.TLS_METHOD)
     context.set_min_proto_version(SSL.TLS1_3_VERSION)
     context.set_max_proto_version(SSL.TLS1_3_VERSION)
     context.set_options(SSL.OP_NO_TICKET | _lib.SSL_OP_IGNORE_UNEXPECTED_EOF)
     context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
-    if not _lib.SSL_CTX_set1_curves_list(context._context, ":".join(groups).encode()):
+    listed = ":".join(f"*{g}" if key_shares else g for g in groups)
+    if not _lib.SSL_CTX_set1_curves_list(context._context, listed.encode()):
         _lib.ERR_clear_error()
         raise TlsError(f"this OpenSSL ({openssl_version()}) does not offer the groups "
                        f"{':'.join(groups)}")
@@ -135,7 +144,7 @@ def client_context(*, groups: Sequence[str] = GROUPS) -> SSL.Context:
     """A TLS 1.3 client that checks no chain and no name: for peers trusted by what their
     certificate carries, judged after the handshake (TLS 1.3 has still proved the peer
     holds the certificate's key, by its CertificateVerify over the transcript)."""
-    context = _context(groups)
+    context = _context(groups, key_shares=True)
     context.set_verify(SSL.VERIFY_NONE)
     return context
 
@@ -182,9 +191,10 @@ class TlsSocket:
         tls = cls(connection, sock, timeout)
         sock.setblocking(False)
         try:
-            tls._io(connection.do_handshake, "the TLS handshake")
+            tls._io(connection.do_handshake, "the TLS handshake", eof=False)
         except ConnectionError as exc:  # the peer reset or closed mid-handshake
-            raise TlsError(f"the TLS handshake failed: {exc.strerror or exc}") from None
+            reason = exc.strerror or str(exc)
+            raise TlsError(f"the TLS handshake failed: {reason}", reason) from None
         return tls
 
     # --------------------------------------------------------------- properties
@@ -241,7 +251,9 @@ class TlsSocket:
         if not poller.poll(None if remaining is None else max(1, int(remaining * 1000))):
             raise TimeoutError(f"{what} timed out")
 
-    def _io(self, operation, what: str, *args):
+    def _io(self, operation, what: str, *args, eof: bool = True):
+        """``operation(*args)`` until it completes within the timeout; None at the peer's
+        end of stream when ``eof`` allows it (reads), TlsError otherwise."""
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         while True:
             try:
@@ -251,14 +263,17 @@ class TlsSocket:
             except SSL.WantWriteError:
                 self._wait(write=True, deadline=deadline, what=what)
             except SSL.ZeroReturnError:
-                return None
+                if eof:
+                    return None
+                raise TlsError(f"{what} failed: the peer closed the connection",
+                               "the peer closed the connection") from None
             except SSL.SysCallError as exc:
                 code = exc.args[0] if exc.args else -1
                 if isinstance(code, int) and code > 0:
                     raise OSError(code, _reasons(exc)) from None
-                raise TlsError(f"{what} failed: {_reasons(exc)}") from None
+                raise TlsError(f"{what} failed: {_reasons(exc)}", _reasons(exc)) from None
             except SSL.Error as exc:
-                raise TlsError(f"{what} failed: {_reasons(exc)}") from None
+                raise TlsError(f"{what} failed: {_reasons(exc)}", _reasons(exc)) from None
 
     def recv(self, size: int) -> bytes:
         """Up to ``size`` bytes; b"" once the peer has closed (cleanly or not)."""
@@ -274,11 +289,9 @@ class TlsSocket:
             if deadline is not None:
                 self.timeout = max(0.0, deadline - time.monotonic())
             try:
-                sent = self._io(self.connection.send, "writing to the peer", view)
+                sent = self._io(self.connection.send, "writing to the peer", view, eof=False)
             finally:
                 self.timeout = saved
-            if sent is None:
-                raise TlsError("writing to the peer failed: the peer closed the connection")
             view = view[sent:]
 
     def close(self) -> None:

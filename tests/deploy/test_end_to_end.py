@@ -215,3 +215,18 @@ def read_frames_ssl(tls: ssl.SSLSocket) -> list[protocol.Frame]:
         if frames and frames[-1].type in (protocol.FrameType.EXIT, protocol.FrameType.ERROR):
             break
     return frames
+
+
+def test_a_tenant_offering_no_group_in_common_is_refused_and_sends_nothing(workload):
+    log = io.StringIO()
+    with running_keep("sgx-sim") as server:
+        server.log = log
+        with pytest.raises(DeployRefused) as caught:
+            deploy(server.address, workload, [], trust_simulated=True, groups=("secp384r1",),
+                   stdout=io.BytesIO(), stderr=io.BytesIO())
+        stats = settled(server)
+        assert stats.workload_bytes == 0 and stats.handshake_failures == 1
+    (reason,) = caught.value.reasons
+    assert reason == ("the TLS handshake with the keep failed: tls alert handshake failure "
+                      "(this tenant offers TLS 1.3 with key exchange secp384r1)")
+    assert "TLS handshake failed: no suitable key share" in log.getvalue()

@@ -38,7 +38,7 @@ from attestcall.deploy.runner import WasmSandbox
 from attestcall.deploy.session import SerialSource, TenantSessions
 from attestcall.deploy.settings import ServerSettings, ServerStats
 from attestcall.errors import AttestcallError, UsageError
-from attestcall.tls import TlsSocket
+from attestcall.tls import TlsError, TlsSocket
 
 __all__ = ["KeepServer", "Renewal", "ServerSettings", "ServerStats", "serve"]
 
@@ -222,7 +222,8 @@ class KeepServer:
                 tls = TlsSocket.accept(context, raw, self.settings.handshake_timeout)
             except OSError as exc:  # TlsError, TimeoutError, a reset
                 self.stats.add(handshake_failures=1)
-                self._say(peer, f"TLS handshake failed: {exc}")
+                reason = exc.reason if isinstance(exc, TlsError) else (exc.strerror or exc)
+                self._say(peer, f"TLS handshake failed: {reason}")
                 return True
             self.stats.handshake(tls.group)
             with tls:

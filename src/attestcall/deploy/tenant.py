@@ -65,7 +65,7 @@ from attestcall.deploy.keys import (
 from attestcall.deploy.protocol import FrameDecoder, FrameType, ProtocolError
 from attestcall.errors import AttestcallError, CollateralError, EvidenceError, PayloadError
 from attestcall.tees import registry
-from attestcall.tls import TlsSocket, client_context
+from attestcall.tls import GROUPS, TlsError, TlsSocket, client_context
 from attestcall.verifier.api import verify
 from attestcall.verifier.policy import Policy
 from attestcall.verifier.verdict import Verdict
@@ -360,6 +360,7 @@ def deploy(
     ca: CaTrust | Any = None,
     service_ca: str | None = None,
     on_trusted: Callable[[KeepConnection], None] | None = None,
+    groups: Sequence[str] | None = None,
 ) -> int:
     """Deploy ``workload`` (Wasm binary or text) with ``args`` to the keep at ``keep`` and
     return its exit status, its output written to ``stdout``/``stderr`` (binary streams,
@@ -371,7 +372,8 @@ def deploy(
     certificate (a PEM/DER path, bytes or certificate) to judge the keep by instead of its
     evidence, with ``service_ca`` (a PEM file) the only CA trusted for an https CRL
     distribution point (default: the system's trust store); ``on_trusted`` is told the
-    :class:`KeepConnection` once the keep is trusted, before anything is sent. Raises
+    :class:`KeepConnection` once the keep is trusted, before anything is sent; ``groups``:
+    the key-exchange groups to offer (default :data:`attestcall.tls.GROUPS`). Raises
     DeployRefused (nothing sent), KeepUnreachable, KeepFailed, PolicyError, PayloadError,
     CaTrustError."""
     timings = timings if timings is not None else DeployTimings()
@@ -396,11 +398,16 @@ def deploy(
     with raw:
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            tls = TlsSocket.connect(client_context(), raw, connect_timeout)
+            context = client_context(groups=groups) if groups else client_context()
+            tls = TlsSocket.connect(context, raw, connect_timeout)
         except OSError as exc:  # TlsError, TimeoutError, a reset
             if trust is None and expected_public_key is None and not wants_sev:
                 _explain_unprovisioned(keep, connect_timeout)
-            raise DeployRefused([f"the TLS handshake with the keep failed: {exc}"]) from None
+            reason = exc.reason if isinstance(exc, TlsError) else (exc.strerror or str(exc))
+            offered = ", ".join(groups or GROUPS)
+            raise DeployRefused([f"the TLS handshake with the keep failed: {reason} (this "
+                                 f"tenant offers TLS 1.3 with key exchange {offered})"]) \
+                from None
         with tls:
             timings.handshake_done = time.monotonic()
             certificate = tls.peer_certificate_der()
