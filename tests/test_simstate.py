@@ -257,3 +257,38 @@ def test_describe(session_home: Path) -> None:
 
 def test_platforms_are_registered_by_one_line() -> None:
     assert simstate.platforms()["sgx"] is registry().get("sgx").sim_state
+
+
+# --------------------------------------------------------------------------- roots read
+
+
+def test_simulated_roots_are_read_once_and_read_again_when_they_change(
+        copied_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    monkeypatch.setenv("ATTESTCALL_HOME", str(copied_home))
+    root = load_state(copied_home).root_cert
+    reads: list[Path] = []
+    original = Path.read_bytes
+
+    def counting(path: Path) -> bytes:
+        reads.append(path)
+        return original(path)
+
+    monkeypatch.setattr(Path, "read_bytes", counting)
+    first = simstate.read_certificates("sgx", "root_ca.pem")
+    assert first == [root]
+    assert simstate.read_certificates("sgx", "root_ca.pem") == first
+    assert len(reads) == 1  # the second call only looked at the files
+    # a new root published in its place (as the simulator writes: a rename) is seen
+    (replacement,) = simstate.read_certificates("sgx", "pck_platform_ca.pem")
+    staged = copied_home / "sgx" / ".root_ca.pem.new"
+    staged.write_bytes(replacement.public_bytes(Encoding.PEM))
+    os.replace(staged, copied_home / "sgx" / "root_ca.pem")
+    assert simstate.read_certificates("sgx", "root_ca.pem") == [replacement]
+    # the folder replaced (sim reset renames it away): no roots, then the new ones
+    shutil.rmtree(copied_home / "sgx")
+    assert simstate.read_certificates("sgx", "root_ca.pem") == []
+    (copied_home / "sgx").mkdir()
+    (copied_home / "sgx" / "root_ca.pem").write_bytes(b"not a certificate")
+    assert simstate.read_certificates("sgx", "root_ca.pem") == []

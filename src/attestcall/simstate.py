@@ -235,14 +235,43 @@ def platforms() -> dict[str, SimState]:
 
 def read_certificates(folder: str, pattern: str) -> list[x509.Certificate]:
     """The PEM certificates matching ``pattern`` in a platform's folder, if it exists (never
-    created here): how a verifier asked to trust the simulators finds their roots."""
-    found = []
-    for path in sorted((sim_home() / folder).glob(pattern)):
+    created here): how a verifier asked to trust the simulators finds their roots.
+
+    Read once per process while nothing changed: every verification of simulated evidence
+    asks (a service, thousands of times a second), and listing, reading and parsing the
+    files cost as much as the quote's two signature checks. The folder's identity and
+    modification time (a ``sim reset`` replaces the folder, a file published into it changes
+    it) and each file's are checked on every call: a few ``stat`` calls."""
+    directory = sim_home() / folder
+    key = (str(directory), pattern)
+    seen = _stat_key(directory)
+    cached = _read_cache.get(key)
+    if cached is not None and seen is not None and cached[0] == seen \
+            and all(_stat_key(path) == identity for path, identity in cached[1]):
+        return list(cached[2])
+    found, files = [], []
+    for path in sorted(directory.glob(pattern)):
+        identity = _stat_key(path)
         try:
             found.append(x509.load_pem_x509_certificate(path.read_bytes()))
         except (OSError, ValueError):
             continue
-    return found
+        files.append((path, identity))
+    if seen is not None:
+        _read_cache[key] = (seen, files, found)
+    return list(found)
+
+
+_read_cache: dict[tuple[str, str], tuple[Any, list[tuple[Path, Any]], list[x509.Certificate]]] \
+    = {}
+
+
+def _stat_key(path: Path) -> tuple[int, int, int, int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size)
 
 
 def reset(home: Path | str | None = None) -> None:

@@ -40,7 +40,7 @@ class Gate:
 def queued(group: GroupCommit, count: int) -> None:
     """Wait until ``count`` items wait in the queue."""
     for _ in range(int(TIMEOUT / 0.005)):
-        with group._changed:
+        with group._lock:
             if len(group._queue) >= count:
                 return
         threading.Event().wait(0.005)
@@ -122,3 +122,35 @@ def test_a_commit_giving_the_wrong_number_of_results_is_an_error_not_a_mismatch(
 def test_a_limit_below_one_is_refused():
     with pytest.raises(ValueError):
         GroupCommit(lambda items: items, limit=0)
+
+
+@pytest.mark.parametrize("limit", [1, 3, 256])
+def test_many_threads_each_get_their_own_result_and_every_item_is_committed_once(limit):
+    committed: list[int] = []
+    guard = threading.Lock()
+
+    def commit(items: Sequence[int]) -> list[int]:
+        with guard:
+            committed.extend(items)
+        threading.Event().wait(0.0002 * (len(committed) % 3))  # a commit takes a while
+        return [-item for item in items]
+
+    group = GroupCommit(commit, limit=limit)
+    wrong: list[tuple[int, int]] = []
+
+    def submitter(base: int) -> None:
+        for n in range(base, base + 150):
+            if (answer := group.submit(n)) != -n:
+                wrong.append((n, answer))
+
+    threads = [threading.Thread(target=submitter, args=(1000 * t,)) for t in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(TIMEOUT)
+        assert not thread.is_alive(), "a submitter never returned"
+    assert wrong == []
+    assert sorted(committed) == sorted(n for t in range(12) for n in range(1000 * t,
+                                                                            1000 * t + 150))
+    assert group.items == 1800 and group.batches <= 1800
+    assert not group._busy and group._queue == []

@@ -46,7 +46,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -661,20 +661,34 @@ def _iso(instant: dt.datetime) -> str:
 # ---------------------------------------------------------------------- the application
 
 
+class Endpoint:
+    """A request handler (``Request -> Response``) as the plain ASGI application a Route
+    runs as it is. Starlette wraps a function endpoint in its own layer, which looks up
+    exception handlers and inspects the handler on every request; the service's one layer
+    (:class:`ServiceApplication`) already answers what escapes a handler."""
+
+    def __init__(self, handler: Callable[[Request], Awaitable[Response]]):
+        self.handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.handler(Request(scope, receive, send))
+        await response(scope, receive, send)
+
+
 def create_app(settings: Settings) -> ServiceApplication:
     """The ASGI application of one replica."""
     metrics = Metrics()
     service = Service(settings, metrics)
     routes = [
-        Route("/v1/challenge", service.challenge, methods=["GET"]),
-        Route("/v1/certificate", service.certificate, methods=["POST"]),
-        Route("/v1/attestation", service.attestation, methods=["POST"]),
-        Route("/.well-known/jwks.json", service.jwks, methods=["GET"]),
-        Route("/v1/ca", service.ca, methods=["GET"]),
-        Route("/v1/crl", service.crl, methods=["GET"]),
-        Route("/healthz", service.healthz, methods=["GET"]),
-        Route("/metrics", service.metrics_endpoint, methods=["GET"]),
-        Route("/openapi.json", service.openapi, methods=["GET"]),
+        Route("/v1/challenge", Endpoint(service.challenge), methods=["GET"]),
+        Route("/v1/certificate", Endpoint(service.certificate), methods=["POST"]),
+        Route("/v1/attestation", Endpoint(service.attestation), methods=["POST"]),
+        Route("/.well-known/jwks.json", Endpoint(service.jwks), methods=["GET"]),
+        Route("/v1/ca", Endpoint(service.ca), methods=["GET"]),
+        Route("/v1/crl", Endpoint(service.crl), methods=["GET"]),
+        Route("/healthz", Endpoint(service.healthz), methods=["GET"]),
+        Route("/metrics", Endpoint(service.metrics_endpoint), methods=["GET"]),
+        Route("/openapi.json", Endpoint(service.openapi), methods=["GET"]),
         *collateral_routes.CollateralRoutes(service.cache).routes(),
     ]
     return ServiceApplication(routes, metrics, service)

@@ -28,13 +28,24 @@ R = TypeVar("R")
 
 
 class _Pending(Generic[T, R]):
-    __slots__ = ("item", "done", "result", "error")
+    """An item, its outcome, and the lock its submitter sleeps on until it is woken: once
+    the item is committed (``done``), or to lead the next batch."""
+
+    __slots__ = ("item", "done", "result", "error", "_asleep")
 
     def __init__(self, item: T):
         self.item = item
         self.done = False
         self.result: R | None = None
         self.error: BaseException | None = None
+        self._asleep = threading.Lock()
+        self._asleep.acquire()
+
+    def sleep(self) -> None:
+        self._asleep.acquire()
+
+    def wake(self) -> None:
+        self._asleep.release()
 
 
 class GroupCommit(Generic[T, R]):
@@ -47,35 +58,42 @@ class GroupCommit(Generic[T, R]):
         self._commit = commit
         self._limit = limit
         self._queue: list[_Pending[T, R]] = []
-        self._busy = False
-        self._changed = threading.Condition(threading.Lock())
+        self._busy = False  # a leader is committing (or about to)
+        self._lock = threading.Lock()
         self.batches = 0  # committed or failed, for the curious (tests, benchmarks)
         self.items = 0
 
     def submit(self, item: T) -> R:
         """``item`` committed (with whatever else was queued), and its result."""
         pending: _Pending[T, R] = _Pending(item)
-        with self._changed:
+        with self._lock:
             self._queue.append(pending)
-        while True:
-            with self._changed:
-                while self._busy and not pending.done:
-                    self._changed.wait()
-                if pending.done:
-                    return self._outcome(pending)
-                self._busy = True  # lead: commit what is queued, up to the limit
+            lead = not self._busy
+            self._busy = True
+        if not lead:
+            pending.sleep()  # woken when committed, or to lead
+            if pending.done:
+                return self._outcome(pending)
+        while True:  # lead: commit what is queued, up to the limit
+            with self._lock:
                 batch = self._queue[:self._limit]
                 del self._queue[:self._limit]
-            try:
-                self._run(batch)
-            finally:
-                with self._changed:
-                    for each in batch:
-                        each.done = True
-                    self._busy = False
-                    self.batches += 1
-                    self.items += len(batch)
-                    self._changed.notify_all()
+            self._run(batch)
+            with self._lock:
+                for each in batch:
+                    each.done = True
+                after = self._queue[0] if self._queue else None
+                self._busy = after is not None
+                self.batches += 1
+                self.items += len(batch)
+            for each in batch:  # only the threads whose items are done wake: no stampede
+                if each is not pending:
+                    each.wake()
+            if not pending.done:
+                continue  # ours was beyond the limit: lead the next batch too
+            if after is not None:
+                after.wake()  # not done: its thread leads the next batch
+            return self._outcome(pending)
 
     def _run(self, batch: list[_Pending[T, R]]) -> None:
         try:
