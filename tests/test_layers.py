@@ -19,7 +19,8 @@ ABOVE_VENDORS = ("attestcall.verifier", "attestcall.keep", "attestcall.deploy", 
 # The bottom layer imports nothing of ours above it.
 BOTTOM = ("attestcall.errors", "attestcall.abi", "attestcall.appraisal", "attestcall.der",
           "attestcall.lru", "attestcall.pki", "attestcall.fetch", "attestcall.diskcache",
-          "attestcall.schema", "attestcall.linux.kernelfs", "attestcall.tees", "attestcall.tls")
+          "attestcall.schema", "attestcall.linux.kernelfs", "attestcall.tees", "attestcall.tls",
+          "attestcall.describe")
 
 
 def module_name(path: Path) -> str:

@@ -192,6 +192,11 @@ class Tee:
       ``launch_digest(payload)``: what its simulator measures for a keep of ``payload``.
     - ``tsm``: the configfs-tsm provider that gives this evidence, if any.
     - ``backends``, ``keep_options``, ``sim_state``: the keeps that answer with it.
+    - ``describe(data) -> dict | None``: ``attestcall show``'s decoder, without verifying:
+      the fields of this TEE's evidence (or of its vendor's certificates) by their
+      specification's names as a tree (:mod:`attestcall.describe`), None when the bytes
+      are not its; an :class:`~attestcall.errors.AttestcallError` when they are but do not
+      parse. The tree has ``kind`` and, for evidence, ``technology``.
     """
 
     technology: int
@@ -217,6 +222,7 @@ class Tee:
     backends: tuple[Backend, ...] = ()
     keep_options: tuple[Option, ...] = ()
     sim_state: SimState | None = None
+    describe: Callable[[bytes], dict[str, Any] | None] | None = None
 
     @property
     def label(self) -> str:
@@ -313,6 +319,15 @@ class Registry:
         for tee in self.tees:
             if tee.recognise is not None and tee.recognise(evidence):
                 return tee
+        return None
+
+    def describe(self, data: bytes) -> dict[str, Any] | None:
+        """The first registered describer's tree of ``data``, or None when none claims it."""
+        for tee in self.tees:
+            if tee.describe is not None:
+                tree = tee.describe(data)
+                if tree is not None:
+                    return tree
         return None
 
     def label(self, technology: int) -> str:

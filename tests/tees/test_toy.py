@@ -5,6 +5,7 @@ verify (technology read from the bytes), keep serve + deploy — with its own po
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -86,6 +87,19 @@ def test_attest_then_verify_detects_the_toy(toy_env, tmp_path):
     tampered = tmp_path / "tampered.bin"
     tampered.write_bytes(data[:80] + bytes([data[80] ^ 1]) + data[81:])
     assert attestcall(toy_env, "verify", tampered, "--trust-simulated").returncode == 1
+
+    # `attestcall show` decodes it through the toy's own describer (raw and hex alike)
+    shown = attestcall(toy_env, "show", evidence, "--json")
+    assert shown.returncode == 0, shown.stderr
+    tree = json.loads(shown.stdout)
+    assert (tree["kind"], tree["technology"]) == ("toy-quote", "toy")
+    assert tree["quote"]["TOY_MEASUREMENT"] == measurement
+    assert tree["quote"]["REPORT_DATA"] == NONCE
+    as_hex = tmp_path / "toy.hex"
+    as_hex.write_text(data.hex())
+    again = json.loads(attestcall(toy_env, "show", as_hex, "--json").stdout)
+    assert again == {**tree, "encoding": "hex"}
+    assert "TOY_MEASUREMENT: " + measurement in attestcall(toy_env, "show", evidence).stdout
 
 
 def test_the_toy_policy_table_is_checked_by_the_toys_schema(toy_env, tmp_path):

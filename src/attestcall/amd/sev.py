@@ -33,6 +33,7 @@ TEE = Tee(
         Backend("efi-secret", lazy("attestcall.amd.client.efi_secret:open_efi_secret"),
                 simulated=False, probe=lazy("attestcall.amd.client.efi_secret:probe"), order=40),
     ),
+    describe=lazy("attestcall.amd.formats.describe:describe_sev"),
     sim_state=SimState("sev", lazy("attestcall.amd.sim.sev.state:create_state"),
                        lazy("attestcall.amd.sim.sev.state:describe_state")),
 )

@@ -124,6 +124,7 @@ TEE = Tee(
         Option(("--family-id",), "family_id", "hex:16", "FAMILY_ID, 32 hex digits"),
         Option(("--image-id",), "image_id", "hex:16", "IMAGE_ID, 32 hex digits"),
     ),
+    describe=lazy("attestcall.amd.formats.describe:describe_snp"),
     sim_state=SimState("snp", lazy("attestcall.amd.sim.snp.state:create_state"),
                        lazy("attestcall.amd.sim.snp.state:describe_state")),
 )

@@ -299,6 +299,10 @@ def _build_parser(command: str | None = None) -> _Parser:
                         help="print the result as an EAR claims-set (unsigned JSON): the "
                         "vocabulary of the attestation service's tokens and certificates")
 
+    from attestcall.cli.show import add_parser as add_show
+
+    add_show(commands)
+
     if wanted("service"):
         from attestcall.cli.service import add_parser as add_service
 
@@ -499,6 +503,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from attestcall.cli.verify import run_verify
 
             return run_verify(args)
+        if args.command == "show":
+            from attestcall.cli.show import run_show
+
+            return run_show(args)
         if args.command == "sim":
             return _cmd_sim(args)
         if args.command == "service":

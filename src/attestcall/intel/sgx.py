@@ -110,6 +110,7 @@ TEE = Tee(
         Option(("--isv-prodid",), "identity.isv_prod_id", "u16", "ISVPRODID (0..65535)"),
         Option(("--isv-svn",), "identity.isv_svn", "u16", "ISVSVN (0..65535)"),
     ),
+    describe=lazy("attestcall.intel.formats.describe:describe_sgx"),
     sim_state=SimState("sgx", lazy("attestcall.intel.sim.sgx.state:create_state"),
                        lazy("attestcall.intel.sim.sgx.state:describe_state")),
 )

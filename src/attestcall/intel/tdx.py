@@ -75,6 +75,7 @@ TEE = Tee(
         Option(("--td-attributes",), "td_attributes", "u64",
                "TD ATTRIBUTES (a number; DEBUG is bit 0: prefer --debug)"),
     ),
+    describe=lazy("attestcall.intel.formats.describe:describe_tdx"),
     sim_state=SimState("tdx", lazy("attestcall.intel.sim.tdx.state:create_state"),
                        lazy("attestcall.intel.sim.tdx.state:describe_state")),
 )

@@ -134,6 +134,17 @@ def simulated_roots() -> list[Ed25519PublicKey]:
     return [serialization.load_pem_private_key(path.read_bytes(), None).public_key()]
 
 
+def describe(data: bytes) -> dict | None:
+    """`attestcall show` of a toy quote: its fields by the toy's own names."""
+    if data[:8] != MAGIC:
+        return None
+    if len(data) != SIZE:
+        raise EvidenceError(f"a toy quote is {SIZE} bytes, not {len(data)}")
+    return {"kind": "toy-quote", "technology": "toy", "size": SIZE,
+            "quote": {"REPORT_DATA": data[8:72].hex(), "TOY_MEASUREMENT": data[72:104].hex(),
+                      "DEBUG": bool(data[104]), "SIGNATURE": data[SIGNED:].hex()}}
+
+
 def check(table, appraisal) -> list[str]:
     return schema.allow_lists(table, appraisal.claims, ("measurement",))
 
@@ -154,4 +165,5 @@ TEE = Tee(
     keep_options=(Option(("--toy-measurement",), "measurement", "hex:32",
                          "the toy keep's measurement, 64 hex digits"),),
     sim_state=SimState("toy", _create, _describe),
+    describe=describe,
 )
