@@ -321,15 +321,6 @@ class Registry:
                 return tee
         return None
 
-    def describe(self, data: bytes) -> dict[str, Any] | None:
-        """The first registered describer's tree of ``data``, or None when none claims it."""
-        for tee in self.tees:
-            if tee.describe is not None:
-                tree = tee.describe(data)
-                if tree is not None:
-                    return tree
-        return None
-
     def label(self, technology: int) -> str:
         """``SGX`` for 2; ``unknown`` for an id nobody registered."""
         tee = self.by_id(technology)

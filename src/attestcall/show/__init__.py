@@ -28,19 +28,21 @@ __all__ = ["render", "show", "describe_bytes"]
 
 def describe_bytes(data: bytes) -> Tree:
     """The tree of one decoded blob (no encoding layer): TEE evidence or a vendor
-    certificate through the registry, else a certificate or CSR; EvidenceError otherwise."""
+    certificate through the registered describers (in technology order), else a certificate
+    or CSR; EvidenceError otherwise."""
     from attestcall.show.certificates import describe_x509
 
-    try:
-        tree = registry().describe(data)
-        if tree is None:
-            tree = describe_x509(data)
-    except EvidenceError:
-        raise
-    except AttestcallError as exc:
-        raise EvidenceError(_one_line(exc)) from None
-    except (ValueError, KeyError, IndexError, OverflowError) as exc:  # a parser's own check
-        raise EvidenceError(f"malformed input: {_one_line(exc)}") from None
+    for tee in registry().tees:
+        if tee.describe is None:
+            continue
+        try:
+            tree = tee.describe(data)
+        except (AttestcallError, ValueError, KeyError, IndexError, OverflowError) as exc:
+            what = tee.title or f"{tee.label} evidence"
+            raise EvidenceError(f"not a well-formed {what}: {_one_line(exc)}") from None
+        if tree is not None:
+            return tree
+    tree = describe_x509(data)
     if tree is None:
         raise EvidenceError(f"cannot tell what these {len(data)} bytes are (not any of: "
                             f"{', '.join(_known())})")

@@ -218,16 +218,17 @@ def _quote_tree(technology: str, size: int, trailing: int, head: QuoteHeader,
     return out
 
 
-def describe_quote(evidence: bytes) -> Tree | None:
-    """The tree of a DCAP quote v3, v4 or v5 (SGX or TDX); None when the bytes are not a
-    quote header of Intel's QE; QuoteFormatError when they are one that does not parse."""
+def describe_quote(evidence: bytes, tee_type: int) -> Tree | None:
+    """The tree of a DCAP quote v3, v4 or v5 of ``tee_type`` (SGX or TDX); None when the
+    bytes do not start with such a quote's header from Intel's QE; QuoteFormatError when
+    they do but do not parse."""
     if len(evidence) < HEADER_SIZE:
         return None
     head = QuoteHeader.unpack(evidence[:HEADER_SIZE])
-    if head.qe_vendor_id != INTEL_QE_VENDOR_ID or head.version not in (3, 4, 5):
+    if (head.qe_vendor_id != INTEL_QE_VENDOR_ID or head.version not in (3, 4, 5)
+            or head.tee_type != tee_type):
         return None
-    version, tee_type = head.version, head.tee_type
-    if version == 3:
+    if head.version == 3:
         quote = Quote.parse(evidence)
         data = quote.signature_data
         return _quote_tree(
@@ -242,7 +243,7 @@ def describe_quote(evidence: bytes) -> Tree | None:
     else:
         body = sgx_report_body(dcap.body)
     descriptor = None
-    if version >= 5:
+    if head.version >= 5:
         descriptor = {"Type": {"value": dcap.body_type, "name": BODY_TYPES[dcap.body_type]},
                       "Size": len(dcap.body.pack())}
     signature = {
@@ -270,13 +271,10 @@ def describe_pck_certificate(data: bytes) -> Tree | None:
 
 def describe_sgx(data: bytes) -> Tree | None:
     """The SGX record's describer: a quote of TEE type SGX, or a PCK certificate."""
-    tree = describe_quote(data)
-    if tree is not None:
-        return tree if tree["technology"] == "sgx" else None
-    return describe_pck_certificate(data)
+    tree = describe_quote(data, TEE_TYPE_SGX)
+    return tree if tree is not None else describe_pck_certificate(data)
 
 
 def describe_tdx(data: bytes) -> Tree | None:
     """The TDX record's describer: a quote of TEE type TDX."""
-    tree = describe_quote(data)
-    return tree if tree is not None and tree["technology"] == "tdx" else None
+    return describe_quote(data, TEE_TYPE_TDX)
