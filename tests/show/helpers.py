@@ -43,8 +43,8 @@ def documented_keys() -> dict[str, tuple[set[str], set[str]]]:
         if len(cells) != 2 or not cells[0].startswith("`"):
             continue
         kind = cells[0].strip("`")
-        optional = set(re.findall(r"\[`([a-z_]+)`", cells[1]))
-        always = set(re.findall(r"`([a-z_]+)`", re.sub(r"\[[^]]*\]", "", cells[1])))
+        optional = set(re.findall(r"\[`([a-z0-9_]+)`", cells[1]))
+        always = set(re.findall(r"`([a-z0-9_]+)`", re.sub(r"\[[^]]*\]", "", cells[1])))
         kinds[kind] = (always, optional)
     return kinds
 
