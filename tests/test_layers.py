@@ -83,6 +83,15 @@ def test_the_verifier_never_imports_a_simulator_or_a_vendor(path):
     assert {m for m in imports(path) if "_sim" in m or within(m, VENDORS)} == set()
 
 
+@pytest.mark.parametrize("path", [p for p in FILES if within(module_name(p),
+                                                                 ("attestcall.show",
+                                                                  "attestcall.describe"))],
+                         ids=module_name)
+def test_show_reaches_a_tee_only_through_the_registry(path):
+    """`attestcall show` names no vendor module: each TEE's record brings its describer."""
+    assert {m for m in imports(path) if "_sim" in m or within(m, VENDORS)} == set()
+
+
 @pytest.mark.parametrize("path", FILES, ids=module_name)
 def test_nothing_imports_the_cli(path):
     if within(module_name(path), ("attestcall.cli", "attestcall.__main__")):

@@ -149,6 +149,17 @@ def test_evidence_bound_to_another_key_is_shown_unbound(keeps):
     assert tree["evidence"]["decoded"]["report"]["MEASUREMENT"]  # still decoded
 
 
+def test_a_keep_without_a_tee_binds_nothing():
+    with open_keep("none", b"") as keep:
+        identity = make_identity(keep.source)
+    tree = show(identity.certificate.public_bytes(DER))
+    assert tree["kind"] == "keep-certificate"
+    assert tree["evidence"] == {"technology": "none", "technology_id": 0,
+                                "media_type": tree["evidence"]["media_type"], "size": 0,
+                                "decoded": None}
+    assert tree["binding"]["holds"] is False and "NONE" in tree["binding"]["detail"]
+
+
 def test_a_plain_certificate_has_no_evidence():
     key = generate_key("ed25519")
     cert = build_certificate(key, None, b"", name="plain")

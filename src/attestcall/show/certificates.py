@@ -76,7 +76,13 @@ def certificate_tree(cert: x509.Certificate) -> Tree:
         out["binding"] = None
         if carried is not None:
             technology, blob = carried
-            out["binding"] = _binding(lambda: check_binding(cert, blob, technology))
+            tee = registry().by_id(technology)
+            if tee is None or tee.report_data is None:  # a keep without a TEE: nothing bound
+                out["binding"] = {"holds": False, "detail": "the keep has no evidence that "
+                                  "could bind its key (technology "
+                                  f"{tee.label if tee is not None else technology})"}
+            else:
+                out["binding"] = _binding(lambda: check_binding(cert, blob, technology))
     try:
         found = result.from_certificate(cert)
     except result.MalformedResult as exc:
