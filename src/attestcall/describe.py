@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -69,7 +70,8 @@ def public_key(key: Any) -> Tree:
     elif isinstance(key, dsa.DSAPublicKey):
         out = {"algorithm": "DSA", "bits": key.key_size}
     else:
-        out = {"algorithm": type(key).__name__.removesuffix("PublicKey").lstrip("_")}
+        name = type(key).__name__.removesuffix("PublicKey").lstrip("_")
+        out = {"algorithm": re.sub(r"^MLDSA(\d+)$", r"ML-DSA-\1", name)}
     try:
         spki = key.public_bytes(serialization.Encoding.DER,
                                 serialization.PublicFormat.SubjectPublicKeyInfo)

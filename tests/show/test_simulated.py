@@ -172,6 +172,13 @@ def test_a_plain_certificate_has_no_evidence():
         spki_der(key.public_key())).hexdigest()
 
 
+def test_a_post_quantum_certificate():
+    key = generate_key("mldsa65")
+    tree = show(build_certificate(key, None, b"", name="pq").public_bytes(DER))
+    assert tree["certificate"]["public_key"]["algorithm"] == "ML-DSA-65"
+    assert tree["certificate"]["signature_algorithm"] == "ML-DSA-65"
+
+
 def test_a_keeps_csr_and_its_binding(keeps):
     challenge = bytes(range(32))
     csr, key = make_csr(keeps["sgx"], challenge, pem=True)
