@@ -33,13 +33,14 @@ def test_deploy_runs_the_workload_and_returns_its_output(tee):
         result = deploy(address, "--trust-simulated", HELLO)
     finally:
         keep.wait(timeout=60)
-    assert result.returncode == 0, result.stderr
+    keep_log = keep.stderr.read()
+    assert result.returncode == 0, result.stderr + keep_log
     technology = {"sgx-sim": 2, "snp-sim": 3, "tdx-sim": 4}[tee]
     assert result.stdout.splitlines()[0] == f"technology: {technology}"
     key = "p384" if tee == "snp-sim" else "p256"
     assert (f"attestcall deploy: keep {address} trusted: TLS 1.3, key exchange "
             f"X25519MLKEM768, keep key {key}") in result.stderr.splitlines()
-    assert keep.returncode == 0
+    assert keep.returncode == 0, keep_log
 
 
 def test_a_debug_keep_is_refused_and_receives_nothing():

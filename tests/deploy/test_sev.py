@@ -187,12 +187,13 @@ def test_cli_keep_serve_sev_sim_and_deploy(tmp_path, key_type):
             capture_output=True, text=True, timeout=120)
     finally:
         keep.wait(timeout=60)
-    assert result.returncode == 0, result.stderr
+    keep_log = keep.stderr.read()
+    assert result.returncode == 0, result.stderr + keep_log
     assert result.stdout.splitlines()[0] == "technology: 1"
     assert (f"attestcall deploy: keep {address} trusted: TLS 1.3, key exchange "
             f"X25519MLKEM768, keep key {key_type or 'p384'}") in result.stderr.splitlines()
-    assert keep.returncode == 0
-    assert DIGEST in keep.stderr.read()
+    assert keep.returncode == 0, keep_log
+    assert DIGEST in keep_log
 
 
 # ------------------------------------------------------------------------ refusals

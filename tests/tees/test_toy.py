@@ -139,6 +139,7 @@ def test_deploy_to_a_toy_keep(toy_env, tmp_path):
         result = attestcall(toy_env, "deploy", "--keep", address, "--trust-simulated", HELLO)
     finally:
         keep.wait(timeout=60)
-    assert result.returncode == 0, result.stderr
+    keep_log = keep.stderr.read()
+    assert result.returncode == 0, result.stderr + keep_log
     assert result.stdout.splitlines()[0] == "technology: 200"
-    assert keep.returncode == 0
+    assert keep.returncode == 0, keep_log

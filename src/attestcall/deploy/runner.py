@@ -23,19 +23,18 @@ from attestcall.errors import PayloadError
 from attestcall.frontends.wasm_exec import (
     ENTRY_POINT,
     ERROR_EXIT_STATUS,
-    STDERR,
     TRAP_EXIT_STATUS,
     WASM_MAGIC,
     InvalidModule,
     LinkFailed,
     NoEntryPoint,
-    OutputSink,
     RunResult,
     Wasi,
     WasmExecutor,
     WasmInstance,
     last_line,
 )
+from attestcall.frontends.wasm_import import STDERR, OutputSink
 
 __all__ = ["OutputSink", "WasmSandbox", "WorkloadRejected"]
 

@@ -12,10 +12,13 @@ per write and limits: :mod:`attestcall.deploy.runner`).
 - :class:`Wasi`: what the module sees of the world: argv, environment, stdin inherited or
   none, stdout and stderr inherited or handed to an :data:`OutputSink` at each write
   (wasmtime's custom output: no pipe, no polling, and the module blocks while the sink is
-  busy).
+  busy; bound by :class:`attestcall.frontends.wasm_import.CustomOutput`).
 - :class:`WasmInstance`: the module instantiated in its own store with WASI and
   ``attestation.get_attestation`` (:class:`attestcall.frontends.wasm_import.AttestationImport`
-  over the caller's EvidenceSource); :meth:`WasmInstance.execute` calls ``_start``.
+  over the caller's EvidenceSource); :meth:`WasmInstance.execute` calls ``_start``. Its
+  ``close()`` releases the store and then the sink on the caller's thread: once it returns,
+  no thread of wasmtime's enters Python for this instance (one that did while the process
+  exits would abort it).
 
 Exit statuses follow the wasmtime CLI: ``proc_exit(n)`` is n, returning from ``_start`` is
 0, a trap is 134 (as if the program had aborted), any other runtime error 1. A Python
@@ -28,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +42,8 @@ from attestcall.errors import PayloadError
 from attestcall.frontends.wasm_import import (
     MEMORY_EXPORT,
     AttestationImport,
+    CustomOutput,
+    OutputSink,
     define_unchecked,
 )
 
@@ -49,9 +54,6 @@ WASM_MAGIC = b"\0asm"
 TRAP_EXIT_STATUS = 134  # 128 + SIGABRT, what the wasmtime CLI returns on a trap
 ERROR_EXIT_STATUS = 1  # a runtime error that is neither an exit nor a trap
 TICK_SECONDS = 0.05
-STDOUT, STDERR = 1, 2
-
-OutputSink = Callable[[int, bytes], None]
 
 
 def first_line(error: BaseException) -> str:
@@ -110,8 +112,11 @@ class WasmExecutor:
             self.engine.increment_epoch()
 
     def close(self) -> None:
-        """Stop the epoch ticker (modules still running then never time out)."""
+        """Stop the epoch ticker and wait for it (modules still running then never time
+        out)."""
         self._closed.set()
+        if self._ticker is not None and self._ticker is not threading.current_thread():
+            self._ticker.join()
 
     def compile(self, wasm: bytes) -> wasmtime.Module:
         """Compile a WebAssembly binary. Raises InvalidModule."""
@@ -140,19 +145,21 @@ class Wasi:
     inherit_stdin: bool = True
     output: OutputSink | None = None
 
-    def config(self) -> wasmtime.WasiConfig:
+    def config(self, output: CustomOutput | None = None) -> wasmtime.WasiConfig:
+        """The config; with a sink (``self.output``) its ``output`` binding (the caller
+        releases it once the store is closed: :class:`CustomOutput`)."""
         config = wasmtime.WasiConfig()
         config.argv = list(self.argv)
         config.env = list(self.env.items())
         if self.inherit_stdin:
             config.inherit_stdin()
-        sink = self.output
-        if sink is None:
+        if self.output is None:
             config.inherit_stdout()
             config.inherit_stderr()
+        elif output is None:
+            raise ValueError("a Wasi with an output sink needs its CustomOutput")
         else:
-            config.stdout_custom = lambda data: sink(STDOUT, bytes(data))
-            config.stderr_custom = lambda data: sink(STDERR, bytes(data))
+            output.install(config)
         return config
 
 
@@ -184,15 +191,16 @@ class WasmInstance:
     ):
         self.executor = executor
         self.store = executor.new_store()
+        self._output = CustomOutput(wasi.output) if wasi.output is not None else None
         try:
             self._instantiate(module, source, wasi)
         except BaseException:
-            self.store.close()
+            self.close()
             raise
 
     def _instantiate(self, module: wasmtime.Module, source: abi.EvidenceSource,
                      wasi: Wasi) -> None:
-        self.store.set_wasi(wasi.config())
+        self.store.set_wasi(wasi.config(self._output))
         self.attestation = AttestationImport(source)
         linker = wasmtime.Linker(self.executor.engine)
         self.define_imports(linker)
@@ -257,5 +265,8 @@ class WasmInstance:
         return RunResult(0)
 
     def close(self) -> None:
-        """Release the store (the instance cannot be used after)."""
+        """Release the store, then the output sink, here and now (the instance cannot be
+        used after)."""
         self.store.close()
+        if self._output is not None:
+            self._output.release()

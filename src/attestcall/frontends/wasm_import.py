@@ -11,14 +11,23 @@ struct layouts are wasmtime-py's, so they match that library by construction.
 
 A Python exception inside a host function becomes a wasm trap; the exception is kept on
 the host function (``error``) for the caller of the module to re-raise.
+
+WASI stdout and stderr handed to Python (:class:`CustomOutput`) are bound here too, with no
+finalizer: wasmtime-wasi writes them from a tokio worker thread and drops them there, after
+the store is closed, so wasmtime-py's ``stdout_custom`` (whose finalizer is Python) could
+enter Python from that thread while the interpreter finalizes; Python then ends the thread
+with ``pthread_exit``, whose forced unwind through the Rust thread's entry aborts the
+process ("panic in a function that cannot unwind", SIGABRT at exit).
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import itertools
-from ctypes import POINTER, c_bool, c_char_p, c_size_t, c_void_p
+from collections.abc import Callable
+from ctypes import POINTER, c_bool, c_char_p, c_size_t, c_ssize_t, c_void_p
 from typing import Protocol
 
 import wasmtime
@@ -29,6 +38,10 @@ from attestcall import abi
 _U32 = 0xFFFFFFFF
 _TECHNOLOGY_SIZE = 4
 MEMORY_EXPORT = "memory"
+STDOUT, STDERR = 1, 2
+
+OutputSink = Callable[[int, bytes], None]
+
 
 def _c_function(name: str, restype: object, *argtypes: object) -> ctypes._CFuncPtr:
     function = ffi.dll[name]  # indexing makes a fresh function object, ours to configure
@@ -55,6 +68,13 @@ _define_func_unchecked = _c_function(
     "wasmtime_linker_define_func_unchecked", c_void_p,
     c_void_p, c_char_p, c_size_t, c_char_p, c_size_t, c_void_p, _CALLBACK, c_void_p, _FINALIZER,
 )
+
+# ssize_t output(void *data, const uint8_t *buf, size_t len): bytes taken, or -errno
+_OUTPUT = ctypes.CFUNCTYPE(c_ssize_t, c_void_p, c_void_p, c_size_t)
+_set_stdout_custom = _c_function("wasi_config_set_stdout_custom", None,
+                                 c_void_p, _OUTPUT, c_void_p, c_void_p)
+_set_stderr_custom = _c_function("wasi_config_set_stderr_custom", None,
+                                 c_void_p, _OUTPUT, c_void_p, c_void_p)
 
 # A raw value is a 16-byte union; an i32 sits in its first 4 bytes (little-endian).
 _SLOT = ctypes.sizeof(ffi.wasmtime_val_raw_t) // 4
@@ -112,6 +132,48 @@ def define_unchecked(
     if error:
         _HOST_FUNCTIONS.pop(key, None)
         raise wasmtime.WasmtimeError._from_ptr(ctypes.cast(error, POINTER(ffi.wasmtime_error_t)))
+
+
+_OUTPUTS: dict[int, Callable[[bytes], None]] = {}
+
+
+@_OUTPUT
+def _write_output(key: int, data: int, size: int) -> int:
+    """A WASI write to a custom stdout or stderr (on one of wasmtime-wasi's threads)."""
+    writer = _OUTPUTS.get(key)
+    if writer is None:  # released: the store is closed
+        return -errno.EBADF
+    try:
+        writer(ctypes.string_at(data, size) if size else b"")
+    except BaseException:  # never let an exception unwind through wasmtime
+        return -errno.EIO
+    return size
+
+
+class CustomOutput:
+    """A WASI config's stdout and stderr handed to ``sink(stream, data)`` at each write.
+
+    wasmtime is given no finalizer: it keeps the streams after the store is closed and drops
+    them on a thread of its own, where nothing may enter Python once the interpreter may be
+    finalizing. The sink is released by :meth:`release` instead, on the caller's thread,
+    once the store that writes to it is closed; a write after that fails with ``EBADF``.
+    """
+
+    def __init__(self, sink: OutputSink):
+        self._keys = {STDOUT: next(_KEYS), STDERR: next(_KEYS)}
+        for stream, key in self._keys.items():
+            _OUTPUTS[key] = functools.partial(sink, stream)
+
+    def install(self, config: wasmtime.WasiConfig) -> None:
+        """Make ``config``'s stdout and stderr write to the sink."""
+        pointer = ctypes.cast(config.ptr(), c_void_p)
+        _set_stdout_custom(pointer, _write_output, self._keys[STDOUT], None)
+        _set_stderr_custom(pointer, _write_output, self._keys[STDERR], None)
+
+    def release(self) -> None:
+        """Forget the sink (after the store is closed)."""
+        for key in self._keys.values():
+            _OUTPUTS.pop(key, None)
 
 
 class LinearMemory:
