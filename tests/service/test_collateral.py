@@ -22,13 +22,16 @@ from attestcall.amd.sim import snp as snp_sim
 from attestcall.errors import CollateralMissing, CollateralUnavailable
 from attestcall.intel.sim.sgx import load_state
 from attestcall.intel.sim.sgx.collateral import collateral as sim_collateral
+from attestcall.intel.sim.sgx.collateral import pck_crl
 from attestcall.service.collateral import AmdSource, CollateralCache, IntelSource, Refresher
+from attestcall.service.collateral_import import import_files
 from attestcall.service.collateral_store import CollateralStore, Item, Record
 from attestcall.service.storage import Storage
 from attestcall.verifier.api import verify
 from tests import paths
 from tests.clock import Clock
 from tests.fakes.collateral_server import CollateralServer, Route, serve_intel, signed_body
+from tests.fakes.whitespace_der import ending_in_whitespace
 
 DATA = paths.DATA
 SGX_QUOTE = (DATA / "intel/sgx_quote_v3.bin").read_bytes()
@@ -418,3 +421,16 @@ def test_a_process_sees_what_another_stored_within_a_minute(storage, upstream, c
     clock.advance(seconds=2)
     assert cache.get(TCB).source == "import"
     assert upstream.requests == [TCB_PATH]
+
+
+def test_a_der_crl_file_whose_signature_ends_in_a_whitespace_byte_imports_whole(
+        storage, tmp_path, tmp_path_factory):
+    state = load_state(tmp_path_factory.getbasetemp() / "attestcall-home")
+    der = ending_in_whitespace(lambda: pck_crl(state).public_bytes(Encoding.DER))
+    crl, ca = tmp_path / "pck.crl", tmp_path / "platform-ca.pem"
+    crl.write_bytes(der)
+    ca.write_bytes(state.platform_ca_cert.public_bytes(Encoding.PEM))
+    cache = CollateralCache(storage, offline=True, trust_simulated=True,
+                            registry=CollectorRegistry())
+    [(_, record)] = import_files([crl, ca], cache)
+    assert record.item == Item("intel", "pckcrl", "platform") and record.body == der

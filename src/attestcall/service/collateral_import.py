@@ -86,11 +86,11 @@ def _read(path: Path) -> _File:
                     found.crls.append(x509.load_pem_x509_crl(block.group(0)))
         elif _HEX.fullmatch(stripped or b"-"):
             found.crls.append(x509.load_der_x509_crl(binascii.unhexlify(stripped)))
-        else:
+        else:  # DER as it is (stripped, a signature ending in a whitespace byte is cut)
             try:
-                found.certs.append(pki.load_der_certificate(stripped))
+                found.certs.append(pki.load_der_certificate(data))
             except ValueError:
-                found.crls.append(x509.load_der_x509_crl(stripped))
+                found.crls.append(x509.load_der_x509_crl(data))
     except (ValueError, binascii.Error, CollateralError):
         raise CollateralError(f"{name}: not collateral (a QuoteCollateralV3 document, "
                               "certificates or CRLs)") from None

@@ -20,6 +20,7 @@ from attestcall.amd.sim import snp as snp_sim
 from attestcall.errors import CollateralError
 from attestcall.pki import load_der_certificate
 from tests import paths
+from tests.fakes.whitespace_der import ending_in_whitespace
 
 DATA = paths.DATA / "amd"
 REPORT = (DATA / "milan_report_v2.bin").read_bytes()
@@ -119,6 +120,13 @@ def test_simulated_keys_pass_only_when_their_ark_is_trusted(milan):
     assert items.crl_product(x509.load_der_x509_crl(crl)) == "Milan"
     assert items.chain_answer([milan.ask, milan.asvk], [milan.ark]) == [
         ("cert_chain", "vcek/Milan", chain_pem), ("cert_chain", "vlek/Milan", asvk_pem)]
+
+
+def test_a_der_crl_whose_signature_ends_in_a_whitespace_byte_passes_whole(milan):
+    key = serialization.load_pem_private_key((Path(milan.folder) / "ark.key.pem").read_bytes(),
+                                             None)
+    crl = ending_in_whitespace(lambda: ark_crl(milan, key))
+    assert items.check("crl", "vcek/Milan", crl, roots=[milan.ark]).body == crl
 
 
 def test_keys_are_canonical_and_checked():

@@ -16,8 +16,10 @@ from attestcall.intel.fetch import items
 from attestcall.intel.formats.collateral import Collateral
 from attestcall.intel.sim.sgx import load_state
 from attestcall.intel.sim.sgx.collateral import collateral as sim_collateral
+from attestcall.intel.sim.sgx.collateral import pck_crl
 from tests import paths
 from tests.fakes.collateral_server import chain_header, signed_body
+from tests.fakes.whitespace_der import ending_in_whitespace
 
 DATA = paths.DATA / "intel"
 SGX = json.loads((DATA / "sgx_quote_v3.collateral.json").read_text())
@@ -149,6 +151,18 @@ def test_simulated_collateral_is_refused_unless_its_root_is_trusted(tmp_path):
         items.check("pckcert", "cpusvn=..", pck, {"SGX-PCK-Certificate-Issuer-Chain":
                     chain_header(state.root_cert.public_bytes(Encoding.PEM).decode())},
                     [state.root_cert])
+
+
+def test_a_der_crl_whose_signature_ends_in_a_whitespace_byte_passes_whole(tmp_path):
+    # Stripped as text, it lost its last byte: "not a CRL", the service's 503 (one
+    # simulated PCK CRL in about 43).
+    state = load_state(tmp_path / "home")
+    headers = crl_answer(sim_collateral(state))[1]
+    der = ending_in_whitespace(lambda: pck_crl(state).public_bytes(Encoding.DER))
+    kept = items.check("pckcrl", "platform", der, headers, [state.root_cert])
+    assert kept.body == der
+    assert items.load_crl(der.hex().encode() + b"\n", "CRL").public_bytes(Encoding.DER) \
+        == der  # hex, as a PCCS serves it, is still read as text
 
 
 def test_a_lone_pck_crl_gets_its_issuer_chain_from_the_certificates_given(tmp_path):

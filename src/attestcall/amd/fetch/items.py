@@ -165,9 +165,9 @@ def _check_chain(key: str, body: bytes, roots: Sequence[x509.Certificate]) -> Ch
 def _check_crl(key: str, body: bytes, roots: Sequence[x509.Certificate]) -> Checked:
     _, _, product = key.partition("/")
     data = body.strip()
-    try:
+    try:  # DER as it came (stripped, a signature ending in a whitespace byte would lose it)
         crl = (x509.load_pem_x509_crl(data) if data.startswith(b"-----BEGIN")
-               else x509.load_der_x509_crl(data))
+               else x509.load_der_x509_crl(body))
     except ValueError:
         raise CollateralError("the answer is not a CRL (DER or PEM)") from None
     if not any(pki.crl_issued_by(crl, ark) is None for ark in _ark_of(product, roots)):

@@ -211,12 +211,16 @@ def _trusted_chain(certs: Sequence[x509.Certificate], roots: Sequence[x509.Certi
 
 
 def load_crl(body: bytes, what: str) -> x509.CertificateRevocationList:
-    """A CRL served as DER, PEM or hex (a PCCS serves the root CA CRL as hex)."""
-    data = body.strip()
+    """A CRL served as DER, PEM or hex (a PCCS serves the root CA CRL as hex). DER is read
+    as it came: stripped as text, one whose signature ends in a whitespace byte would lose
+    it."""
     try:
+        if body[:1] == b"\x30":
+            return x509.load_der_x509_crl(body)
+        data = body.strip()
         if data.startswith(b"-----BEGIN X509 CRL-----"):
             return x509.load_pem_x509_crl(data)
-        if data[:1] != b"\x30" and _HEX.fullmatch(data.decode("ascii", "replace") or "-"):
+        if _HEX.fullmatch(data.decode("ascii", "replace") or "-"):
             data = binascii.unhexlify(data)
         return x509.load_der_x509_crl(data)
     except (ValueError, binascii.Error):
