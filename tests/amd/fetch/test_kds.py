@@ -34,7 +34,9 @@ CHIP_ID = REPORT[0x1A0:0x1E0].hex()
 QUERY = "blSPL=03&teeSPL=00&snpSPL=08&ucodeSPL=115"
 VCEK_PATH = f"/vcek/v1/Milan/{CHIP_ID}?{QUERY}"
 CHAIN_PATH = "/vcek/v1/Milan/cert_chain"
-NOW = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+CRL_PATH = "/vcek/v1/Milan/crl"
+CRL_DER = (DATA / "crl_milan.der").read_bytes()  # AMD's, valid 2026-06-22 to 2026-08-08
+NOW = dt.datetime(2026, 7, 1, tzinfo=dt.UTC)
 VCEK_EXPIRY = dt.datetime(2030, 4, 3, 19, 23, 43, tzinfo=dt.UTC)  # the VCEK's notAfter
 LIMIT = 4 * 1024 * 1024
 
@@ -65,6 +67,7 @@ def kds() -> Iterator[CollateralServer]:
         server.routes[CHAIN_PATH] = Route(
             ASK_ARK, headers={"Content-Type": "application/x-pem-file"}
         )
+        server.routes[CRL_PATH] = Route(CRL_DER, headers={"Content-Type": "application/pkix-crl"})
         yield server
 
 
@@ -147,9 +150,9 @@ def test_the_verifier_asks_the_kds_as_it_goes(kds: CollateralServer, cache: Cach
     source = KdsSource(kds.url, cache=cache)
     appraisal = appraise_snp(REPORT, certs=source, at=NOW, arks=amd_arks())
     assert appraisal.problems == []
-    assert kds.requests == [VCEK_PATH, CHAIN_PATH]
+    assert kds.requests == [VCEK_PATH, CHAIN_PATH, CRL_PATH]
     again = appraise_snp(REPORT, certs=source, at=NOW, arks=amd_arks())
-    assert again.problems == [] and kds.requests == [VCEK_PATH, CHAIN_PATH]  # disk cache
+    assert again.problems == [] and kds.requests == [VCEK_PATH, CHAIN_PATH, CRL_PATH]  # cached
 
 
 def test_kds_source_chain_follows_the_vceks_product_line(kds: CollateralServer,
@@ -159,7 +162,7 @@ def test_kds_source_chain_follows_the_vceks_product_line(kds: CollateralServer,
     source = KdsSource(kds.url + "/vcek/v1", cache=cache)
     assert appraise_snp(REPORT, certs=source, at=NOW, arks=amd_arks()).problems == []
     # Milan then Genoa for the VCEK; the chain of the VCEK's own product line (Milan)
-    assert kds.requests == [VCEK_PATH, genoa_path, CHAIN_PATH]
+    assert kds.requests == [VCEK_PATH, genoa_path, CHAIN_PATH, CRL_PATH]
     assert source.signing_cas(None) == [] and source.arks("Rome") == []
 
 
@@ -286,11 +289,13 @@ def test_masked_chip_id(kds: CollateralServer, cache: Cache) -> None:
 def test_cli_verify_with_kds(kds: CollateralServer, tmp_path: Path) -> None:
     env = dict(os.environ, ATTESTCALL_CACHE=str(tmp_path / "cli-cache"))
     command = [sys.executable, "-m", "attestcall", "verify", "--kds", kds.url,
-               "--at", "2025-01-01T00:00:00Z", str(DATA / "milan_report_v2.bin")]  # fmt: skip
+               "--at", "2026-07-01T00:00:00Z", str(DATA / "milan_report_v2.bin")]  # fmt: skip
     for _ in range(2):
         done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120,
                               check=False)  # fmt: skip
         assert done.returncode == 0, done.stderr
         assert done.stdout.startswith("accepted: SEV-SNP report")
-    assert kds.requests == [VCEK_PATH, CHAIN_PATH]  # the second run is served from the cache
+    # the second run has the certificates from the cache; the CRL (nextUpdate 2026-08-08)
+    # has expired by this machine's clock, so it was never kept
+    assert kds.requests == [VCEK_PATH, CHAIN_PATH, CRL_PATH, CRL_PATH]
     assert stat.S_IMODE((tmp_path / "cli-cache").stat().st_mode) == 0o700

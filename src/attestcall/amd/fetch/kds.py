@@ -6,6 +6,8 @@
         body: the VCEK (DER; PEM accepted)
     GET {base}/vcek/v1/{product}/cert_chain
         body: PEM, the ASK then the ARK
+    GET {base}/{vcek,vlek}/v1/{product}/crl
+        body: the ARK's CRL (DER)
 
 The path comes from :func:`vcek_path` (hwid = CHIP_ID, its first 8 bytes on Turin; the
 SPLs from REPORTED_TCB). A version 2 report does not tell Milan from Genoa: unless
@@ -30,6 +32,8 @@ from attestcall import fetch
 from attestcall.amd.fetch.source import VcekRequest
 from attestcall.amd.formats import report as snp
 from attestcall.amd.formats.certs import load_certificate, load_pem_certificates
+from attestcall.amd.formats.crl import load_crl
+from attestcall.amd.roots import amd_arks
 from attestcall.diskcache import Cache
 from attestcall.errors import AttestcallError, CollateralError, EvidenceError
 
@@ -167,6 +171,16 @@ class KdsSource:
     def arks(self, product: str | None) -> Sequence[x509.Certificate]:
         return self._chain(product)[1:]
 
+    revocation_required = True
+
+    def crls(self, family: str, product: str | None,
+             ark: x509.Certificate) -> Sequence[x509.CertificateRevocationList]:
+        """The CRL KDS publishes for ``family`` ("vcek" or "vlek") and ``product``, when
+        ``ark`` is one of AMD's (KDS has none for another ARK, e.g. a simulated one)."""
+        if product not in snp.PRODUCTS or ark not in amd_arks():
+            return []
+        return [crl_at(f"{self.root}/{family}/v1/{product}/crl", self.cache, self.timeout)]
+
 
 class _NotFound(Exception):
     """KDS has no VCEK at this path (HTTP 404): try the next product line."""
@@ -213,6 +227,24 @@ def _cert_chain(url: str, cache: Cache, timeout: float) -> list[x509.Certificate
     chain = _load_chain(answer.body, url)
     cache.put(url, answer.body, expiry(chain))
     return chain
+
+
+def crl_at(url: str, cache: Cache, timeout: float) -> x509.CertificateRevocationList:
+    """The CRL at ``url`` (DER or PEM), kept in ``cache`` until its nextUpdate."""
+    data = cache.get(url)
+    if data is not None:
+        try:
+            return load_crl(data)
+        except CollateralError:
+            pass  # a corrupt entry: fetch again
+    answer = fetch.get(url, timeout=timeout)
+    try:
+        crl = load_crl(answer.body)
+    except CollateralError as exc:
+        raise CollateralError(f"{url}: the answer is not a CRL ({exc})") from None
+    if crl.next_update_utc is not None:
+        cache.put(url, crl.public_bytes(Encoding.DER), crl.next_update_utc)
+    return crl
 
 
 def _load_chain(data: bytes, url: str) -> list[x509.Certificate]:

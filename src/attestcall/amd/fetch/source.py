@@ -8,6 +8,14 @@ The verifier asks a source for what it needs, when it needs it:
 - :meth:`CertSource.signing_cas` the ASK (signs VCEKs) or ASVK (signs VLEKs) and
   :meth:`CertSource.arks` the ARK of a product line.
 
+and, optionally (revocation, :mod:`attestcall.amd.verify.revocation`):
+
+- ``crls(family, product, ark)`` the CRLs of the chain's ARK (``family`` "vcek" or
+  "vlek", KDS's two CRL paths; ``ark`` the trusted ARK the chain ends at: a source that
+  cannot have its CRL, e.g. KDS for a simulated ARK, answers none);
+- ``revocation_required``: true when the source promises a CRL (a KDS, ``--crl``), so
+  that having none is an error rather than an unchecked chain.
+
 Each answers with candidates (possibly none); the verifier picks the certificate whose key
 verifies the report and whose issuer names match, and trusts nothing a source says: the
 chain must end at a pinned ARK. A source raises :class:`CollateralError` when it cannot
@@ -33,6 +41,7 @@ from cryptography import x509
 
 from attestcall.amd.formats import certs as amdcerts
 from attestcall.amd.formats import report as snp
+from attestcall.amd.formats.crl import load_crls
 from attestcall.errors import CollateralError, UsageError
 from attestcall.lru import Lru
 
@@ -122,6 +131,7 @@ class MemorySource:
     vlek_certs: tuple[x509.Certificate, ...] = ()
     signing_ca_certs: tuple[x509.Certificate, ...] = ()  # ASKs and ASVKs
     ark_certs: tuple[x509.Certificate, ...] = ()
+    crl_list: tuple[x509.CertificateRevocationList, ...] = ()
 
     @classmethod
     def of(cls, certificates: Iterable[x509.Certificate]) -> MemorySource:
@@ -130,7 +140,15 @@ class MemorySource:
     @classmethod
     def from_set(cls, found: amdcerts.CertSet) -> MemorySource:
         return cls(tuple(found.vceks), tuple(found.vleks), tuple(found.intermediates),
-                   tuple(found.roots))
+                   tuple(found.roots), tuple(found.crls))
+
+    @property
+    def revocation_required(self) -> bool:
+        return bool(self.crl_list)
+
+    def crls(self, family: str, product: str | None,
+             ark: x509.Certificate) -> Sequence[x509.CertificateRevocationList]:
+        return self.crl_list
 
     def vceks(self, request: VcekRequest) -> Sequence[x509.Certificate]:
         return self.vcek_certs
@@ -186,6 +204,53 @@ class FileSource:
     def arks(self, product: str | None) -> Sequence[x509.Certificate]:
         return self._set.roots
 
+    @property
+    def revocation_required(self) -> bool:
+        return bool(self._set.crls)
+
+    def crls(self, family: str, product: str | None,
+             ark: x509.Certificate) -> Sequence[x509.CertificateRevocationList]:
+        return self._set.crls
+
+
+@dataclass(frozen=True)
+class WithCrls:
+    """Another source's certificates with the CRLs of ``--crl`` (which must then be used:
+    :attr:`revocation_required`)."""
+
+    inner: CertSource
+    crl_list: tuple[x509.CertificateRevocationList, ...]
+    revocation_required: bool = True
+
+    @classmethod
+    def read(cls, inner: CertSource, value: bytes | bytearray | str | Path) -> WithCrls:
+        """``inner`` with the CRLs in ``value`` (DER or PEM content as bytes, or a path)."""
+        if isinstance(value, str | Path):
+            try:
+                value = Path(value).read_bytes()
+            except OSError as exc:
+                raise CollateralError(f"cannot read the CRL {value}: {exc.strerror}") from None
+        crls = load_crls(bytes(value))
+        if not crls:
+            raise CollateralError("the CRL file holds no CRL")
+        return cls(inner, tuple(crls))
+
+    def vceks(self, request: VcekRequest) -> Sequence[x509.Certificate]:
+        return self.inner.vceks(request)
+
+    def vleks(self) -> Sequence[x509.Certificate]:
+        return self.inner.vleks()
+
+    def signing_cas(self, product: str | None) -> Sequence[x509.Certificate]:
+        return self.inner.signing_cas(product)
+
+    def arks(self, product: str | None) -> Sequence[x509.Certificate]:
+        return self.inner.arks(product)
+
+    def crls(self, family: str, product: str | None,
+             ark: x509.Certificate) -> Sequence[x509.CertificateRevocationList]:
+        return self.crl_list
+
 
 def _parsed(der: bytes) -> x509.Certificate:
     return _PARSED.get_or_create(der, lambda: amdcerts.load_certificate(der))
@@ -231,14 +296,18 @@ class TableSource:
 
 
 def certs_source(value: CertSource | bytes | bytearray | str | Path | None,
-                 url: str | None = None) -> CertSource:
+                 url: str | None = None,
+                 crl: bytes | bytearray | str | Path | None = None) -> CertSource:
     """The source for what the user gave: a source as is; bytes as a ``--certs`` file's
     content; a path (str or Path) read as one; a KDS base URL (``--kds``) as a
     :class:`~attestcall.amd.fetch.kds.KdsSource` with the disk cache; nothing at all as
-    :data:`NO_CERTS` (the report's own certificate table alone).
+    :data:`NO_CERTS` (the report's own certificate table alone). ``crl`` (``--crl``: DER
+    or PEM content, or a path) adds the ARK's CRL, which revocation must then use.
 
     :class:`UsageError` for both a value and a URL; :class:`CollateralError` for a file
     that cannot be read or holds no usable certificates, or a URL that is not http(s)."""
+    if crl is not None:
+        return WithCrls.read(certs_source(value, url), crl)
     if value is not None and url is not None:
         raise UsageError("give --certs or --kds, not both")
     if url is not None:

@@ -31,6 +31,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.utils import CryptographyDeprecationWarning
 
 from attestcall import der, pki
+from attestcall.amd.formats.crl import PEM_MARK as CRL_PEM_MARK
+from attestcall.amd.formats.crl import load_crls
 from attestcall.errors import CollateralError, EvidenceError
 
 VCEK_GUID = uuid.UUID("63da758d-e664-4564-adc5-f4b93be8accd")
@@ -301,12 +303,14 @@ class CertSet:
     vleks: list[x509.Certificate] = field(default_factory=list)
     intermediates: list[x509.Certificate] = field(default_factory=list)  # ASK or ASVK
     roots: list[x509.Certificate] = field(default_factory=list)  # ARK
+    crls: list[x509.CertificateRevocationList] = field(default_factory=list)  # ARKs' CRLs
 
     def extend(self, other: CertSet) -> None:
         self.vceks += other.vceks
         self.vleks += other.vleks
         self.intermediates += other.intermediates
         self.roots += other.roots
+        self.crls += other.crls
 
 
 def classify(certs: Sequence[x509.Certificate]) -> CertSet:
@@ -344,13 +348,16 @@ _PEM_MARK = b"-----BEGIN CERTIFICATE-----"
 
 
 def load_certs(data: bytes) -> CertSet:
-    """Load ``--certs`` input: a DER certificate, PEM (one or more certificates), or a
+    """Load ``--certs`` input: a DER certificate, PEM (one or more certificates, and any
+    ARK CRLs as ``X509 CRL`` blocks, as ``attestcall collateral`` writes them), or a
     certificate table. Unusable input raises :class:`CollateralError`."""
     data = bytes(data)
     if not data:
         raise CollateralError("the certificates file is empty")
-    if _PEM_MARK in data:
-        return classify(load_pem_certificates(data))
+    if _PEM_MARK in data or CRL_PEM_MARK in data:
+        found = classify(load_pem_certificates(data) if _PEM_MARK in data else [])
+        found.crls = load_crls(data) if CRL_PEM_MARK in data else []
+        return found
     if data[0] == der.SEQUENCE:
         try:
             der.decode(data)

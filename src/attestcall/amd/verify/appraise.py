@@ -41,6 +41,7 @@ from attestcall.amd.fetch.source import (
 from attestcall.amd.formats import certs as amdcerts
 from attestcall.amd.formats import report as snp
 from attestcall.amd.roots import amd_asks
+from attestcall.amd.verify import revocation
 from attestcall.appraisal import Appraisal
 from attestcall.errors import CollateralError, EvidenceError
 from attestcall.lru import Lru
@@ -85,6 +86,7 @@ def clear_caches() -> None:
     _BY_OBJECT.clear()
     _LINKS.clear()
     source.clear_caches()
+    revocation.clear_caches()
 
 
 def _common_name(name: x509.Name) -> str:
@@ -322,15 +324,34 @@ def _infos(*groups: Sequence[x509.Certificate]) -> list[_CertInfo]:
     return _unique([_info(cert) for group in groups for cert in group])
 
 
+def _revocation(given: CertSource, vek: _CertInfo, kind: str, chain: _Chain, at: datetime,
+                extra: Sequence[x509.CertificateRevocationList]) -> list[str]:
+    """Whether the ARK's CRL revokes the ASK/ASVK or the VCEK/VLEK of a trusted chain."""
+    assert chain.root is not None and chain.intermediate is not None
+    root, ask = chain.root, chain.intermediate
+    product = _product_in(root.label)
+    family = "vlek" if kind == "VLEK" else "vcek"
+    crls_of = getattr(given, "crls", None)
+    fetched = list(crls_of(family, product, root.cert)) if crls_of is not None else []
+    links = [revocation.Link("ASK" if kind == "VCEK" else "ASVK", ask.label, ask.cert),
+             revocation.Link(kind, vek.label, vek.cert)]
+    return revocation.check(ark=root.cert, ark_label=root.label, product=product, links=links,
+                            at=at, given=fetched, extra=extra,
+                            required=bool(getattr(given, "revocation_required", False)))
+
+
 def appraise_snp(evidence: bytes, *,
                  certs: CertSource | bytes | bytearray | str | Path | None = None,
-                 at: datetime, arks: Sequence[x509.Certificate]) -> Appraisal:
+                 at: datetime, arks: Sequence[x509.Certificate],
+                 crls: Sequence[x509.CertificateRevocationList] = ()) -> Appraisal:
     """Appraise SNP evidence (a report, optionally followed by its certificate table).
 
     ``certs`` is where AMD certificates come from: a
     :class:`~attestcall.amd.fetch.source.CertSource` (e.g. a KDS), or the content or path of a
     ``--certs`` file (DER, PEM or a certificate table); its certificates are preferred to
-    the table's, which is always consulted. ``arks`` are the trusted roots."""
+    the table's, which is always consulted. ``arks`` are the trusted roots. Revocation
+    uses the CRLs the source gives (:mod:`attestcall.amd.verify.revocation`) and ``crls``,
+    more CRLs used when one is the chain's ARK's (the simulators')."""
     evidence = bytes(evidence)
     at = _utc(at)
     report, table = _split(evidence)
@@ -383,6 +404,8 @@ def appraise_snp(evidence: bytes, *,
         intermediates = _infos(given.signing_cas(line), table.signing_cas(line), amd_asks())
         roots = _infos(given.arks(line), table.arks(line))
         chain = _build_chain(vek, kind, intermediates, roots, trusted, problems)
+        if chain.trusted and chain.root is not None and chain.intermediate is not None:
+            problems += _revocation(given, vek, kind, chain, at, crls)
         for info, role in ((vek, kind), (chain.intermediate, "ASK"), (chain.root, "ARK")):
             if info is not None:
                 problem = _validity_problem(info, role, at)
