@@ -182,6 +182,9 @@ class Tee:
       a loaded object or None) and service URL made into what ``appraise`` asks.
     - ``collateral_options``: the ``verify`` options that feed it, (file option, URL
       option), e.g. ("--collateral", "--pccs").
+    - ``revocation_option``: the ``verify`` option of a separate revocation list it takes
+      ("--crl"), if any; ``collateral_source`` then also gets ``crl=`` (the list's content
+      or path).
     - ``simulated_roots() -> list``: this machine's simulated roots (never created here);
       ``simulated_collateral(evidence) -> value``: the local simulator's collateral.
     - ``policy``: its policy table; ``debug_word``: what a debug instance is called.
@@ -207,6 +210,7 @@ class Tee:
     appraise: Callable[..., Any] | None = None
     collateral_source: Callable[[Any, str | None], Any] | None = None
     collateral_options: tuple[str, str] | None = None
+    revocation_option: str | None = None
     simulated_roots: Callable[[], list[Any]] | None = None
     simulated_collateral: Callable[[bytes], Any] | None = None
     policy: PolicyTable | None = None

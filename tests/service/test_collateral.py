@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from attestcall.amd.fetch.items import vcek_item_key
 from attestcall.amd.sim import snp as snp_sim
-from attestcall.errors import CollateralMissing, CollateralUnavailable
+from attestcall.errors import CollateralError, CollateralMissing, CollateralUnavailable
 from attestcall.intel.sim.sgx import load_state
 from attestcall.intel.sim.sgx.collateral import collateral as sim_collateral
 from attestcall.intel.sim.sgx.collateral import pck_crl
@@ -40,6 +40,8 @@ TDX = json.loads((DATA / "intel/tdx_quote_v4.collateral.json").read_text())
 REPORT = (DATA / "amd/milan_report_v2.bin").read_bytes()
 VCEK = (DATA / "amd/milan_report_v2.vcek.der").read_bytes()
 MILAN_CHAIN = (DATA / "amd/ask_ark_milan.pem").read_bytes()
+MILAN_CRL = (DATA / "amd/crl_milan.der").read_bytes()  # AMD's: 2026-06-22 to 2026-08-08
+IN_CRL = dt.datetime(2026, 7, 1, tzinfo=dt.UTC)
 VCEK_PATH = (f"/vcek/v1/Milan/{REPORT[0x1A0:0x1E0].hex()}"
              "?blSPL=03&teeSPL=00&snpSPL=08&ucodeSPL=115")
 JULY = dt.datetime(2025, 7, 1, tzinfo=dt.UTC)  # inside the vectors' windows
@@ -343,13 +345,37 @@ def test_offline_never_asks_and_serves_whatever_it_holds(storage, upstream, cloc
 def test_the_snp_verifier_gets_a_missing_vcek_from_the_cache(storage, upstream, clock):
     upstream.routes[VCEK_PATH] = Route(VCEK)
     upstream.routes["/vcek/v1/Milan/cert_chain"] = Route(MILAN_CHAIN)
+    upstream.routes["/vcek/v1/Milan/crl"] = Route(MILAN_CRL)
     cache = cache_of(storage, upstream, clock)
-    at = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
     for _ in range(2):
-        verdict = verify(REPORT, collateral=AmdSource(cache, REPORT), at=at)
+        verdict = verify(REPORT, collateral=AmdSource(cache, REPORT), at=IN_CRL)
         assert verdict.accepted, verdict.reasons
-    assert sorted(upstream.requests) == ["/vcek/v1/Milan/cert_chain", VCEK_PATH]
+    assert sorted(upstream.requests) == ["/vcek/v1/Milan/cert_chain", "/vcek/v1/Milan/crl",
+                                         VCEK_PATH]
     assert cache.peek(Item("amd", "vcek", VCEK_PATH.removeprefix("/vcek/v1/"))).body == VCEK
+    assert cache.peek(Item("amd", "crl", "vcek/Milan")).body == MILAN_CRL
+
+
+def test_the_services_snp_verification_checks_the_crl(storage, upstream, clock, tmp_path):
+    """The cache's CRL is used: one past its nextUpdate, or one the ARK did not sign, makes
+    the evidence unverifiable (never a silent pass); without the CRL upstream, likewise."""
+    upstream.routes[VCEK_PATH] = Route(VCEK)
+    upstream.routes["/vcek/v1/Milan/crl"] = Route(MILAN_CRL)
+    cache = cache_of(storage, upstream, clock)
+    late = dt.datetime(2026, 8, 8, tzinfo=dt.UTC)  # the CRL's nextUpdate
+    with pytest.raises(CollateralError, match="CRL of ARK-Milan has expired"):
+        verify(REPORT, collateral=AmdSource(cache, REPORT), at=late)
+    genoa = MILAN_CRL.replace(b"ARK-Milan", b"ARK-Genoa")  # the cache refuses it
+    upstream.routes["/vcek/v1/Milan/crl"] = Route(genoa)
+    with Storage.open(None, tmp_path / "other") as other:
+        with pytest.raises(CollateralError, match="not issued and signed by a trusted Milan"):
+            verify(REPORT, collateral=AmdSource(cache_of(other, upstream, clock), REPORT),
+                   at=IN_CRL)
+    del upstream.routes["/vcek/v1/Milan/crl"]
+    with Storage.open(None, tmp_path / "third") as third:
+        with pytest.raises(CollateralMissing, match="crl"):
+            verify(REPORT, collateral=AmdSource(cache_of(third, upstream, clock), REPORT),
+                   at=IN_CRL)
 
 
 def test_a_vcek_the_upstream_does_not_have_is_a_refusal(storage, upstream, clock):

@@ -44,6 +44,7 @@ TDX = json.loads((DATA / "intel/tdx_quote_v4.collateral.json").read_text())
 REPORT = (DATA / "amd/milan_report_v2.bin").read_bytes()
 VCEK = (DATA / "amd/milan_report_v2.vcek.der").read_bytes()
 MILAN_CHAIN = (DATA / "amd/ask_ark_milan.pem").read_bytes()
+MILAN_CRL = (DATA / "amd/crl_milan.der").read_bytes()  # AMD's: 2026-06-22 to 2026-08-08
 CHIP_ID = REPORT[0x1A0:0x1E0].hex()
 VCEK_PATH = f"/vcek/v1/Milan/{CHIP_ID}?blSPL=03&teeSPL=00&snpSPL=08&ucodeSPL=115"
 API = "/sgx/certification/v4"
@@ -61,6 +62,7 @@ def upstream() -> Iterator[CollateralServer]:
         serve_intel(server, TDX, tee="tdx", fmspc="B0C06F000000", ca="platform")
         server.routes[VCEK_PATH] = Route(VCEK)
         server.routes["/vcek/v1/Milan/cert_chain"] = Route(MILAN_CHAIN)
+        server.routes["/vcek/v1/Milan/crl"] = Route(MILAN_CRL)
         yield server
 
 
@@ -183,10 +185,10 @@ def test_attestcall_verify_uses_the_service_as_pccs_and_kds(service, upstream, t
     assert sgx["tcb_status"] == "ConfigurationAndSWHardeningNeeded"
     assert sgx["reasons"] == ["TCB status ConfigurationAndSWHardeningNeeded is not accepted "
                               "by the policy (accepted: UpToDate, SWHardeningNeeded)"]
-    snp = run("--kds", service.url, "--at", "2025-01-01T00:00:00Z",
+    snp = run("--kds", service.url, "--at", "2026-07-01T00:00:00Z",
               str(DATA / "amd/milan_report_v2.bin"))
     assert snp["accepted"], snp
-    assert VCEK_PATH in upstream.requests
+    assert VCEK_PATH in upstream.requests and "/vcek/v1/Milan/crl" in upstream.requests
 
 
 # ------------------------------------------------------------------ AMD's paths
@@ -196,6 +198,7 @@ def test_the_kds_paths(service, upstream):
     status, headers, body = get(service, VCEK_PATH.replace("blSPL=03", "blSPL=3"))
     assert (status, body) == (200, VCEK)
     assert get(service, "/vcek/v1/Milan/cert_chain")[2] == MILAN_CHAIN
+    assert get(service, "/vcek/v1/Milan/crl")[2] == MILAN_CRL
     assert_problem(*get(service, "/vcek/v1/Genoa/cert_chain"), 404)
     assert_problem(*get(service, "/vlek/v1/Milan/crl"), 404)
     assert upstream.requests.count(VCEK_PATH) == 1

@@ -33,20 +33,32 @@ def recognise(evidence: bytes) -> bool:
     return 2 <= version <= 5 and algo == 1
 
 
-def collateral_source(evidence: bytes, value: Any, url: str | None) -> Any:
+def collateral_source(evidence: bytes, value: Any, url: str | None, crl: Any = None) -> Any:
     """Where appraisal gets the VCEK/VLEK and its chain: the user's certificates (bytes, a
     file: DER, PEM or a certificate table), a KDS at ``url``, and always the table after
-    the report (:func:`attestcall.amd.fetch.source.certs_source`)."""
+    the report; ``crl`` the ARK's CRL (``--crl``)
+    (:func:`attestcall.amd.fetch.source.certs_source`)."""
     from attestcall.amd.fetch.source import certs_source
 
-    return certs_source(value, url)
+    return certs_source(value, url, crl)
 
 
 def appraise(evidence: bytes, collateral: Any, at: dt.datetime, roots: list[Any]) -> Any:
     from attestcall.amd.roots import amd_arks
     from attestcall.amd.verify.appraise import appraise_snp
 
-    return appraise_snp(evidence, certs=collateral, at=at, arks=[*amd_arks(), *roots])
+    crls = simulated_crls() if roots else []
+    return appraise_snp(evidence, certs=collateral, at=at, arks=[*amd_arks(), *roots],
+                        crls=crls)
+
+
+def simulated_crls() -> list[Any]:
+    """The CRLs of this machine's simulated ARKs (``crl_<product>.pem`` beside each
+    ``ark_<product>.pem``; a home made before the simulator published CRLs gets them
+    now)."""
+    from attestcall.amd.sim.snp import state
+
+    return state.published_crls()
 
 
 def simulated_roots() -> list[Any]:
@@ -99,6 +111,7 @@ TEE = Tee(
     appraise=appraise,
     collateral_source=collateral_source,
     collateral_options=("--certs", "--kds"),
+    revocation_option="--crl",
     simulated_roots=simulated_roots,
     policy=SNP_POLICY,
     debug_word="guest",

@@ -284,6 +284,9 @@ def _build_parser(command: str | None = None) -> _Parser:
                         help="fetch Intel collateral from a PCS/PCCS v4 service (cached)")
     verify.add_argument("--kds", metavar="URL",
                         help="fetch the VCEK from an AMD KDS-compatible service (cached)")
+    verify.add_argument("--crl", metavar="FILE",
+                        help="SNP: the ARK's CRL (DER or PEM, as KDS serves it at "
+                        "/vcek/v1/PRODUCT/crl); revocation is then checked with it")
     verify.add_argument("--at", metavar="TIME",
                         help="verify at this instant: ISO 8601 UTC (2025-07-19T10:01:17Z) or "
                         "Unix seconds (default: now)")

@@ -82,6 +82,9 @@ def run_verify(args: argparse.Namespace) -> int:
         evidence = _read_evidence(args.evidence)
         tee = technology_named(args.tech) if args.tech else detect(evidence)
         given, url = _given(args, tee)
+        crl = getattr(args, "crl", None)
+        if crl is not None and tee.revocation_option != "--crl":
+            raise UsageError(f"--crl is not for {tee.title} evidence")
         verdict = verify(
             evidence,
             technology=tee.name,
@@ -91,6 +94,7 @@ def run_verify(args: argparse.Namespace) -> int:
             nonce=args.nonce,
             policy=args.policy,
             trust_simulated=args.trust_simulated,
+            crl=Path(crl) if crl is not None else None,
         )
         report = _ear(args, verdict) if args.ear else None
     except OSError as exc:  # the policy file went away between verify and reading it

@@ -49,6 +49,8 @@ from attestcall.amd.fetch import items as amd_items
 from attestcall.amd.fetch.kds import AMD_KDS_URL, request_paths
 from attestcall.amd.fetch.source import TableSource, VcekRequest
 from attestcall.amd.formats.certs import load_certificate, load_pem_certificates
+from attestcall.amd.formats.crl import load_crl
+from attestcall.amd.roots import amd_arks
 from attestcall.errors import (
     AttestcallError,
     CollateralError,
@@ -501,3 +503,15 @@ class AmdSource:
 
     def arks(self, product: str | None) -> Sequence[x509.Certificate]:
         return []  # the trusted ARKs are pinned (and simulated ones given as roots)
+
+    revocation_required = True  # an AMD ARK's CRL is always had (a simulated one's locally)
+
+    def crls(self, family: str, product: str | None,
+             ark: x509.Certificate) -> Sequence[x509.CertificateRevocationList]:
+        """The ARK's CRL from the cache (KDS's ``/{family}/v1/{product}/crl``) when the
+        chain ends at one of AMD's ARKs; none for another (a simulated ARK's CRL comes
+        from the simulator)."""
+        if product is None or ark not in amd_arks():
+            return []
+        record = self.cache.get(Item("amd", "crl", amd_items.family_key(family, product)))
+        return [load_crl(record.body)]

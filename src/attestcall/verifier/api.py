@@ -39,6 +39,7 @@ def verify(
     policy: Policy | Mapping[str, Any] | str | Path | None = None,
     trust_simulated: bool = False,
     collateral_url: str | None = None,
+    crl: bytes | str | Path | None = None,
 ) -> Verdict:
     """Decide whether to trust ``evidence`` (what get_attestation returned).
 
@@ -59,8 +60,14 @@ def verify(
     rules = Policy.load(policy)
 
     given = collateral if collateral is not None else certs
-    source = (tee.collateral_source(evidence, given, collateral_url)
-              if tee.collateral_source is not None else given)
+    if crl is not None and (tee.revocation_option is None or tee.collateral_source is None):
+        raise UsageError(f"a separate CRL is not for {tee.title or tee.name} evidence")
+    if tee.collateral_source is None:
+        source = given
+    elif crl is not None:
+        source = tee.collateral_source(evidence, given, collateral_url, crl=crl)
+    else:
+        source = tee.collateral_source(evidence, given, collateral_url)
     roots = tee.simulated_roots() if trust_simulated and tee.simulated_roots else []
     assert tee.appraise is not None  # technology_named / detect return verifiable TEEs
     appraisal = tee.appraise(evidence, source, instant, roots)

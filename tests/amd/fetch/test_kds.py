@@ -166,6 +166,22 @@ def test_kds_source_chain_follows_the_vceks_product_line(kds: CollateralServer,
     assert source.signing_cas(None) == [] and source.arks("Rome") == []
 
 
+def test_a_kds_crl_of_another_product_is_unusable(kds: CollateralServer, cache: Cache) -> None:
+    """KDS answering the Milan CRL path with Genoa's CRL: an error naming the mismatch."""
+    from attestcall.amd.sim import snp as snp_sim
+
+    genoa = snp_sim.load_state().chain(snp_sim.product("genoa")).crl()
+    kds.routes[CRL_PATH] = Route(genoa.public_bytes(Encoding.DER))
+    source = KdsSource(kds.url, cache=cache)
+    with pytest.raises(CollateralError, match="the CRL is ARK-Genoa SIMULATED's, for Genoa"):
+        appraise_snp(REPORT, certs=source, at=NOW, arks=amd_arks())
+    kds.routes[CRL_PATH] = Route(b"not a CRL")
+    with pytest.raises(CollateralError, match=r"/vcek/v1/Milan/crl: the answer is not a CRL"):
+        appraise_snp(REPORT, certs=KdsSource(kds.url, cache=Cache(cache.directory / "b",
+                                                                  clock=cache.clock)),
+                     at=NOW, arks=amd_arks())
+
+
 def test_kds_source_errors_reach_the_caller(kds: CollateralServer, cache: Cache) -> None:
     del kds.routes[VCEK_PATH]
     source = KdsSource(kds.url, cache=cache)

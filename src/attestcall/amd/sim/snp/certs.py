@@ -16,6 +16,7 @@ ASK use AMD's style (0x10000, 0x10001; ASVK 0x10002).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -159,6 +160,36 @@ def issue_vek(product: Product, tcb: Tcb, key: ec.EllipticCurvePublicKey,
     for extension in vek_extensions(product, tcb, hwid=hwid, csp_id=csp_id):
         builder = builder.add_extension(extension, critical=False)
     return builder.sign(signer_key, hashes.SHA384(), rsa_padding=PSS)
+
+
+def issue_crl(ark: x509.Certificate, ark_key: rsa.RSAPrivateKey,
+              revoked: Sequence[x509.Certificate] = (), *,
+              this_update: dt.datetime | None = None,
+              next_update: dt.datetime | None = None, number: int = 1,
+              ) -> x509.CertificateRevocationList:
+    """The ARK's CRL, shaped like AMD's (AKI and CRL number, RSASSA-PSS SHA-384), listing
+    ``revoked``: an ASK or ASVK (the ARK issued it) directly, a VCEK or VLEK as an
+    indirect entry naming its ASK/ASVK (``certificateIssuer``). Default window: the
+    ARK's own validity."""
+    ark_ski = ark.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    this_update = this_update or ark.not_valid_before_utc
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ark.subject)
+        .last_update(this_update)
+        .next_update(next_update or ark.not_valid_after_utc)
+        .add_extension(x509.AuthorityKeyIdentifier(ark_ski.digest, None, None), critical=False)
+        .add_extension(x509.CRLNumber(number), critical=False)
+    )
+    for cert in revoked:
+        entry = (x509.RevokedCertificateBuilder().serial_number(cert.serial_number)
+                 .revocation_date(this_update)
+                 .add_extension(x509.CRLReason(x509.ReasonFlags.key_compromise), critical=False))
+        if cert.issuer != ark.subject:
+            entry = entry.add_extension(
+                x509.CertificateIssuer([x509.DirectoryName(cert.issuer)]), critical=True)
+        builder = builder.add_revoked_certificate(entry.build())
+    return builder.sign(ark_key, hashes.SHA384(), rsa_padding=PSS)
 
 
 def der(cert: x509.Certificate) -> bytes:

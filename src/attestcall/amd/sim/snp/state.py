@@ -12,6 +12,7 @@
         ark.key.pem ask.key.pem asvk.key.pem   RSA-4096, PKCS#8, mode 0600
         ark.pem ask.pem asvk.pem
       ark_milan.pem ...     a copy of each product's ARK, where ``--trust-simulated`` looks
+      crl_milan.pem ...     that ARK's CRL, revoking nothing (used with --trust-simulated)
 
 RSA-4096 keys take about half a second each to generate, so a product's three are made
 once, lazily, never in a request path. A product folder is created atomically (simstate's
@@ -25,11 +26,12 @@ import json
 import os
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from attestcall import simstate
@@ -49,6 +51,10 @@ DEFAULT_CSP_ID = "attestcall-simulated-csp"
 
 def ark_copy_name(product: Product) -> str:
     return f"ark_{product.key}.pem"
+
+
+def crl_copy_name(product: Product) -> str:
+    return f"crl_{product.key}.pem"
 
 
 # ------------------------------------------------------------------------- a product's chain
@@ -78,6 +84,17 @@ class ProductChain:
                 raise simstate.corrupt(self.folder, f"{name} does not match its certificate")
             key = self._keys[name] = loaded
         return key
+
+    def crl(self, revoked: Sequence[x509.Certificate] = (), *,
+            this_update: dt.datetime | None = None,
+            next_update: dt.datetime | None = None) -> x509.CertificateRevocationList:
+        """A CRL of this product's ARK revoking ``revoked`` (ASK/ASVK directly, VCEK/VLEK
+        as indirect entries), valid from ``this_update`` to ``next_update`` (default: the
+        ARK's validity)."""
+        with self._lock:
+            ark_key = self._key(ARK_KEY, self.ark)
+        return certs.issue_crl(self.ark, ark_key, revoked, this_update=this_update,
+                               next_update=next_update)
 
     def vcek_certificate(self, tcb: Tcb, key: ec.EllipticCurvePublicKey,
                          hwid: bytes) -> x509.Certificate:
@@ -141,9 +158,23 @@ def _read_chain(product: Product, folder: Path) -> ProductChain:
 
 
 def _publish_ark(root: Path, chain: ProductChain) -> None:
-    """Keep ``snp/ark_<product>.pem`` equal to the chain's ARK (atomic replace)."""
-    target = root / ark_copy_name(chain.product)
-    data = certs.pem(chain.ark)
+    """Keep ``snp/ark_<product>.pem`` equal to the chain's ARK, and ``snp/crl_<product>.pem``
+    a CRL of that ARK revoking nothing (what the simulated KDS would serve; a verifier
+    trusting the simulators uses it), each by atomic replace."""
+    _publish(root / ark_copy_name(chain.product), certs.pem(chain.ark))
+    target = root / crl_copy_name(chain.product)
+    try:
+        published = x509.load_pem_x509_crl(target.read_bytes())
+        if published.issuer == chain.ark.subject and published.is_signature_valid(
+                chain.ark.public_key()):  # type: ignore[arg-type]
+            return
+    except (OSError, ValueError):
+        pass
+    _publish(target, chain.crl().public_bytes(serialization.Encoding.PEM))
+
+
+def _publish(target: Path, data: bytes) -> None:
+    root = target.parent
     try:
         if target.read_bytes() == data:
             return
@@ -160,6 +191,34 @@ def _publish_ark(root: Path, chain: ProductChain) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+_READ_CRLS: dict[Path, tuple[tuple[int, int], x509.CertificateRevocationList]] = {}
+
+
+def published_crls(home: Path | str | None = None) -> list[x509.CertificateRevocationList]:
+    """The published CRL of every product whose ARK is published under ``home`` (default
+    ``sim_home()``); never creates a home, but publishes a missing CRL of an existing
+    chain. Each file is parsed again only when it changes."""
+    folder = (Path(home) if home is not None else simstate.sim_home()) / PLATFORM
+    found = []
+    for product in PRODUCTS.values():
+        if not (folder / ark_copy_name(product)).exists():
+            continue
+        path = folder / crl_copy_name(product)
+        if not path.exists():
+            load_state(home).chain(product)
+        try:
+            info = path.stat()
+            stamp = (info.st_mtime_ns, info.st_size)
+            kept = _READ_CRLS.get(path)
+            if kept is None or kept[0] != stamp:
+                kept = (stamp, x509.load_pem_x509_crl(path.read_bytes()))
+                _READ_CRLS[path] = kept
+        except (OSError, ValueError):
+            continue
+        found.append(kept[1])
+    return found
 
 
 # ------------------------------------------------------------------------- the platform
