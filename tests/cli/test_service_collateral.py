@@ -26,7 +26,8 @@ from tests.service.helpers import TIMEOUT, Served, cli, environment, exchange
 
 DATA = paths.DATA
 FILES = [DATA / "intel/sgx_quote_v3.collateral.json", DATA / "intel/tdx_quote_v4.collateral.json",
-         DATA / "amd/milan_report_v2.vcek.der", DATA / "amd/ask_ark_milan.pem"]
+         DATA / "amd/milan_report_v2.vcek.der", DATA / "amd/ask_ark_milan.pem",
+         DATA / "amd/crl_milan.der"]
 CHIP_ID = (DATA / "amd/milan_report_v2.bin").read_bytes()[0x1A0:0x1E0].hex()
 VCEK_KEY = f"Milan/{CHIP_ID}?blSPL=03&teeSPL=00&snpSPL=08&ucodeSPL=115"
 IMPORTED = {
@@ -39,6 +40,8 @@ IMPORTED = {
     ("intel", "qeidentity", "tdx", "2025-07-19T10:32:27Z"),
     ("amd", "vcek", VCEK_KEY, "2030-04-03T19:23:43Z"),
     ("amd", "cert_chain", "vcek/Milan", "2045-10-22T17:23:05Z"),
+    ("amd", "crl", "vcek/Milan", "2026-08-08T00:00:00Z"),  # AMD's CRL serves both families
+    ("amd", "crl", "vlek/Milan", "2026-08-08T00:00:00Z"),
 }
 
 
@@ -107,7 +110,7 @@ def test_import_list_then_serve_offline(env, tmp_path):
             "ConfigurationAndSWHardeningNeeded"
         for args in (("--pccs", served.url, "--at", "2025-07-01T00:00:00Z",
                       str(DATA / "intel/tdx_quote_v4.bin")),
-                     ("--kds", served.url, "--at", "2025-01-01T00:00:00Z",
+                     ("--kds", served.url, "--at", "2026-07-01T00:00:00Z",
                       str(DATA / "amd/milan_report_v2.bin"))):
             verified = subprocess.run([sys.executable, "-m", "attestcall", "verify", "--json",
                                        *args], env=env, capture_output=True, text=True,
