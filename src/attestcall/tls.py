@@ -242,6 +242,15 @@ class TlsSocket:
     def fileno(self) -> int:
         return self.sock.fileno()
 
+    def readable(self, timeout: float) -> bool:
+        """Whether the peer sends something (data, or the end of the stream) within
+        ``timeout`` seconds, without reading it."""
+        if self.connection.pending():
+            return True
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        return bool(poller.poll(max(0, int(timeout * 1000))))
+
     def _wait(self, *, write: bool, deadline: float | None, what: str) -> None:
         remaining = None if deadline is None else deadline - time.monotonic()
         if remaining is not None and remaining <= 0:

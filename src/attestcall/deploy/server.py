@@ -3,10 +3,18 @@ deliver.
 
 :func:`serve` opens the keep, makes its identity once (key made here, evidence bound to
 it, :mod:`attestcall.deploy.identity`), and serves tenants with :class:`KeepServer`: the
-accept loop, a thread per connection, at most ``max_tenants`` at once (the rest wait in the
-listen backlog). Each connection: TLS 1.3 handshake under a timeout (contexts in
-:mod:`attestcall.tls`), then the tenant's session
+accept loop and a thread per connection. Each connection: TLS 1.3 handshake under a
+timeout (contexts in :mod:`attestcall.tls`), then the tenant's session
 (:mod:`attestcall.deploy.session`).
+
+Idle and slow connections cannot deny service. The accept loop never waits for a tenant
+slot: it takes every connection, and closes at once the ones beyond ``max_connections``
+or beyond ``max_connections_per_address`` from one source address (an IPv6 address counts
+by its /64). The handshake, and the wait for the tenant's first bytes after it, hold
+nothing but their thread and are bounded (``handshake_timeout``, then ``read_timeout``);
+only a tenant that has sent its first bytes takes one of the ``max_tenants`` session slots,
+at most ``max_tenants_per_address`` of them per source address, waiting for one up to
+``receive_deadline`` (then it is told the keep is busy).
 
 A keep whose owner provisions it (SEV pre-attestation: the opened keep has a
 ``provisioner``) starts unprovisioned: no key, no TLS. The server peeks the first byte of
@@ -21,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import ipaddress
 import socket
 import ssl
 import sys
@@ -82,7 +91,9 @@ class KeepServer:
             provisioned=lambda: self.provisioned, on_provisioned=self._become_provisioned)
         self.address: tuple[str, int] | None = None
         self._listener: socket.socket | None = None
-        self._slots = threading.BoundedSemaphore(self.settings.max_tenants)
+        self._slots = Slots(self.settings.max_tenants, self.settings.max_tenants_per_address)
+        self._connections = Slots(self.settings.max_connections,
+                                  self.settings.max_connections_per_address)
         self._stopping = threading.Event()
         self._threads: set[threading.Thread] = set()
         self._live: set[socket.socket] = set()
@@ -113,19 +124,19 @@ class KeepServer:
         if self._listener is None:
             raise RuntimeError("bind() first")
         while not self._stopping.is_set():
-            if not self._slots.acquire(timeout=_POLL_SECONDS):
-                continue
             try:
                 raw, peer = self._listener.accept()
             except TimeoutError:
-                self._slots.release()
                 continue
             except OSError:
-                self._slots.release()
                 if self._stopping.is_set():
                     return
                 raise
             self.stats.add(connections=1)
+            if not self._connections.take(address_key(peer[0]), timeout=0):
+                self.stats.add(over_limit=1)
+                raw.close()  # before reading a byte: the cheapest refusal there is
+                continue
             if once:
                 if self._connection(raw, peer):
                     return
@@ -193,9 +204,12 @@ class KeepServer:
                   file=self.log, flush=True)
 
     def _connection(self, raw: socket.socket, peer: Any) -> bool:
-        """Handle one connection; True when it was a TLS tenant (``once`` counts those)."""
+        """Handle one connection (its place among the connections taken by the accept
+        loop); True when it was a TLS tenant (``once`` counts those)."""
         with self._lock:
             self._live.add(raw)
+        key = address_key(peer[0])
+        deadline = time.monotonic() + self.settings.handshake_timeout
         try:
             raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small frames: no Nagle
             raw.settimeout(self.settings.handshake_timeout)
@@ -219,7 +233,7 @@ class KeepServer:
                 self._say(peer, "TLS refused: this keep has not been provisioned yet")
                 return False
             try:
-                tls = TlsSocket.accept(context, raw, self.settings.handshake_timeout)
+                tls = TlsSocket.accept(context, raw, max(0.001, deadline - time.monotonic()))
             except OSError as exc:  # TlsError, TimeoutError, a reset
                 self.stats.add(handshake_failures=1)
                 reason = exc.reason if isinstance(exc, TlsError) else (exc.strerror or exc)
@@ -227,7 +241,20 @@ class KeepServer:
                 return True
             self.stats.handshake(tls.group)
             with tls:
-                self.sessions.handle(tls, peer, source)
+                if not tls.readable(self.settings.read_timeout):
+                    self.stats.add(silent_tenants=1)
+                    self._say(peer, "sent nothing after the TLS handshake "
+                              f"({self.settings.read_timeout:g} s)")
+                    return True
+                if not self._slots.take(key, timeout=self.settings.receive_deadline):
+                    self.stats.add(busy=1)
+                    self.sessions.refuse(tls, peer, "the keep is busy: every tenant slot "
+                                         "stayed taken (try again later)")
+                    return True
+                try:
+                    self.sessions.handle(tls, peer, source)
+                finally:
+                    self._slots.give(key)
             return True
         except Exception as exc:  # a keep bug must not take the server down
             self.stats.error(f"internal error: {exc!r}")
@@ -239,7 +266,60 @@ class KeepServer:
                 self._live.discard(raw)
                 self._threads.discard(threading.current_thread())
             self.stats.add(finished=1)
-            self._slots.release()
+            self._connections.give(key)
+
+
+def address_key(host: str) -> str:
+    """What a source address counts as for the per-address limits: itself, or for IPv6
+    its /64 (one host commonly holds a whole /64)."""
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+class Slots:
+    """At most ``total`` held at once, at most ``per_key`` of them by one key."""
+
+    def __init__(self, total: int, per_key: int):
+        if total < 1 or per_key < 1:
+            raise ValueError("the limits must be at least 1")
+        self.total, self.per_key = total, per_key
+        self._held: dict[str, int] = {}
+        self._count = 0
+        self._changed = threading.Condition()
+
+    def take(self, key: str, timeout: float) -> bool:
+        """Take one for ``key``, waiting up to ``timeout`` seconds; whether it was taken."""
+        end = time.monotonic() + timeout
+        with self._changed:
+            while self._count >= self.total or self._held.get(key, 0) >= self.per_key:
+                remaining = end - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(remaining)
+            self._count += 1
+            self._held[key] = self._held.get(key, 0) + 1
+            return True
+
+    def give(self, key: str) -> None:
+        with self._changed:
+            self._count -= 1
+            left = self._held[key] - 1
+            if left:
+                self._held[key] = left
+            else:
+                del self._held[key]
+            self._changed.notify_all()
+
+    def held(self, key: str | None = None) -> int:
+        with self._changed:
+            return self._count if key is None else self._held.get(key, 0)
 
 
 class Renewal:

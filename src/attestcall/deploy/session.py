@@ -96,7 +96,7 @@ class TenantSessions:
         try:
             workload = self._receive(tls, session)
         except ProtocolError as exc:
-            self._refuse(tls, peer, str(exc))
+            self.refuse(tls, peer, str(exc))
             return
         except TenantGone as exc:
             self.say(peer, f"connection lost: {exc}")
@@ -108,7 +108,7 @@ class TenantSessions:
         try:
             module = self.sandbox.compile(workload.module)
         except WorkloadRejected as exc:
-            self._refuse(tls, peer, str(exc))
+            self.refuse(tls, peer, str(exc))
             return
         self._run(tls, peer, workload, module, source)
 
@@ -136,12 +136,12 @@ class TenantSessions:
             status = self.sandbox.run(module, workload.args, source, stream.put)
         except WorkloadRejected as exc:
             stream.finish()
-            self._refuse(tls, peer, str(exc))
+            self.refuse(tls, peer, str(exc))
             return
         except Exception as exc:
             stream.finish()
             self.stats.error(f"internal error running a workload: {exc!r}")
-            self._refuse(tls, peer, "internal error in the keep while running the workload")
+            self.refuse(tls, peer, "internal error in the keep while running the workload")
             return
         stream.finish()
         self.stats.add(workloads_run=1)
@@ -155,7 +155,7 @@ class TenantSessions:
             pass
         self.say(peer, f"ran {len(workload.module)}-byte module, exit {status}")
 
-    def _refuse(self, tls: TlsSocket, peer: Any, message: str) -> None:
+    def refuse(self, tls: TlsSocket, peer: Any, message: str) -> None:
         """ERROR, then read (and drop) what the tenant still sends for a moment, so that
         closing does not reset the connection before the ERROR frame arrives."""
         self.stats.error(message)

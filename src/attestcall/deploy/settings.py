@@ -15,8 +15,11 @@ class ServerSettings:
     """How a keep server behaves; the defaults suit a real deployment."""
 
     key_type: str | None = None  # default per technology (identity.DEFAULT_KEY_TYPES)
-    max_tenants: int = 16
-    handshake_timeout: float = 10.0
+    max_tenants: int = 16  # sessions (workloads received and run) at once
+    max_tenants_per_address: int = 4  # ... of them from one source address (IPv6: its /64)
+    max_connections: int = 512  # connections open at once, handshaking ones included
+    max_connections_per_address: int = 32  # ... of them from one source address
+    handshake_timeout: float = 10.0  # from accept to the TLS handshake done
     read_timeout: float = 10.0
     receive_deadline: float = 120.0
     write_timeout: float = 30.0
@@ -34,6 +37,8 @@ class ServerStats:
     workload_bytes: int = 0  # payload bytes of WORKLOAD frames received, all tenants
     workloads_run: int = 0
     silent_tenants: int = 0  # closed after the handshake without sending a byte
+    over_limit: int = 0  # connections closed at accept: too many, or too many from one address
+    busy: int = 0  # tenants told the keep was busy (no session slot within the deadline)
     provisioned: int = 0  # launches finished with a tenant's key (SEV)
     provisioning_refusals: int = 0  # provisioning exchanges that ended in ERROR
     unprovisioned_tls: int = 0  # TLS attempts while the keep had no key yet

@@ -82,6 +82,11 @@ class KeepUnreachable(DeployError):
     """No TCP connection to the keep."""
 
 
+class KeepTimedOut(DeployError):
+    """The keep accepted the connection but did not finish the TLS handshake in time: busy,
+    overloaded, or not a keep. Not a refusal: it said nothing about trust."""
+
+
 class DeployRefused(DeployError):
     """The tenant does not trust the keep; nothing of the workload was sent."""
 
@@ -401,6 +406,11 @@ def deploy(
             context = client_context(groups=groups) if groups else client_context()
             tls = TlsSocket.connect(context, raw, connect_timeout)
         except OSError as exc:  # TlsError, TimeoutError, a reset
+            if isinstance(exc, TimeoutError):
+                raise KeepTimedOut(
+                    f"the keep at {keep[0]}:{keep[1]} accepted the connection but did not "
+                    f"finish the TLS handshake within {connect_timeout:g} s (timed out: busy, "
+                    "overloaded, or not a keep); nothing was sent") from None
             if trust is None and expected_public_key is None and not wants_sev:
                 _explain_unprovisioned(keep, connect_timeout)
             reason = exc.reason if isinstance(exc, TlsError) else (exc.strerror or str(exc))
