@@ -4,12 +4,15 @@ schema from these (see attestcall.tees.PolicyTable)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from attestcall.errors import PolicyError
 
 Checker = Callable[[str, Any], Any]
+
+_HEX = re.compile(r"(?:[0-9a-fA-F]{2})*")
 
 
 def boolean(where: str, value: Any) -> bool:
@@ -28,17 +31,16 @@ def uint(bits: int) -> Checker:
 
 
 def hex_list(size: int) -> Checker:
-    """A list of hex strings of ``size`` bytes each, normalised to lower case."""
+    """A list of hex strings of ``size`` bytes each (digits only: no spaces, no 0x),
+    normalised to lower case."""
 
     def check(where: str, value: Any) -> tuple[str, ...]:
         if not isinstance(value, list):
             raise PolicyError(f"{where} must be a list of hex strings")
         out = []
         for item in value:
-            try:
-                raw = bytes.fromhex(item) if isinstance(item, str) else None
-            except ValueError:
-                raw = None
+            hexed = isinstance(item, str) and _HEX.fullmatch(item) is not None
+            raw = bytes.fromhex(item) if hexed else None
             if raw is None or len(raw) != size:
                 raise PolicyError(f"{where}: {item!r} is not {size * 2} hex digits")
             out.append(raw.hex())

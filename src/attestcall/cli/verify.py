@@ -69,7 +69,7 @@ def _ear(args: argparse.Namespace, verdict: Verdict) -> str:
 
     policy_bytes = Path(args.policy).read_bytes() if args.policy else None
     claims = ear.claims_set(verdict, issued_at=parse_instant(args.at), nonce=args.nonce,
-                            policy=Policy.load(args.policy), policy_bytes=policy_bytes)
+                            policy=Policy.from_bytes(policy_bytes), policy_bytes=policy_bytes)
     return json.dumps(claims, indent=2, sort_keys=True, ensure_ascii=False)
 
 
@@ -92,7 +92,7 @@ def run_verify(args: argparse.Namespace) -> int:
             collateral_url=url,
             at=args.at,
             nonce=args.nonce,
-            policy=args.policy,
+            policy=Path(args.policy) if args.policy is not None else None,
             trust_simulated=args.trust_simulated,
             crl=Path(crl) if crl is not None else None,
         )

@@ -10,11 +10,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from attestcall.abi import NONCE_SIZE
 from attestcall.errors import UsageError
 from attestcall.schema import Reason
 from attestcall.tees import Tee, registry
 from attestcall.verifier.detect import detect, parse_instant
+from attestcall.verifier.inputs import verify_arguments
 from attestcall.verifier.policy import Policy
 from attestcall.verifier.verdict import Verdict
 
@@ -45,21 +45,23 @@ def verify(
 
     ``collateral`` (Intel): a path, JSON text or dict in the QuoteCollateralV3 field names,
     or a loaded Collateral. ``certs`` (SNP): bytes or a path of a DER/PEM certificate file or
-    a certificate table. (Both are handed to the TEE's collateral source; ``collateral_url``
-    is its service, a PCS/PCCS or KDS.) ``at``: when to verify (default now). ``nonce``: the
-    64 bytes the report data must equal. ``policy``: a path, mapping or Policy (default
-    policy if None). ``trust_simulated``: also trust this machine's simulated roots.
+    a certificate table. Paths are ``os.PathLike``; ``str`` and ``bytes`` are content (see
+    :mod:`attestcall.verifier.inputs` for the deprecated str-as-path case). (Both are handed
+    to the TEE's collateral source; ``collateral_url`` is its service, a PCS/PCCS or KDS.)
+    ``at``: when to verify (default now). ``nonce``: the 64 bytes the report data must equal.
+    ``policy``: a path, TOML text, mapping or Policy (default policy if None).
+    ``trust_simulated``: also trust this machine's simulated roots.
 
     Raises EvidenceError / CollateralError / PolicyError / UsageError for unusable input;
     every reason to distrust usable evidence is in ``Verdict.reasons``."""
-    evidence = bytes(evidence)
+    checked = verify_arguments(evidence, nonce=nonce, policy=policy, collateral=collateral,
+                               certs=certs, technology=technology,
+                               collateral_url=collateral_url, trust_simulated=trust_simulated)
+    evidence, nonce, given = checked.evidence, checked.nonce, checked.collateral
     tee = detect(evidence) if technology is None else technology_named(technology)
-    if nonce is not None and len(nonce) != NONCE_SIZE:
-        raise UsageError(f"the nonce must be {NONCE_SIZE} bytes, got {len(nonce)}")
     instant = parse_instant(at)
-    rules = Policy.load(policy)
+    rules = Policy.load(checked.policy)
 
-    given = collateral if collateral is not None else certs
     if crl is not None and (tee.revocation_option is None or tee.collateral_source is None):
         raise UsageError(f"a separate CRL is not for {tee.title or tee.name} evidence")
     if tee.collateral_source is None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from attestcall.errors import EvidenceError, UsageError
 from attestcall.tees import Tee, registry
+
+_UNIX = re.compile(r"-?[0-9]{1,20}")  # ASCII digits only, and few of them
 
 
 def detect(evidence: bytes) -> Tee:
@@ -33,18 +36,21 @@ def parse_instant(value: dt.datetime | int | float | str | None) -> dt.datetime:
         raise UsageError(f"not an instant: {value!r}")
     if isinstance(value, int | float):
         return _from_unix(value)
-    text = str(value).strip()
-    if text.lstrip("-").isdigit():
+    if not isinstance(value, str):
+        raise UsageError(f"not an instant: {type(value).__name__} (use a datetime, Unix "
+                         "seconds or ISO 8601 text)")
+    text = value.strip()
+    if _UNIX.fullmatch(text):
         return _from_unix(int(text))
     try:
         instant = dt.datetime.fromisoformat(text)
     except ValueError:
         raise UsageError(
-            f"not an instant: {text!r} (use ISO 8601 UTC such as 2025-07-19T10:01:17Z, "
+            f"not an instant: {_shown(text)} (use ISO 8601 UTC such as 2025-07-19T10:01:17Z, "
             "or Unix seconds)"
         ) from None
     if instant.tzinfo is None:
-        raise UsageError(f"{text!r} has no timezone: add Z for UTC")
+        raise UsageError(f"{_shown(text)} has no timezone: add Z for UTC")
     return instant.astimezone(dt.UTC)
 
 
@@ -53,3 +59,8 @@ def _from_unix(seconds: int | float) -> dt.datetime:
         return dt.datetime.fromtimestamp(seconds, dt.UTC)
     except (OverflowError, OSError, ValueError):
         raise UsageError(f"{seconds} is outside the range of instants") from None
+
+
+def _shown(text: str) -> str:
+    """``text`` quoted for a message, cut short when long."""
+    return repr(text) if len(text) <= 40 else repr(text[:40]) + f"... ({len(text)} characters)"

@@ -9,6 +9,7 @@ See the README for an example per technology.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,17 @@ from attestcall.appraisal import Appraisal
 from attestcall.errors import PolicyError
 from attestcall.schema import Reason
 from attestcall.tees import Tee, registry
+
+
+def _toml(text: str, what: str) -> dict[str, Any]:
+    """``tomllib.loads``, every failure a PolicyError: bad TOML, nesting too deep for the
+    parser (RecursionError), an integer past Python's digit limit (ValueError)."""
+    try:
+        return tomllib.loads(text)
+    except RecursionError:
+        raise PolicyError(f"{what} is not usable TOML: nested too deeply") from None
+    except ValueError as exc:  # TOMLDecodeError, and int() beyond sys.get_int_max_str_digits
+        raise PolicyError(f"{what} is not valid TOML: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -55,28 +67,33 @@ class Policy:
         if not data:
             return cls()
         try:
-            return cls.parse(tomllib.loads(data.decode("utf-8")))
-        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
             raise PolicyError(f"the policy is not valid TOML: {exc}") from None
+        return cls.parse(_toml(text, "the policy"))
 
     @classmethod
-    def load(cls, source: Policy | Mapping[str, Any] | str | Path | None) -> Policy:
-        """A Policy from a path to a TOML file, an already-parsed mapping, or None."""
+    def load(cls, source: Policy | Mapping[str, Any] | str | bytes | os.PathLike[str] | None,
+             ) -> Policy:
+        """A Policy from a path (``os.PathLike``) to a TOML file, TOML text (``str``) or
+        bytes, an already-parsed mapping, or None (the rule for ``str``:
+        :mod:`attestcall.verifier.inputs`)."""
+        from attestcall.verifier.inputs import policy_input
+
+        source = policy_input(source)
         if source is None:
             return cls()
         if isinstance(source, Policy):
             return source
         if isinstance(source, Mapping):
             return cls.parse(source)
+        if isinstance(source, bytes):
+            return cls.from_bytes(source)
         try:
             text = Path(source).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise PolicyError(f"cannot read policy {source}: {exc}") from None
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise PolicyError(f"policy {source} is not valid TOML: {exc}") from None
-        return cls.parse(data)
+        return cls.parse(_toml(text, f"policy {source}"))
 
     def get(self, technology: str, key: str, default: Any = None) -> Any:
         return self.tables.get(technology, {}).get(key, default)

@@ -47,6 +47,22 @@ def test_table_padding_is_ignored():
     assert [e.data for e in amdcerts.parse_table(table)] == [b"x"]
 
 
+@pytest.mark.parametrize("where", ["end", "last byte", "gap"])
+def test_unreferenced_bytes_must_be_zero(where):
+    """Issue 12, item 6: only zero padding may ride along with the certificates."""
+    if where == "gap":  # a hole between the entry list and the one certificate
+        entries = _entry(amdcerts.VCEK_GUID, 56, 1) + bytes(24)
+        assert [e.data for e in amdcerts.parse_table(entries + bytes(8) + b"x")] == [b"x"]
+        table = entries + b"\x07" + bytes(7) + b"x"
+    else:
+        table = amdcerts.pack_table([(amdcerts.VCEK_GUID, b"x")]) + bytes(4000)
+        table += b"\x01" if where == "end" else b""
+        if where == "last byte":
+            table = table[:-1] + b"\xff"
+    with pytest.raises(amdcerts.CertTableError, match="not zero padding"):
+        amdcerts.parse_table(table)
+
+
 def test_empty_tables():
     assert amdcerts.parse_table(b"") == []
     assert amdcerts.parse_table(bytes(24)) == []

@@ -72,9 +72,15 @@ def test_real_v4_bytes_after_the_declared_length_are_not_part_of_the_quote():
     assert quote.trailing == len(TDX) - TDX_END == 70
     assert TDX[TDX_END:] == bytes(70)
     assert quote.pack() == TDX[:TDX_END]
-    # Whatever follows the quote is ignored: the same quote comes out.
-    for tail in (b"", b"\xff" * 70, b"garbage"):
+    # Zero padding of any length is the buffer's unused rest: the same quote comes out.
+    for tail in (b"", bytes(1), bytes(70), bytes(5000)):
         assert DcapQuote.parse(TDX[:TDX_END] + tail).pack() == TDX[:TDX_END]
+
+
+@pytest.mark.parametrize("tail", [b"\xff" * 70, b"garbage", bytes(69) + b"\x01", b"\x01"])
+def test_non_zero_bytes_after_a_quote_are_an_error(tail):
+    with pytest.raises(QuoteFormatError, match="not all zero"):
+        DcapQuote.parse(TDX[:TDX_END] + tail)
 
 
 def test_quote_length_of_v3():

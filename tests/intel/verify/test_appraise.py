@@ -151,9 +151,11 @@ def test_bytes_after_an_sgx_quote_are_ignored():
     assert sgx(bytearray(SGX)).problems == []
 
 
-def test_tdx_trailing_bytes_may_hold_anything():
-    assert tdx(TDX[:4936] + b"\xa5" * 70).problems == []
+def test_tdx_trailing_bytes_may_only_be_zero_padding():
+    assert tdx(TDX[:4936] + bytes(70)).problems == []
     assert tdx(TDX[:4936]).problems == []
+    with pytest.raises(EvidenceError, match="not all zero"):
+        tdx(TDX[:4936] + b"\xa5" * 70)
 
 
 def test_debug_from_the_enclave_attributes():

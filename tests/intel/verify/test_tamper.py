@@ -95,7 +95,7 @@ def test_every_bit_flip_inside_the_quote_is_rejected(which):
     assert counts["problem"] > 8 * 64 * 2 and counts["evidence error"] > 0
 
 
-def test_bytes_after_the_tdx_quote_are_not_signed_and_change_nothing():
+def test_bytes_after_the_tdx_quote_may_only_be_zero_padding():
     name, at, _ = VECTORS["tdx"]
     quote = (DATA / f"{name}.bin").read_bytes()
     collateral = Collateral.load(DATA / f"{name}.collateral.json")
@@ -108,7 +108,7 @@ def test_bytes_after_the_tdx_quote_are_not_signed_and_change_nothing():
             mutated[position] ^= 1 << bit
             result = _outcome(bytes(mutated), collateral, at)
             mutated[position] ^= 1 << bit
-            assert result == baseline, (position, bit)
+            assert baseline is not None and result is None, (position, bit)
 
 
 @pytest.mark.parametrize("which", ["sgx", "tdx"])

@@ -4,7 +4,9 @@ The certificate table (GHCB specification, extended guest request; what
 ``SNP_GET_EXT_REPORT`` and configfs-tsm ``auxblob`` return) is a list of 24-byte entries,
 each a GUID (16 bytes, RFC 4122 byte order), an offset u32 and a length u32 (little-endian),
 ended by an all-zero entry. Offsets count from the start of the table; the certificates
-(DER) follow the entries. Unreferenced bytes (page padding) are ignored.
+(DER) follow the entries. Bytes no entry references must be zero (the table comes in
+zeroed pages, so the rest of its last page is zero padding); any other byte there is an
+error, as unsigned data riding along would be.
 
 VCEK and VLEK certificates carry AMD's extensions under 1.3.6.1.4.1.3704.1: ``.1`` struct
 version (INTEGER), ``.2`` product name (IA5String, e.g. "Milan-B0"), ``.3.1`` boot loader,
@@ -108,7 +110,17 @@ def parse_table(data: bytes) -> list[TableEntry]:
             raise CertTableError(f"SNP certificate table: entry {index} ({name}) runs past "
                                  f"the end ({start}+{length} > {len(data)} bytes)")
         entries.append(TableEntry(guid, data[start:start + length]))
+    _check_padding(data, offset, sorted((start, start + length) for _, start, length in headers))
     return entries
+
+
+def _check_padding(data: bytes, position: int, spans: list[tuple[int, int]]) -> None:
+    """Every byte of ``data`` from ``position`` on outside ``spans`` must be zero."""
+    for start, end in [*spans, (len(data), len(data))]:
+        if start > position and data.count(0, position, start) != start - position:
+            raise CertTableError(f"SNP certificate table: bytes {position}..{start - 1} are "
+                                 "referenced by no entry and are not zero padding")
+        position = max(position, end)
 
 
 def pack_table(entries: Sequence[tuple[uuid.UUID, bytes]]) -> bytes:

@@ -392,7 +392,7 @@ def _pem_chain(text: str, name: str, seen: dict[str, tuple[Cert, ...]]) -> tuple
         return seen[text]
     try:
         certs = load_pem_chain(text)
-    except (ValueError, UnicodeEncodeError) as exc:
+    except (ValueError, UnicodeEncodeError, x509.InvalidVersion) as exc:
         raise CollateralError(f"{name} is not a PEM certificate chain: {exc}") from exc
     if len(certs) < 2:
         raise CollateralError(f"{name} must hold a signing certificate and its root")

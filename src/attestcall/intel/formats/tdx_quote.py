@@ -22,9 +22,11 @@ v4, header || body type || body size || body in v5.
 The quote's own length fields bound it: it ends after ``signature-data length`` bytes of
 signature data. Quote generation writes into a caller's buffer that may be larger than the
 quote (the vector ``tdx_quote_v4.bin`` carries 70 zero bytes after its signature data), so
-bytes after that end are not part of the quote: they are neither parsed nor signed, and
-``DcapQuote.trailing`` says how many there were. Inside the quote parsing is strict: every
-length must match exactly. Failures raise :class:`QuoteFormatError`.
+zero bytes after that end are tolerated as that buffer's unused rest: they are not part of
+the quote, neither parsed nor signed, and ``DcapQuote.trailing`` says how many there were.
+Any non-zero byte after the end is an error (it would be unsigned data riding along).
+Inside the quote parsing is strict: every length must match exactly. Failures raise
+:class:`QuoteFormatError`.
 """
 
 from __future__ import annotations
@@ -257,6 +259,11 @@ class DcapQuote:
             raise QuoteFormatError(
                 f"QE report certification data holds type {qe.certification_data.cert_type}, "
                 "expected 5 (PCK certificate chain)"
+            )
+        if data.count(0, end) != len(data) - end:
+            raise QuoteFormatError(
+                f"{len(data) - end} bytes after the quote's signature data are not all zero "
+                "(only zero padding may follow a quote)"
             )
         return cls(header, body_type, body, signature, key, qe, signed, len(data) - end)
 
