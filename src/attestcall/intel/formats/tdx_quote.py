@@ -260,12 +260,17 @@ class DcapQuote:
                 f"QE report certification data holds type {qe.certification_data.cert_type}, "
                 "expected 5 (PCK certificate chain)"
             )
-        if data.count(0, end) != len(data) - end:
-            raise QuoteFormatError(
-                f"{len(data) - end} bytes after the quote's signature data are not all zero "
-                "(only zero padding may follow a quote)"
-            )
+        check_padding(data, end)
         return cls(header, body_type, body, signature, key, qe, signed, len(data) - end)
+
+
+def check_padding(data: bytes, end: int) -> None:
+    """QuoteFormatError unless every byte of ``data`` after the quote's ``end`` is zero."""
+    if data.count(0, end) != len(data) - end:
+        raise QuoteFormatError(
+            f"{len(data) - end} bytes after the quote's signature data are not all zero "
+            "(only zero padding may follow a quote)"
+        )
 
 
 def quote_length(data: bytes) -> int:

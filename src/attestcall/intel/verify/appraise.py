@@ -79,7 +79,12 @@ from attestcall.intel.formats.quote import (
     signature_to_der,
 )
 from attestcall.intel.formats.structs import ReportBody
-from attestcall.intel.formats.tdx_quote import DcapQuote, TdReportBody, quote_length
+from attestcall.intel.formats.tdx_quote import (
+    DcapQuote,
+    TdReportBody,
+    check_padding,
+    quote_length,
+)
 from attestcall.intel.verify.certs import Cert, clear_parsed, load_pem_chain
 from attestcall.intel.verify.tcb import (
     PlatformTcb,
@@ -623,6 +628,7 @@ def _parse(quote: bytes) -> _Parsed:
         length = quote_length(data)
         header = QuoteHeader.unpack(data[:48])
         if header.version == QUOTE_VERSION_3:
+            check_padding(data, length)
             parsed = Quote.parse(data[:length])
             sig = parsed.signature_data
             if parsed.certification_data.cert_type != CERT_PCK_CHAIN:
