@@ -30,6 +30,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from attestcall.abi import NONCE_SIZE, Technology
@@ -115,7 +116,7 @@ def looks_like_private_key(data: bytes) -> bool:
         return False
     try:
         serialization.load_der_private_key(data, password=None)
-    except (ValueError, TypeError, serialization.UnsupportedAlgorithm):
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         return False
     return True
 
