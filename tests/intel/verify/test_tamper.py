@@ -4,8 +4,9 @@ A flip inside a quote (header, body, signature data: signatures, attestation key
 QE auth data, certification data and the PCK chain) must be rejected: EvidenceError for a
 quote that no longer parses, or at least one problem. The real TDX quote is followed by 70
 zero bytes that are not part of it (its signature-data length ends it): zero padding is
-tolerated, so flipping any bit there makes the quote unusable. The collateral cache is warm throughout, so each flip costs about the two
-signature checks of the quote (PCK-chain flips recheck that chain).
+tolerated, so flipping any bit there makes the quote unusable. The collateral cache is warm
+throughout, so each flip costs about the two signature checks of the quote (PCK-chain flips
+recheck that chain).
 """
 
 from __future__ import annotations

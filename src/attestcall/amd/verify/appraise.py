@@ -43,7 +43,7 @@ from attestcall.amd.formats import report as snp
 from attestcall.amd.roots import amd_asks
 from attestcall.amd.verify import revocation
 from attestcall.appraisal import Appraisal
-from attestcall.errors import CollateralError, EvidenceError
+from attestcall.errors import CollateralError, CollateralMissing, EvidenceError
 from attestcall.lru import Lru
 
 AMD_RSA_BITS = 4096
@@ -384,11 +384,11 @@ def appraise_snp(evidence: bytes, *,
                 where = f" (KDS path {kds_vcek_path(report)})"
             except EvidenceError:
                 where = ""
-            problems.append("no VCEK: the evidence has no certificate table with one; "
-                            f"pass --certs with the VCEK or use --kds to fetch it{where}")
-        else:
-            problems.append("no VLEK: the evidence has no certificate table with one; "
-                            "pass --certs with the VLEK the cloud provider uses")
+            raise CollateralMissing("no VCEK: the evidence has no certificate table with one; "
+                                    f"pass --certs with the VCEK or use --kds to fetch "
+                                    f"it{where}")
+        raise CollateralMissing("no VLEK: the evidence has no certificate table with one; "
+                                "pass --certs with the VLEK the cloud provider uses")
     else:
         if report.signature_algo != snp.SIG_ECDSA_P384_SHA384:
             problems.append(f"unsupported signature algorithm {report.signature_algo} "
