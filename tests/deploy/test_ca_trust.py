@@ -321,5 +321,5 @@ def test_cli_deploy_with_ca(ca, crl_server, keep_material, tmp_path):
     accepted = run(good)
     assert accepted.returncode == 0, accepted.stderr
     refusal = run(revoked)
-    assert refusal.returncode == 3
+    assert refusal.returncode == 125
     assert "nothing was sent" in refusal.stderr and "revoked" in refusal.stderr

@@ -49,7 +49,7 @@ def test_a_debug_keep_is_refused_and_receives_nothing():
         result = deploy(address, "--trust-simulated", HELLO)
     finally:
         keep.wait(timeout=60)
-    assert result.returncode == 3
+    assert result.returncode == 125
     assert "nothing was sent" in result.stderr and "debug" in result.stderr
     assert "ran" not in keep.stderr.read()  # the keep never ran a module
 
@@ -64,7 +64,7 @@ def test_a_none_keep_needs_the_policy_to_allow_it(tmp_path):
     finally:
         keep.terminate()
         keep.wait(timeout=60)
-    assert refused.returncode == 3
+    assert refused.returncode == 125
     assert allowed.returncode == 0 and allowed.stdout.startswith("technology: 0")
 
 
@@ -76,8 +76,9 @@ def test_a_none_keep_needs_the_policy_to_allow_it(tmp_path):
 def test_bad_deploy_invocations_are_one_line(args, needle):
     result = subprocess.run([sys.executable, "-m", "attestcall", "deploy", *map(str, args)],
                             capture_output=True, text=True, timeout=60)
-    assert result.returncode != 0
+    assert result.returncode == 125  # deploy's own failure, never a workload's status
     assert needle in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def test_sev_keep_provisioned_from_the_command_line(tmp_path):
@@ -93,7 +94,7 @@ def test_sev_keep_provisioned_from_the_command_line(tmp_path):
         right = deploy(address, "--trust-simulated", "--policy", policy, HELLO)
     finally:
         keep.wait(timeout=60)
-    assert wrong.returncode == 3 and "nothing was sent" in wrong.stderr
+    assert wrong.returncode == 125 and "nothing was sent" in wrong.stderr
     assert right.returncode == 0, right.stderr
     assert right.stdout.splitlines()[0] == "technology: 1"
 
@@ -108,3 +109,53 @@ def test_cli_serves_and_deploys_an_mldsa87_keep():
     assert result.stdout.splitlines()[0] == "technology: 4"
     assert (f"attestcall deploy: keep {address} trusted: TLS 1.3, key exchange "
             "X25519MLKEM768, keep key mldsa87") in result.stderr.splitlines()
+
+
+EXIT_3 = """(module (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1) (func (export "_start") i32.const 3 call $exit))"""
+UNLINKABLE = """(module (import "env" "not_provided" (func)) (memory (export "memory") 1)
+  (func (export "_start")))"""
+
+
+def test_deploy_exit_codes_never_mistake_a_workload_for_a_refusal(tmp_path):
+    """Issue 12: deploy's own outcomes are 125 (nothing ran) and 126 (the keep took the
+    workload but reported no exit); a workload's 3 is the workload's."""
+    import json
+
+    (tmp_path / "exit3.wat").write_text(EXIT_3)
+    (tmp_path / "unlinkable.wat").write_text(UNLINKABLE)
+    (tmp_path / "notes.txt").write_text("hello\n")
+    keep, address = start_keep("--tee", "sgx-sim")
+    try:
+        workload = deploy(address, "--trust-simulated", "--json", tmp_path / "exit3.wat")
+        refused = deploy(address, "--json", tmp_path / "exit3.wat")  # simulated: untrusted
+        broken = deploy(address, "--trust-simulated", tmp_path / "unlinkable.wat")
+        text = deploy(address, "--trust-simulated", tmp_path / "notes.txt")
+        native = deploy(address, "--trust-simulated", sys.executable)
+        verbose = deploy(address, "--trust-simulated", "-v", HELLO)
+    finally:
+        keep.terminate()
+        keep.wait(timeout=60)
+    assert workload.returncode == 3, workload.stderr
+    first, *_, last = [json.loads(line) for line in workload.stderr.splitlines()]
+    assert first["trusted"] and first["trusted_by"] == "evidence"
+    assert first["verdict"]["technology"] == "sgx" and first["verdict"]["simulated"]
+    assert first["tls"]["version"] == "TLSv1.3"
+    assert last == {"exit_status": 3, "by": "workload", "error": None}
+
+    assert refused.returncode == 125
+    first, last = [json.loads(line) for line in refused.stderr.splitlines()]
+    assert not first["trusted"] and first["reasons"]
+    assert last["by"] == "attestcall" and last["exit_status"] == 125
+
+    assert broken.returncode == 126, broken.stderr
+    assert "the keep refused the workload" in broken.stderr
+
+    for result, what in ((text, "not a WebAssembly module"), (native, "an ELF program")):
+        assert result.returncode == 125
+        assert result.stderr.count("\n") == 1 and what in result.stderr, result.stderr
+
+    assert verbose.returncode == 0
+    assert "  evidence accepted: SGX quote [SIMULATED]" in verbose.stderr
+    assert "  bound to this TLS session's key" in verbose.stderr
+    assert "  mrenclave " in verbose.stderr

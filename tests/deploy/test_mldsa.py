@@ -127,7 +127,7 @@ def test_a_nonce_hashed_for_another_key_type_is_refused(tee, workload):
 
 
 def test_the_cli_refuses_an_altered_signature_in_one_line(workload, tmp_path):
-    """Through the command line: exit 3, the reason on one line, no traceback."""
+    """Through the command line: exit 125, the reason on one line, no traceback."""
     with open_keep("sgx-sim", b"") as keep:
         genuine = make_identity(keep.source, "mldsa44")
     module = tmp_path / "w.wat"
@@ -138,7 +138,7 @@ def test_the_cli_refuses_an_altered_signature_in_one_line(workload, tmp_path):
             [sys.executable, "-m", "attestcall", "deploy", "--keep", f"{host}:{port}",
              "--trust-simulated", str(module)], capture_output=True, text=True, timeout=120)
         assert settled(server).workload_bytes == 0
-    assert result.returncode == 3
+    assert result.returncode == 125
     assert "Traceback" not in result.stderr
     reasons = [line for line in result.stderr.splitlines() if line.startswith("  - ")]
     assert len(reasons) == 1 and "not validly self-signed with its mldsa44 key" in reasons[0]

@@ -242,7 +242,7 @@ def test_a_keep_certified_by_a_service_on_https(service, workload, tmp_path, cap
     points = leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
     assert points[0].full_name[0].value == f"{running.url}/v1/crl"
     assert running.url.startswith("https://")
-    assert status == 3, refused  # refused: the CRL's HTTPS is not trusted, nothing was sent
+    assert status == 125, refused  # refused: the CRL's HTTPS is not trusted, nothing was sent
     assert "cannot get the CA's CRL" in refused
     assert "HTTPS certificate is not trusted" in refused
     assert accepted == 43 and b"hello from the keep" in out.getvalue()  # 40 + SNP (3)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -23,13 +24,51 @@ WASM_SUFFIXES = (".wasm", ".wat")
 EXIT_USAGE = 2
 EXIT_PAYLOAD = 127
 EXIT_INTERNAL = 70
+_COMMAND_PREFIX = re.compile(r"(attestcall(?: [a-z-]+)*): ")
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help, with a REMAINDER positional (a payload's arguments) shown as the
+    optional ``[ARGS ...]`` it is, not as a bare ``...``."""
+
+    def _format_args(self, action: argparse.Action, default_metavar: str) -> str:
+        if action.nargs == argparse.REMAINDER:
+            return f"[{self._metavar_formatter(action, default_metavar)(1)[0]} ...]"
+        return super()._format_args(action, default_metavar)
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so every error is one line from main()."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message}")
+        raise _usage(self.prog, message)
+
+
+def _usage(prog: str, message: str) -> UsageError:
+    """A UsageError that main() prints as ``PROG: error: MESSAGE``."""
+    error = UsageError(message)
+    error.prog = prog  # type: ignore[attr-defined]
+    return error
+
+
+def _usage_line(exc: UsageError) -> str:
+    """``PROG: error: MESSAGE``, once: a message that names its command already (``attestcall
+    service: ...``) gives that command as PROG."""
+    prog, message = getattr(exc, "prog", None), str(exc)
+    named = _COMMAND_PREFIX.match(message) if prog is None else None
+    if named:
+        prog, message = named[1], message[named.end():]
+    return f"{prog or 'attestcall'}: error: {message}"
+
+
+def _optional_rest(parser: argparse.ArgumentParser, metavar: str, help: str) -> None:
+    """The payload's arguments: everything after the payload, none at all included."""
+    action = parser.add_argument("args", nargs=argparse.REMAINDER, metavar=metavar, help=help)
+    action.required = False  # argparse lists a REMAINDER as required when nothing precedes it
 
 
 def _hex_bytes(size: int, what: str):
@@ -162,8 +201,7 @@ def _build_parser(command: str | None = None) -> _Parser:
     if wanted("run"):
         _add_keep_options(run)
     run.add_argument("program", metavar="PROGRAM", help="the payload to run")
-    run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
-                     help="arguments for the payload")
+    _optional_rest(run, "ARGS", "arguments for the payload (optional)")
 
     attest = commands.add_parser(
         "attest",
@@ -173,8 +211,9 @@ def _build_parser(command: str | None = None) -> _Parser:
     )
     if wanted("attest"):
         _add_keep_options(attest)
-    attest.add_argument("--nonce", required=True, type=_hex_bytes(NONCE_SIZE, "--nonce"),
-                        metavar="HEX", help="the 64-byte nonce, 128 hex digits")
+    attest.add_argument("--nonce", required=True, metavar="NONCE",
+                        help="the 64-byte nonce: 128 hex digits, @FILE or - (standard input) "
+                        "holding 64 raw bytes or 128 hex digits, or 'random' (printed)")
     attest.add_argument("-o", "--output", required=True, metavar="FILE",
                         help="where to write the evidence ('-' for standard output)")
     attest.add_argument("--payload", metavar="FILE",
@@ -239,8 +278,9 @@ def _build_parser(command: str | None = None) -> _Parser:
         help="send a Wasm workload to a keep, only after the keep proved what it is",
         description="Connect to a keep over TLS 1.3, verify the evidence in its certificate "
         "(bound to the key of this very TLS session) against the policy, and only then send "
-        "WORKLOAD; stream its output and exit with its status. Exit status 3 when the keep "
-        "is refused (nothing was sent).",
+        "WORKLOAD; stream its output and exit with its status. Exit status 125 when deploy "
+        "itself fails or refuses the keep (nothing ran), 126 when the keep took the workload "
+        "but gave no exit status for it; any other status is the workload's.",
     )
     deploy.add_argument("--keep", required=True, type=_host_port, metavar="HOST:PORT",
                         help="the keep's address")
@@ -260,9 +300,14 @@ def _build_parser(command: str | None = None) -> _Parser:
                         help="with --ca: trust only this CA (PEM) for the attestation "
                         "service's HTTPS when fetching the CRL from an https:// distribution "
                         "point (default: the system's trust store)")
+    deploy.add_argument("-v", "--verbose", action="store_true",
+                        help="say on stderr what was checked and accepted: the evidence's "
+                        "technology, TCB status and measurements, or the CA that vouched")
+    deploy.add_argument("--json", action="store_true",
+                        help="write what was checked as one JSON object on stderr before the "
+                        "workload's output, and the outcome as a last JSON line")
     deploy.add_argument("workload", metavar="WORKLOAD", help="the .wasm or .wat module")
-    deploy.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
-                        help="arguments for the workload")
+    _optional_rest(deploy, "ARGS", "arguments for the workload (optional)")
 
     verify = commands.add_parser(
         "verify",
@@ -290,8 +335,9 @@ def _build_parser(command: str | None = None) -> _Parser:
     verify.add_argument("--at", metavar="TIME",
                         help="verify at this instant: ISO 8601 UTC (2025-07-19T10:01:17Z) or "
                         "Unix seconds (default: now)")
-    verify.add_argument("--nonce", type=_hex_bytes(NONCE_SIZE, "--nonce"), metavar="HEX",
-                        help="128 hex digits the report data must equal")
+    verify.add_argument("--nonce", metavar="NONCE",
+                        help="the 64 bytes the report data must equal: 128 hex digits, or "
+                        "@FILE or - (standard input) holding 64 raw bytes or 128 hex digits")
     verify.add_argument("--policy", metavar="FILE", help="policy TOML (see the README)")
     verify.add_argument("--trust-simulated", action="store_true",
                         help="accept evidence signed by this machine's simulated roots")
@@ -387,12 +433,45 @@ def _write_output(path: str, data: bytes) -> None:
         raise UsageError(f"cannot write {path}: {exc.strerror}") from None
 
 
+def read_nonce(text: str, *, stdin_taken: bool = False, random: bool = False) -> bytes:
+    """The 64-byte nonce ``--nonce`` names: 128 hex digits; ``@FILE`` or ``-`` (standard
+    input) holding 64 raw bytes or 128 hex digits (surrounding whitespace ignored); with
+    ``random``, ``random`` is 64 fresh random bytes. UsageError otherwise."""
+    if random and text == "random":
+        return os.urandom(NONCE_SIZE)
+    if text == "-" or text.startswith("@"):
+        if text == "-" and stdin_taken:
+            raise UsageError("--nonce -: standard input already holds the evidence")
+        if text == "-":
+            data = sys.stdin.buffer.read(4 * NONCE_SIZE)
+        else:
+            try:
+                with open(text[1:], "rb") as handle:
+                    data = handle.read(4 * NONCE_SIZE)
+            except OSError as exc:
+                raise UsageError(f"--nonce {text}: cannot read: {exc.strerror}") from None
+        where = "standard input" if text == "-" else text[1:]
+        if len(data) == NONCE_SIZE:
+            return data
+        try:
+            return _hex_bytes(NONCE_SIZE, f"--nonce ({where})")(data.decode("ascii").strip())
+        except (UnicodeDecodeError, argparse.ArgumentTypeError):
+            raise UsageError(f"--nonce: {where} holds {len(data)} bytes, neither the nonce's "
+                             f"{NONCE_SIZE} raw bytes nor {2 * NONCE_SIZE} hex digits") from None
+    try:
+        return _hex_bytes(NONCE_SIZE, "--nonce")(text)
+    except argparse.ArgumentTypeError as exc:
+        extra = ", or 'random'" if random else ""
+        raise UsageError(f"{exc} (or @FILE, - for standard input{extra})") from None
+
+
 def _cmd_attest(args: argparse.Namespace) -> int:
+    nonce = read_nonce(args.nonce, random=True)
     tee = resolve_tee(args.tee)
     payload = _read_payload(args.payload) if args.payload else b""
     with open_keep(tee, payload, **_keep_options(args)) as keep:
         memory = BufferMemory(bytearray(NONCE_SIZE))
-        memory.write(memory.base, args.nonce)
+        memory.write(memory.base, nonce)
         query = get_attestation(0, 0, 0, 0, memory=memory, source=keep.source)
         if not query.ok:
             return _failed(-query.ret)
@@ -407,8 +486,10 @@ def _cmd_attest(args: argparse.Namespace) -> int:
     tech = outcome.technology
     name = registry().label(tech) if tech is not None else "unknown"
     where = "standard output" if args.output == "-" else args.output
-    print(f"technology {tech} ({name}), {outcome.ret} bytes written to {where}",
-          file=sys.stderr if args.output == "-" else sys.stdout)
+    report = sys.stderr if args.output == "-" else sys.stdout
+    if args.nonce == "random":
+        print(f"nonce {nonce.hex()}", file=report)
+    print(f"technology {tech} ({name}), {outcome.ret} bytes written to {where}", file=report)
     return 0
 
 
@@ -420,8 +501,8 @@ def _failed(code: int) -> int:
 
 def _cmd_sim(args: argparse.Namespace) -> int:
     if args.sim_command not in ("show", "reset", "collateral", "sev-digest"):
-        raise UsageError("attestcall sim: choose an action: show, reset, collateral or "
-                         "sev-digest")
+        raise _usage("attestcall sim", "choose an action: show, reset, collateral or "
+                     "sev-digest")
     if args.sim_command == "sev-digest":
         digest = registry().get("sev").launch_digest
         assert digest is not None  # the SEV record has one
@@ -447,7 +528,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 
 def _cmd_keep(args: argparse.Namespace) -> int:
     if args.keep_command != "serve":
-        raise UsageError("attestcall keep: choose an action: serve")
+        raise _usage("attestcall keep", "choose an action: serve")
     from attestcall.deploy.server import ServerSettings, serve
 
     serve(resolve_tee(args.tee), args.listen, once=args.once,
@@ -456,42 +537,123 @@ def _cmd_keep(args: argparse.Namespace) -> int:
     return 0
 
 
-EXIT_REFUSED = 3
+# deploy's own outcomes, on codes a workload is unlikely to use (docker run's convention);
+# any other status is the workload's own
+EXIT_DEPLOY_FAILED = 125  # nothing ran: bad usage or workload, unreachable or refused keep
+EXIT_DEPLOY_BROKEN = 126  # the workload was sent, but the keep gave no exit status for it
 
 
-def _cmd_deploy(args: argparse.Namespace) -> int:
-    from attestcall.deploy.tenant import DeployRefused, deploy, pccs_collateral
-
-    if args.service_ca is not None and args.ca is None:
-        raise UsageError("--service-ca goes with --ca CA.pem (it is for the CRL's HTTPS)")
-    workload = _read_payload(args.workload)
-    if args.workload.endswith(".wat"):
+def _workload_bytes(name: str) -> bytes:
+    """The module a deployment sends: a .wat file compiled, else a WebAssembly binary;
+    anything else is one PayloadError line saying what it is instead."""
+    data = _read_payload(name)
+    if name.endswith(".wat"):
         try:
             import wasmtime
 
-            workload = wasmtime.wat2wasm(workload.decode())
+            return wasmtime.wat2wasm(data.decode())
         except (UnicodeDecodeError, wasmtime.WasmtimeError) as exc:
-            raise PayloadError(f"{args.workload}: not a valid module: "
-                               f"{str(exc).splitlines()[0]}") from None
+            lines = str(exc).strip().splitlines() or [type(exc).__name__]
+            raise PayloadError(f"{name}: not valid WebAssembly text: {lines[0]}") from None
+    if data.startswith(b"\0asm"):
+        return data
+    what = ("an ELF program (attestcall run runs native programs)" if data.startswith(b"\x7fELF")
+            else "empty" if not data else "not a WebAssembly module")
+    raise PayloadError(f"{name}: {what}: deploy sends a WebAssembly binary (.wasm, starting "
+                       "with \\0asm) or WebAssembly text (.wat)")
+
+
+class _DeployReport:
+    """What ``deploy`` says on stderr: the keep it trusted and why (a line; more with -v;
+    one JSON object with --json), then, with --json, the outcome as a last JSON line."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.address = f"{args.keep[0]}:{args.keep[1]}"
+        self.verbose, self.json = args.verbose, args.json
+
+    def _emit(self, document: dict[str, Any]) -> None:
+        import json
+
+        print(json.dumps(document, sort_keys=True), file=sys.stderr, flush=True)
+
+    def trusted(self, seen: Any) -> None:
+        verdict = seen.verdict
+        if self.json:
+            self._emit({"keep": self.address, "trusted": True, "trusted_by": seen.trusted_by,
+                        "tls": {"version": seen.version, "group": seen.group,
+                                "key_type": seen.key_type},
+                        "verdict": verdict.to_json() if verdict is not None else None})
+            return
+        print(f"attestcall deploy: keep {self.address} trusted: {seen.describe()}",
+              file=sys.stderr, flush=True)
+        if not self.verbose:
+            return
+        basis = {"ca": "its certificate, issued by the attestation service CA given",
+                 "launch key": "its TLS key, the one delivered at launch (SEV)",
+                 "no TEE": "the policy's [none] allow = true (no TEE)"}
+        if verdict is None:
+            print(f"  vouched for by {basis.get(seen.trusted_by, seen.trusted_by)}",
+                  file=sys.stderr, flush=True)
+            return
+        from attestcall.cli.verify import _one_line
+
+        lines = [f"  evidence {_one_line(verdict)}", "  bound to this TLS session's key"]
+        lines += [f"  {key} {value}" for key, value in sorted(verdict.claims.items())
+                  if value is not None]
+        print("\n".join(lines), file=sys.stderr, flush=True)
+
+    def refused(self, exc: Any) -> None:
+        if self.json:
+            verdict = exc.verdict.to_json() if exc.verdict is not None else None
+            self._emit({"keep": self.address, "trusted": False, "reasons": exc.reasons,
+                        "verdict": verdict})
+        else:
+            print("attestcall deploy: keep refused, nothing was sent:", file=sys.stderr)
+            for reason in exc.reasons:
+                print(f"  - {reason}", file=sys.stderr)
+
+    def outcome(self, status: int, by: str, error: str | None = None) -> None:
+        if self.json:
+            self._emit({"exit_status": status, "by": by, "error": error})
+        elif error is not None:
+            print(f"attestcall deploy: {error}", file=sys.stderr)
+
+
+def _cmd_deploy(args: argparse.Namespace) -> int:
+    from attestcall.deploy.tenant import DeployRefused, KeepFailed, deploy, pccs_collateral
+
+    report = _DeployReport(args)
     try:
-        status = deploy(args.keep, workload, args.args, policy=args.policy,
+        if args.service_ca is not None and args.ca is None:
+            raise UsageError("--service-ca goes with --ca CA.pem (it is for the CRL's HTTPS)")
+        workload = _workload_bytes(args.workload)
+        status = deploy(args.keep, workload, args.args,
+                        policy=Path(args.policy) if args.policy is not None else None,
                         trust_simulated=args.trust_simulated, key_type=args.key_type,
                         collateral_for=pccs_collateral(args.pccs) if args.pccs else None,
-                        ca=args.ca, service_ca=args.service_ca,
-                        on_trusted=lambda seen: print(
-                            f"attestcall deploy: keep {args.keep[0]}:{args.keep[1]} trusted: "
-                            f"{seen.describe()}", file=sys.stderr, flush=True))
+                        ca=args.ca, service_ca=args.service_ca, on_trusted=report.trusted)
     except DeployRefused as exc:
-        print("attestcall deploy: keep refused, nothing was sent:", file=sys.stderr)
-        for reason in exc.reasons:
-            print(f"  - {reason}", file=sys.stderr)
-        return EXIT_REFUSED
+        report.refused(exc)
+        report.outcome(EXIT_DEPLOY_FAILED, "attestcall", "keep refused, nothing was sent"
+                       if args.json else None)
+        return EXIT_DEPLOY_FAILED
+    except KeepFailed as exc:
+        report.outcome(EXIT_DEPLOY_BROKEN, "keep", str(exc))
+        return EXIT_DEPLOY_BROKEN
+    except AttestcallError as exc:  # usage, the workload, the policy, an unreachable keep
+        report.outcome(EXIT_DEPLOY_FAILED, "attestcall", str(exc))
+        return EXIT_DEPLOY_FAILED
+    report.outcome(status & 0xFF, "workload")
     return status & 0xFF
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = _build_parser(next((a for a in argv if not a.startswith("-")), ""))
+    command = next((a for a in argv if not a.startswith("-")), "")
+    parser = _build_parser(command)
+    # deploy's own failures share one code, apart from any its workload exits with
+    own = {EXIT_USAGE: EXIT_DEPLOY_FAILED, EXIT_INTERNAL: EXIT_DEPLOY_FAILED} \
+        if command == "deploy" else {}
     try:
         args = parser.parse_args(argv)
         if args.command == "run":
@@ -529,8 +691,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     except UsageError as exc:
-        print(f"attestcall: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        print(_usage_line(exc), file=sys.stderr)
+        return own.get(EXIT_USAGE, EXIT_USAGE)
     except PayloadError as exc:
         print(f"attestcall: {exc}", file=sys.stderr)
         return EXIT_PAYLOAD
@@ -544,7 +706,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"attestcall: internal error: {type(exc).__name__}: {exc} "
               "(set ATTESTCALL_DEBUG=1 for a traceback)", file=sys.stderr)
-        return EXIT_INTERNAL
+        return own.get(EXIT_INTERNAL, EXIT_INTERNAL)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from attestcall.cli import read_nonce
 from attestcall.errors import AttestcallError, UsageError
 from attestcall.tees import Tee, registry
 from attestcall.verifier.api import technology_named, verify
@@ -60,7 +61,7 @@ def _one_line(verdict: Verdict) -> str:
     return f"rejected: {what}{simulated}: " + "; ".join(verdict.reasons)
 
 
-def _ear(args: argparse.Namespace, verdict: Verdict) -> str:
+def _ear(args: argparse.Namespace, verdict: Verdict, nonce: bytes | None) -> str:
     """The verdict as the EAR claims-set the attestation service would sign (issued at the
     instant verified at, echoing --nonce, under --policy)."""
     from attestcall import ear
@@ -68,7 +69,7 @@ def _ear(args: argparse.Namespace, verdict: Verdict) -> str:
     from attestcall.verifier.policy import Policy
 
     policy_bytes = Path(args.policy).read_bytes() if args.policy else None
-    claims = ear.claims_set(verdict, issued_at=parse_instant(args.at), nonce=args.nonce,
+    claims = ear.claims_set(verdict, issued_at=parse_instant(args.at), nonce=nonce,
                             policy=Policy.from_bytes(policy_bytes), policy_bytes=policy_bytes)
     return json.dumps(claims, indent=2, sort_keys=True, ensure_ascii=False)
 
@@ -79,6 +80,8 @@ def run_verify(args: argparse.Namespace) -> int:
     try:
         if args.json and args.ear:
             raise UsageError("give --json or --ear, not both")
+        nonce = (read_nonce(args.nonce, stdin_taken=args.evidence == "-")
+                 if args.nonce is not None else None)
         evidence = _read_evidence(args.evidence)
         tee = technology_named(args.tech) if args.tech else detect(evidence)
         given, url = _given(args, tee)
@@ -91,12 +94,12 @@ def run_verify(args: argparse.Namespace) -> int:
             collateral=given,
             collateral_url=url,
             at=args.at,
-            nonce=args.nonce,
+            nonce=nonce,
             policy=Path(args.policy) if args.policy is not None else None,
             trust_simulated=args.trust_simulated,
             crl=Path(crl) if crl is not None else None,
         )
-        report = _ear(args, verdict) if args.ear else None
+        report = _ear(args, verdict, nonce) if args.ear else None
     except OSError as exc:  # the policy file went away between verify and reading it
         print(f"attestcall verify: cannot read {args.policy}: {exc.strerror}", file=sys.stderr)
         return EXIT_UNUSABLE

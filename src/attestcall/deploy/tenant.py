@@ -110,6 +110,10 @@ class KeepConnection:
     version: str
     group: str | None
     key_type: str
+    # what vouched for the keep: "evidence" (then ``verdict``), "ca" (the service CA),
+    # "launch key" (SEV: the key delivered at launch) or "no TEE" (allowed by the policy)
+    trusted_by: str = "evidence"
+    verdict: Verdict | None = None
 
     def describe(self) -> str:
         return (f"{self.version.replace('TLSv', 'TLS ')}, key exchange "
@@ -423,18 +427,21 @@ def deploy(
             certificate = tls.peer_certificate_der()
             if tls.version != "TLSv1.3" or not certificate:
                 raise DeployRefused(["the keep did not present a certificate over TLS 1.3"])
+            verdict = None
             if trust is not None:
                 _check_by_ca(trust, certificate, rules, allow_none, key_type)
             else:
-                appraise_certificate(
+                verdict = appraise_certificate(
                     certificate, policy=rules, trust_simulated=trust_simulated,
                     collateral_for=collateral_for, allow_none=allow_none,
                     expected_public_key=expected_public_key, key_type=key_type,
                 )
             timings.trusted = time.monotonic()
             if on_trusted is not None:
+                by = ("ca" if trust is not None else "evidence" if verdict is not None
+                      else "launch key" if expected_public_key is not None else "no TEE")
                 on_trusted(KeepConnection(keep, tls.version, tls.group,
-                                          _key_type(certificate)))
+                                          _key_type(certificate), by, verdict))
             tls.settimeout(output_timeout)
             try:
                 tls.sendall(protocol.hello())
