@@ -125,3 +125,67 @@ def test_real_backend_without_hardware_is_one_line(tee):
     result = attestcall("run", "--tee", tee, "/bin/true")
     assert result.returncode == 1
     assert f"--tee {tee}" in one_line_error(result)
+
+
+@pytest.mark.parametrize(("args", "prog"), [
+    (["run"], "attestcall run"), (["sim"], "attestcall sim"), (["keep"], "attestcall keep"),
+    (["service"], "attestcall service"),
+    (["service", "collateral"], "attestcall service collateral"),
+    (["verify"], "attestcall verify"), (["frobnicate"], "attestcall"),
+])
+def test_usage_errors_have_one_prefix(args, prog):
+    line = one_line_error(attestcall(*args))
+    assert line.startswith(f"{prog}: error: ")
+    assert line.count("attestcall") == prog.count("attestcall") + line.count("'attestcall")
+
+
+def test_run_args_are_optional():
+    line = one_line_error(attestcall("run"))
+    assert "PROGRAM" in line and "ARGS" not in line  # only PROGRAM is required
+    assert "PROGRAM [ARGS ...]" in " ".join(attestcall("run", "--help").stdout.split())
+    assert "WORKLOAD [ARGS ...]" in " ".join(attestcall("deploy", "--help").stdout.split())
+
+
+def test_a_file_here_that_is_not_executable_is_said_so(tmp_path):
+    (tmp_path / "payload").write_bytes(b"\x7fELF")
+    line = one_line_error(attestcall("run", "--tee", "none", "payload", cwd=tmp_path))
+    assert "not executable" in line and "./payload" in line and "not found" not in line
+    (tmp_path / "payload").chmod(0o755)
+    line = one_line_error(attestcall("run", "--tee", "none", "payload", cwd=tmp_path))
+    assert "not found in PATH" in line and "./payload" in line
+
+
+def test_nonce_forms(tmp_path):
+    """--nonce: hex, @FILE or - (64 raw bytes or 128 hex digits), and attest's random."""
+    raw = bytes(range(64))
+    (tmp_path / "raw").write_bytes(raw)
+    (tmp_path / "hex").write_text(raw.hex() + "\n")
+    quote = tmp_path / "q.bin"
+    made = attestcall("attest", "--tee", "sgx-sim", "--nonce", "@raw", "-o", "q.bin",
+                      cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    collateral = attestcall("sim", "collateral", "-o", str(tmp_path / "c.json"))
+    assert collateral.returncode == 0, collateral.stderr
+    verify = ("verify", str(quote), "--collateral", str(tmp_path / "c.json"), "--trust-simulated")
+    for nonce, stdin in ((raw.hex(), None), ("@" + str(tmp_path / "hex"), None),
+                         ("-", raw), ("-", raw.hex().encode() + b"\n")):
+        result = subprocess.run([sys.executable, "-m", "attestcall", *verify, "--nonce", nonce],
+                                input=stdin, capture_output=True, timeout=120)
+        assert result.returncode == 0, (nonce, result.stderr)
+    wrong = attestcall(*verify, "--nonce", "00" * 64)
+    assert wrong.returncode == 1 and "nonce" in wrong.stdout
+    both = subprocess.run([sys.executable, "-m", "attestcall", "verify", "-", "--nonce", "-"],
+                          input=quote.read_bytes(), capture_output=True, timeout=120)
+    assert both.returncode == 2 and b"standard input already holds" in both.stderr
+    short = attestcall(*verify, "--nonce", "@" + str(tmp_path / "q.bin"))
+    assert short.returncode == 2 and "neither the nonce's 64 raw bytes" in short.stderr
+
+    chosen = attestcall("attest", "--tee", "sgx-sim", "--nonce", "random", "-o", "r.bin",
+                        cwd=tmp_path)
+    assert chosen.returncode == 0, chosen.stderr
+    printed = chosen.stdout.splitlines()[0].split()
+    assert printed[0] == "nonce" and len(bytes.fromhex(printed[1])) == 64
+    again = attestcall("verify", str(tmp_path / "r.bin"), "--collateral",
+                       str(tmp_path / "c.json"), "--trust-simulated", "--nonce", printed[1])
+    assert again.returncode == 0, again.stderr
+    assert attestcall("verify", str(quote), "--nonce", "random").returncode == 2

@@ -112,6 +112,12 @@ def _search_path(program: str, env_path: str) -> str:
             first_existing = candidate
     if first_existing is not None:
         return first_existing
+    if os.path.isfile(program):  # the user most likely meant the file right here
+        if not os.access(program, os.X_OK):
+            raise PayloadError(f"{program}: not executable (a file here, not in PATH: "
+                               f"chmod +x it and give ./{program})")
+        raise PayloadError(f"{program}: command not found in PATH (to run the file here, "
+                           f"give ./{program})")
     raise PayloadError(f"{program}: command not found in PATH")
 
 
