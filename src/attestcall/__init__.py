@@ -10,9 +10,12 @@ from attestcall.abi import SYS_GET_ATTESTATION, Technology
 
 __all__ = [
     "SYS_GET_ATTESTATION",
+    "AttestcallError",
     "CollateralError",
     "EvidenceError",
+    "PolicyError",
     "Technology",
+    "UsageError",
     "Verdict",
     "verify",
 ]
@@ -21,8 +24,11 @@ __version__ = "0.1.0"
 _LAZY = {
     "verify": "attestcall.verifier.api",
     "Verdict": "attestcall.verifier.verdict",
+    "AttestcallError": "attestcall.errors",
     "EvidenceError": "attestcall.errors",
     "CollateralError": "attestcall.errors",
+    "PolicyError": "attestcall.errors",
+    "UsageError": "attestcall.errors",
 }
 
 
