@@ -369,7 +369,35 @@ def _build_parser(command: str | None = None) -> _Parser:
     commands.add_parser("include-dir", help="print the directory holding attestcall.h",
                         description="Print the directory of attestcall.h, for "
                         "cc -I\"$(attestcall include-dir)\" app.c")
+    completion = commands.add_parser(
+        "completion", help="print a shell completion script (bash, zsh or tcsh)",
+        description="Print the completion script for SHELL, generated from these very "
+        "options: eval \"$(attestcall completion bash)\" in ~/.bashrc, or attestcall "
+        "completion zsh > ~/.zfunc/_attestcall (a directory in $fpath).")
+    completion.add_argument("shell", choices=COMPLETION_SHELLS, metavar="SHELL",
+                            help=", ".join(COMPLETION_SHELLS))
     return parser
+
+
+COMPLETION_SHELLS = ("bash", "zsh", "tcsh")
+# metavars that name a file: completed as file names
+_FILE_METAVARS = {"FILE", "EVIDENCE", "WORKLOAD", "PROGRAM", "CA.pem"}
+
+
+def _cmd_completion(args: argparse.Namespace) -> int:
+    """The completion script shtab generates from the whole parser (every TEE's options)."""
+    import shtab
+
+    parser = _build_parser()
+    parsers = [parser]
+    while parsers:
+        for action in parsers.pop()._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parsers += action.choices.values()
+            elif action.metavar in _FILE_METAVARS:
+                action.complete = shtab.FILE  # type: ignore[attr-defined]
+    print(shtab.complete(parser, shell=args.shell), end="")
+    return 0
 
 
 def _keep_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -683,6 +711,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(real.describe_probes(real.probe()), end="")
             return 0
+        if args.command == "completion":
+            return _cmd_completion(args)
         if args.command == "include-dir":
             from attestcall.include_dir import include_dir
 
