@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from timing import missed
 
 ROUNDS = 21
 PER_ROUND = 100
@@ -89,7 +90,8 @@ def main() -> int:
     print(f"get_attestation call   : {one_call * 1e6:8.1f} us ({size} B evidence)")
     print(f"size query + call      : {both * 1e6:8.1f} us, {both / signature:.2f}x")
     print(f"ratio call / signature : {ratio:8.2f}x median of per-round ratios "
-          f"(range {min(ratios):.2f}-{max(ratios):.2f}; target <= {TARGET_RATIO:.0f}x)")
+          f"(range {min(ratios):.2f}-{max(ratios):.2f}; target <= {TARGET_RATIO:.0f}x)"
+          f"{missed(ratio, TARGET_RATIO)}")
     return 0 if ratio <= TARGET_RATIO else 1
 
 if __name__ == "__main__":

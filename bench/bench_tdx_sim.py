@@ -29,6 +29,7 @@ from collections.abc import Callable
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from timing import missed
 from timing import per_call as _per_call
 
 ROUNDS = 21
@@ -106,17 +107,19 @@ def main(argv: list[str]) -> int:
 
     print(f"tdx-sim, quote v{version} ({size} B); medians of {ROUNDS} rounds of {PER_ROUND}")
     line("ECDSA P-256 signature", signature, "(the baseline)")
-    line("simulator in process", t_sim, f"(target <= {TARGET_RATIO:.0f}x)")
+    line("simulator in process", t_sim,
+         f"(target <= {TARGET_RATIO:.0f}x){missed(ratio, TARGET_RATIO)}")
     line("  TDG.MR.REPORT", t_report, "(HMAC-SHA-256, SHA-384s cached per TD)")
     line("  quote service", t_quote, "(MAC + 2 SHA-384 checks, 1 ECDSA signature)")
     line("one shim<->host exchange", t_exchange, "(pipe wake-ups, host process)")
-    line("keep: one call", t_call, "(1 exchange: the quote; the size is kept)")
+    line("keep: one call", t_call, "(1 exchange: the quote; the size is kept; target <= "
+         f"{TARGET_RATIO:.0f}x){missed(t_call / signature, TARGET_RATIO)}")
     line("keep: size query + call", t_both, "(as bench_sgx_quote.py measures)")
     overhead = t_call - t_sim
     print(f"where the time of one call goes: simulator {t_sim * 1e6:.0f} us, "
           f"exchanges and copies {overhead * 1e6:.0f} us "
           f"(~{overhead / t_exchange:.1f} bare exchanges)")
-    return 0 if ratio <= TARGET_RATIO else 1
+    return 0 if max(ratio, t_call / signature) <= TARGET_RATIO else 1
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from timing import missed
 from timing import per_call as _per_call
 
 from attestcall.amd.formats import report as snp
@@ -64,7 +65,7 @@ def main() -> int:
     ratio = warm_time / baseline
     print(f"ECDSA P-384 verification : {baseline * 1e6:8.1f} us (median of {ROUNDS} rounds)")
     print(f"SNP appraisal, warm      : {warm_time * 1e6:8.1f} us, {ratio:.2f}x "
-          f"(target <= {TARGET_RATIO}x)")
+          f"(target <= {TARGET_RATIO}x){missed(ratio, TARGET_RATIO)}")
     print(f"SNP appraisal, cold      : {cold_time * 1e6:8.1f} us, {cold_time / baseline:.2f}x "
           "(caches cleared: certificate loads and three RSA-4096 PSS verifications)")
     return 0 if ratio <= TARGET_RATIO else 1

@@ -10,6 +10,13 @@ import time
 from collections.abc import Callable
 
 
+def missed(value: float, target: float, *, at_least: bool = False) -> str:
+    """What to print beside a figure: ``"  MISSED"`` when ``value`` misses ``target`` (a
+    ceiling, or with ``at_least`` a floor), else nothing."""
+    met = value >= target if at_least else value <= target
+    return "" if met else "  MISSED"
+
+
 def rounds(function: Callable[[], object], count: int = 21, per_round: int = 200) -> list[float]:
     """Seconds per call in each of ``count`` rounds of ``per_round`` calls."""
     times = []
