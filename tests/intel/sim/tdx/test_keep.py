@@ -21,7 +21,7 @@ from attestcall.errors import UsageError
 from attestcall.frontends.native import run_native
 from attestcall.frontends.wasm import WasmKeep
 from attestcall.include_dir import include_dir
-from attestcall.intel.formats.tdx_quote import DcapQuote, TdReportBody
+from attestcall.intel.formats.tdx_quote import DcapQuote, TdReportBody, quote_length
 from attestcall.intel.sim import tdx as tdx_sim
 from attestcall.intel.sim.tdx.collateral import collateral
 from attestcall.intel.sim.tdx.keep import Op, TdxHost, TdxShim
@@ -42,7 +42,9 @@ def seeded(seed: int, step: int = 1) -> bytes:
 
 
 def body_of(quote: bytes) -> TdReportBody:
-    body = DcapQuote.parse(quote).body
+    """The TD report body of the quote at the start of ``quote`` (a read of the buffer may
+    run past the quote into the caller's unwritten sentinel bytes)."""
+    body = DcapQuote.parse(quote[:quote_length(quote)]).body
     assert isinstance(body, TdReportBody)
     return body
 
