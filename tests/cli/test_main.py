@@ -132,6 +132,8 @@ def test_real_backend_without_hardware_is_one_line(tee):
     (["service"], "attestcall service"),
     (["service", "collateral"], "attestcall service collateral"),
     (["verify"], "attestcall verify"), (["frobnicate"], "attestcall"),
+    (["deploy", "--bogus", "--keep", "h:1", "w.wasm"], "attestcall deploy"),
+    (["sim", "show", "--bogus"], "attestcall sim"),
 ])
 def test_usage_errors_have_one_prefix(args, prog):
     line = one_line_error(attestcall(*args))

@@ -212,3 +212,15 @@ def test_policy_hex_must_be_digits_only(value):
     with pytest.raises(PolicyError, match="is not 96 hex digits"):
         Policy.parse({"tdx": {"mrtd": [value]}})
     assert Policy.parse({"tdx": {"mrtd": ["AA" * 48]}}).get("tdx", "mrtd") == ("aa" * 48,)
+
+
+# ---- exit codes: missing collateral or certificates is unusable input for every TEE
+
+
+@pytest.mark.parametrize("evidence", [INTEL / "sgx_quote_v3.bin", INTEL / "tdx_quote_v4.bin",
+                                      SNP])
+def test_missing_collateral_is_exit_2_for_sgx_tdx_and_snp(evidence):
+    err = one_clean_line(cli("verify", str(evidence)))
+    assert "collateral" in err or "VCEK" in err
+    with pytest.raises(CollateralError):
+        attestcall.verify(evidence.read_bytes())

@@ -683,7 +683,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     own = {EXIT_USAGE: EXIT_DEPLOY_FAILED, EXIT_INTERNAL: EXIT_DEPLOY_FAILED} \
         if command == "deploy" else {}
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # named by the command they were given to
+            prog = " ".join(["attestcall", *([args.command] if args.command else [])])
+            raise _usage(prog, f"unrecognized arguments: {' '.join(extra)}")
         if args.command == "run":
             return _cmd_run(args)
         if args.command == "attest":
