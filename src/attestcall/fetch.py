@@ -26,9 +26,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.message import Message
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attestcall.errors import CollateralError, CollateralUnavailable, UsageError
+
+if TYPE_CHECKING:
+    from OpenSSL import SSL
+
+    from attestcall.tls import TlsError
 
 DEFAULT_TIMEOUT = 20.0  # seconds, per socket operation and for the whole body
 DEFAULT_MAX_SIZE = 4 * 1024 * 1024  # bytes; the largest real TCB info is ~100 KiB
@@ -147,22 +152,56 @@ def https_context(cafile: str | os.PathLike[str] | None = None) -> ssl.SSLContex
     return context
 
 
-def tls_failure(exc: ssl.SSLError) -> str:
+def tls_failure(exc: ssl.SSLError | TlsError) -> str:
     """One line for a failed TLS handshake: an untrusted certificate says why."""
+    from attestcall.tls import CertificateUntrusted, TlsError
+
+    if isinstance(exc, CertificateUntrusted):
+        return f"the server's HTTPS certificate is not trusted ({exc.reason})"
+    if isinstance(exc, TlsError):
+        return f"the TLS handshake failed ({exc.reason})"
     if isinstance(exc, ssl.SSLCertVerificationError):
         return (f"the server's HTTPS certificate is not trusted "
                 f"({exc.verify_message or exc.reason})")
     return f"the TLS handshake failed ({exc.reason or exc})"
 
 
-def _opener(url: str, tls: ssl.SSLContext | None = None) -> urllib.request.OpenerDirector:
+class _TlsHandler(urllib.request.HTTPSHandler):
+    """https URLs over :class:`attestcall.tls.HttpsConnection` (pyOpenSSL, TLS 1.3)."""
+
+    def __init__(self, context: SSL.Context):
+        super().__init__()
+        self.tls_context = context
+
+    def https_open(self, req: urllib.request.Request):  # type: ignore[override]
+        from attestcall.tls import HttpsConnection
+
+        return self.do_open(HttpsConnection, req, context=self.tls_context)
+
+
+def _opener(url: str, tls: Any = None) -> urllib.request.OpenerDirector:
+    """``tls``: an ``ssl.SSLContext`` or a pyOpenSSL ``SSL.Context`` for https URLs."""
     host = urllib.parse.urlsplit(url).hostname
     handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
     if is_loopback(host):
         handlers.append(urllib.request.ProxyHandler({}))
-    if tls is not None:
+    if tls is not None and not isinstance(tls, ssl.SSLContext):
+        handlers.append(_TlsHandler(tls))
+    elif tls is not None:
         handlers.append(urllib.request.HTTPSHandler(context=tls))
     return urllib.request.build_opener(*handlers)
+
+
+def _is_tls_failure(reason: object) -> bool:
+    if isinstance(reason, ssl.SSLError):
+        return True
+    # attestcall.tls is imported only where it is used (it loads cryptography): an error of
+    # its own can only come when it is
+    if type(reason).__module__ != "attestcall.tls":
+        return False
+    from attestcall.tls import TlsError
+
+    return isinstance(reason, TlsError)
 
 
 def check_url(url: str) -> None:
@@ -178,10 +217,12 @@ def get(
     timeout: float = DEFAULT_TIMEOUT,
     max_size: int = DEFAULT_MAX_SIZE,
     accept: str = "*/*",
-    tls: ssl.SSLContext | None = None,
+    tls: Any = None,
 ) -> Response:
     """GET ``url``; the 2xx response, or CollateralError with one line saying why not.
-    ``tls``: the context for an https URL (default: :func:`https_context`, system trust)."""
+    ``tls``: the context for an https URL, Python's ``ssl.SSLContext`` or attestcall's
+    (:func:`attestcall.tls.verifying_client_context`) (default: :func:`https_context`,
+    system trust)."""
     check_url(url)
     request = urllib.request.Request(
         url, headers={"Accept": accept, "User-Agent": "attestcall"}, method="GET"
@@ -205,7 +246,7 @@ def get(
         reason = exc.reason
         if isinstance(reason, TimeoutError):
             raise CollateralUnavailable(f"{url}: timed out after {timeout:g} s") from None
-        if isinstance(reason, ssl.SSLError):  # not transient: the same answer next time
+        if _is_tls_failure(reason):  # not transient: the same answer next time
             raise CollateralError(f"{url}: {tls_failure(reason)}") from None
         text = getattr(reason, "strerror", None) or str(reason)
         raise CollateralUnavailable(f"{url}: cannot connect: {text}") from None

@@ -26,6 +26,10 @@ Failures are :class:`TlsError`, an ``OSError`` as ``ssl.SSLError`` is.
 
 from __future__ import annotations
 
+import http.client
+import io
+import ipaddress
+import os
 import select
 import socket
 import time
@@ -35,9 +39,9 @@ from cryptography import x509
 from cryptography.hazmat.bindings.openssl.binding import Binding
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
-from OpenSSL import SSL
+from OpenSSL import SSL, crypto
 
-from attestcall.errors import AttestcallError
+from attestcall.errors import AttestcallError, UsageError
 
 GROUPS = ("X25519MLKEM768", "x25519")  # as OpenSSL names them (IANA's names)
 VERSION = "TLSv1.3"
@@ -48,6 +52,30 @@ MAX_CERTIFICATE_LIST = 100 * 1024
 _lib, _ffi = Binding.lib, Binding.ffi
 
 
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _expect_name(connection: SSL.Connection, name: str) -> None:
+    """Make the handshake fail unless the peer's certificate is for ``name`` (a DNS name
+    or an IP address, as RFC 6125 and OpenSSL's X509_check_host/_ip match them)."""
+    param = _lib.SSL_get0_param(connection._ssl)
+    if _is_address(name):
+        packed = ipaddress.ip_address(name).packed
+        done = _lib.X509_VERIFY_PARAM_set1_ip(param, packed, len(packed))
+    else:
+        _lib.X509_VERIFY_PARAM_set_hostflags(param, _lib.X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS)
+        encoded = name.encode("idna")
+        done = _lib.X509_VERIFY_PARAM_set1_host(param, encoded, len(encoded))
+    if not done:
+        _lib.ERR_clear_error()
+        raise TlsError(f"cannot check a certificate for {name!r}")
+
+
 class TlsError(AttestcallError, OSError):
     """A TLS context could not be made, or a handshake or a record failed. ``reason``: the
     failure alone (OpenSSL's words), for callers that say themselves what failed."""
@@ -55,6 +83,10 @@ class TlsError(AttestcallError, OSError):
     def __init__(self, message: str, reason: str | None = None):
         super().__init__(message)
         self.reason = reason or message
+
+
+class CertificateUntrusted(TlsError):
+    """The peer's certificate chain, or the name it is for, is not trusted."""
 
 
 def _reasons(exc: BaseException) -> str:
@@ -149,6 +181,44 @@ def client_context(*, groups: Sequence[str] = GROUPS) -> SSL.Context:
     return context
 
 
+def verifying_client_context(cafile: str | os.PathLike[str] | None = None, *,
+                             groups: Sequence[str] = GROUPS) -> SSL.Context:
+    """A TLS 1.3 client that verifies the server's chain: against the CAs in ``cafile``
+    (PEM) only, or the system's trust store without one; the name is checked per connection
+    (:meth:`TlsSocket.connect`'s ``verify_name``). UsageError, one line, when the file
+    cannot be read or holds no CA."""
+    context = _context(groups, key_shares=True)
+    context.set_verify(SSL.VERIFY_PEER)
+    if cafile is None:
+        context.set_default_verify_paths()
+        return context
+    path = os.fspath(cafile)
+    try:
+        with open(path, "rb") as file:
+            pem = file.read()
+    except OSError as exc:
+        raise UsageError(f"cannot read the CA file {path}: {exc.strerror or exc}") from None
+    try:
+        authorities = x509.load_pem_x509_certificates(pem)
+    except ValueError:
+        authorities = []
+    if not authorities:
+        raise UsageError(f"{path} holds no PEM CA certificate")
+    store = context.get_cert_store()
+    assert store is not None
+    for authority in authorities:
+        store.add_cert(crypto.X509.from_cryptography(authority))
+    return context
+
+
+def _verify_failure(connection: SSL.Connection) -> str | None:
+    """Why the peer's chain was not trusted, when that was the failure."""
+    code = _lib.SSL_get_verify_result(connection._ssl)
+    if code == 0:  # X509_V_OK
+        return None
+    return _ffi.string(_lib.X509_verify_cert_error_string(code)).decode()
+
+
 class TlsSocket:
     """A TLS connection over a connected socket, with a socket's blocking calls under
     timeouts: ``recv`` (b"" at the end), ``sendall``, ``settimeout``, ``close``. A timeout
@@ -160,6 +230,8 @@ class TlsSocket:
         self.sock = sock
         self.timeout = timeout
         self._closed = False
+        self._close_asked = False
+        self._readers = 0
 
     # ------------------------------------------------------------------ opening
 
@@ -173,14 +245,19 @@ class TlsSocket:
 
     @classmethod
     def connect(cls, context: SSL.Context, sock: socket.socket, timeout: float | None,
-                server_name: str | None = None, *,
+                server_name: str | None = None, *, verify_name: str | None = None,
                 session: SSL.Session | None = None) -> TlsSocket:
         """The client's handshake on ``sock``, within ``timeout`` seconds; ``server_name``
-        is sent as SNI; ``session``: one to offer for resumption (our servers refuse it)."""
+        is sent as SNI (not for an address); ``verify_name``: the host name or address the
+        certificate must be for (with a verifying context); ``session``: one to offer for
+        resumption (our servers refuse it). A chain or name not trusted is a TlsError
+        whose reason says why."""
         connection = SSL.Connection(context, sock)
         if session is not None:
             connection.set_session(session)
-        if server_name:
+        if verify_name is not None:
+            _expect_name(connection, verify_name)
+        if server_name and not _is_address(server_name):
             connection.set_tlsext_host_name(server_name.encode("idna"))
         connection.set_connect_state()
         return cls._handshake(connection, sock, timeout)
@@ -195,6 +272,12 @@ class TlsSocket:
         except ConnectionError as exc:  # the peer reset or closed mid-handshake
             reason = exc.strerror or str(exc)
             raise TlsError(f"the TLS handshake failed: {reason}", reason) from None
+        except TlsError as exc:
+            untrusted = _verify_failure(connection)
+            if untrusted is None:
+                raise
+            raise CertificateUntrusted(f"the server's certificate is not trusted "
+                                       f"({untrusted})", untrusted) from exc
         return tls
 
     # --------------------------------------------------------------- properties
@@ -303,8 +386,29 @@ class TlsSocket:
                 self.timeout = saved
             view = view[sent:]
 
+    def makefile(self, mode: str = "rb", buffering: int = -1) -> io.BufferedReader:
+        """A buffered binary reader over the connection (what ``http.client`` reads a
+        response from)."""
+        if mode not in ("r", "rb"):
+            raise ValueError(f"a TLS connection is read through makefile, not {mode!r}")
+        self._readers += 1
+        return io.BufferedReader(_Reader(self), io.DEFAULT_BUFFER_SIZE
+                                 if buffering < 0 else max(buffering, 1))
+
     def close(self) -> None:
-        """Send close_notify if the socket takes it at once, then close the socket."""
+        """Send close_notify if the socket takes it at once, then close the socket; as a
+        socket does, not before the readers :meth:`makefile` gave are closed too
+        (``urllib`` closes the connection and reads the response after)."""
+        self._close_asked = True
+        if self._readers == 0:
+            self._close_now()
+
+    def _reader_closed(self) -> None:
+        self._readers -= 1
+        if self._close_asked and self._readers == 0:
+            self._close_now()
+
+    def _close_now(self) -> None:
         if self._closed:
             return
         self._closed = True
@@ -319,3 +423,47 @@ class TlsSocket:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class _Reader(io.RawIOBase):
+    """The raw reads of :meth:`TlsSocket.makefile`."""
+
+    def __init__(self, tls: TlsSocket):
+        self.tls = tls
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        data = self.tls.recv(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.tls._reader_closed()
+        super().close()
+
+
+class HttpsConnection(http.client.HTTPConnection):
+    """``http.client`` over :class:`TlsSocket`: TLS 1.3, X25519MLKEM768 first, the server's
+    chain verified by ``context`` (:func:`verifying_client_context`) and its name against
+    the host connected to."""
+
+    default_port = http.client.HTTPS_PORT
+
+    def __init__(self, host: str, port: int | None = None, *, context: SSL.Context,
+                 timeout: float | None = None, **options) -> None:
+        super().__init__(host, port, timeout=timeout, **options)
+        self.context = context
+
+    def connect(self) -> None:
+        raw = socket.create_connection((self.host, self.port), self.timeout,
+                                       self.source_address)
+        try:
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.sock = TlsSocket.connect(self.context, raw, self.timeout,
+                                          server_name=self.host, verify_name=self.host)
+        except BaseException:
+            raw.close()
+            raise

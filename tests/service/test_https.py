@@ -20,7 +20,8 @@ from attestcall.deploy import service_client
 from attestcall.deploy.ca_trust import CaTrust, Untrusted
 from attestcall.errors import UsageError
 from attestcall.service.serving import ServiceConfig
-from attestcall.service.tls import MINIMUM_VERSION, TlsFiles, check_files, server_context
+from attestcall.service.tls import TlsFiles, check_files, server_context
+from attestcall.tls import HttpsConnection, TlsSocket, verifying_client_context
 from tests.service.helpers import TIMEOUT, exchange
 from tests.service.test_app import Running, obtain
 from tests.service.test_slow_clients import problem_of, status_of, until_closed
@@ -71,11 +72,21 @@ def test_healthz_and_a_certificate_over_https(secure, files, keeps, tmp_path):
     assert trusting.check(leaf).technology_name == "sgx"
 
 
-def test_tls_1_3_is_negotiated_1_2_accepted_and_nothing_older(secure, files):
+def test_tls_1_3_only_on_the_hybrid_group_and_x25519_for_classical_clients(secure, files):
+    """Our client (the keep's, a tenant's CRL fetch) gets X25519MLKEM768; Python's ssl (a
+    classical-only client) gets TLS 1.3 on X25519; TLS 1.2 and older are refused."""
+    with socket.create_connection(("127.0.0.1", secure.port), timeout=TIMEOUT) as raw, \
+            TlsSocket.connect(verifying_client_context(files.ca), raw, TIMEOUT,
+                              verify_name="127.0.0.1") as ours:
+        assert (ours.version, ours.group) == ("TLSv1.3", "X25519MLKEM768")
     context = fetch.https_context(files.ca)
-    assert handshake(secure.port, context) == "TLSv1.3"
+    with socket.create_connection(("127.0.0.1", secure.port), timeout=TIMEOUT) as sock, \
+            context.wrap_socket(sock, server_hostname="127.0.0.1") as classical:
+        assert classical.version() == "TLSv1.3"
+        assert classical.cipher()[0].startswith("TLS_")
     context.maximum_version = ssl.TLSVersion.TLSv1_2
-    assert handshake(secure.port, context) == "TLSv1.2"
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        handshake(secure.port, context)
     old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     old.check_hostname = False
     old.verify_mode = ssl.CERT_NONE
@@ -86,13 +97,10 @@ def test_tls_1_3_is_negotiated_1_2_accepted_and_nothing_older(secure, files):
         old.maximum_version = ssl.TLSVersion.TLSv1_1
     with pytest.raises((ssl.SSLError, ConnectionError)):
         handshake(secure.port, old)
-    # the server's own floor, whatever OpenSSL's defaults
-    served = server_context(TlsFiles(files.cert, files.key))
-    assert MINIMUM_VERSION == ssl.TLSVersion.TLSv1_2
-    assert served.minimum_version == ssl.TLSVersion.TLSv1_2
+    assert server_context(TlsFiles(files.cert, files.key)) is not None
 
 
-def assert_refused_before_asking(service: Running, tls: ssl.SSLContext, why: str) -> None:
+def assert_refused_before_asking(service: Running, tls, why: str) -> None:
     """The keep's client stops at the handshake with one clear line; the service never
     saw a request."""
     with pytest.raises(service_client.ServiceUnreachable) as refused:
@@ -182,4 +190,28 @@ def test_the_config_carries_the_deadline_and_builds_tls_where_it_serves(files):
                            header_timeout=3.5, tls=TlsFiles(files.cert, files.key))
     copy = pickle.loads(pickle.dumps(config))
     assert copy.header_timeout == 3.5 and copy.tls == TlsFiles(files.cert, files.key)
-    assert copy.http.__name__ == "HeaderDeadlineProtocol" and copy.loop == "uvloop"
+    assert copy.http.__name__ == "HttpsProtocol" and copy.loop == "uvloop"
+    assert copy.tls_context is None  # built by load(), in the worker
+
+    async def app(scope, receive, send) -> None:  # what load() needs: any ASGI app
+        pass
+
+    loaded = ServiceConfig(app, tls=TlsFiles(files.cert, files.key))
+    loaded.load()
+    assert loaded.tls_context is not None and loaded.ssl is None  # ours, not uvicorn's ssl
+
+
+def test_the_keeps_client_negotiates_the_hybrid_group_with_the_service(secure, files):
+    """What ``keep serve --service`` and ``deploy --ca``'s CRL fetch speak: attestcall's
+    HttpsConnection, the service's certificate verified, X25519MLKEM768."""
+    connection = HttpsConnection("127.0.0.1", secure.port, timeout=TIMEOUT,
+                                 context=verifying_client_context(files.ca))
+    try:
+        connection.request("GET", "/healthz")
+        answer = connection.getresponse()
+        assert (answer.status, answer.read()) == (200, b'{"status":"ok"}')
+        assert isinstance(connection.sock, TlsSocket)
+        assert (connection.sock.version, connection.sock.group) == ("TLSv1.3",
+                                                                     "X25519MLKEM768")
+    finally:
+        connection.close()

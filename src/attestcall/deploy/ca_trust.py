@@ -6,7 +6,7 @@ policy to the result that certificate carries. :meth:`CaTrust.check` refuses unl
 
 1. the keep's TLS leaf certificate is issued *directly* by the CA (names and signature,
    :func:`attestcall.pki.issued_by`); the service signs keep certificates with its CA key,
-   no intermediate is accepted (Python 3.11's ``ssl`` gives the leaf only);
+   no intermediate is accepted;
 2. the leaf is within its validity now and has the serverAuth extended key usage;
 3. the leaf is not revoked: the CRL at the leaf's CRL distribution point is fetched with a
    bounded HTTP GET (:mod:`attestcall.fetch`), its signature verified with the CA's key
@@ -14,10 +14,11 @@ policy to the result that certificate carries. :meth:`CaTrust.check` refuses unl
    nextUpdate). A verified CRL is cached in memory and on disk (:mod:`attestcall.diskcache`)
    until its nextUpdate. An unreachable, unsigned, foreign or stale CRL refuses the keep.
    The distribution point is followed as the service wrote it: plain http is fine (the CRL
-   is signed by the CA, which is what is trusted, as RFC 5280 intends), and https is
-   verified like any HTTPS, against the system's trust store or the one CA given as
-   ``service_ca`` (``deploy --service-ca``, the same file ``keep serve --service-ca``
-   takes), so that a private service need not be in the system's store;
+   is signed by the CA, which is what is trusted, as RFC 5280 intends), and https
+   (attestcall's TLS 1.3, X25519MLKEM768 first) is verified like any HTTPS, against the
+   system's trust store or the one CA given as ``service_ca`` (``deploy --service-ca``,
+   the same file ``keep serve --service-ca`` takes), so that a private service need not
+   be in the system's store;
 4. the certificate carries an attestation result (:mod:`attestcall.service.result`: the
    service's EAR claims-set, the vocabulary of its tokens and of ``verify --ear``) that the
    tenant's policy accepts (:func:`check_result`).
@@ -34,7 +35,6 @@ a debug one, for a tenant that reads it).
 from __future__ import annotations
 
 import datetime as dt
-import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,8 +44,9 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from OpenSSL import SSL
 
-from attestcall import diskcache, fetch, pki
+from attestcall import diskcache, fetch, pki, tls
 from attestcall.abi import Technology
 from attestcall.ear import constrains
 from attestcall.errors import AttestcallError, CollateralError
@@ -174,7 +175,7 @@ class CaTrust:
         service_ca: str | Path | None = None,
     ) -> None:
         self.ca = load_ca(ca)
-        self.https: ssl.SSLContext = fetch.https_context(service_ca)
+        self.https: SSL.Context = tls.verifying_client_context(service_ca)
         self.cache = cache if cache is not None else diskcache.Cache()
         self.clock = clock
         self.crl_timeout = crl_timeout

@@ -31,12 +31,13 @@ import contextlib
 import datetime as dt
 import ipaddress
 import socket
-import ssl
 import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, TextIO, cast
+
+from OpenSSL import SSL
 
 from attestcall import abi
 from attestcall.deploy import provisioning as pv
@@ -329,7 +330,7 @@ class Renewal:
     retried until it succeeds or the renewal is stopped."""
 
     def __init__(self, server: KeepServer, service: str, key_type: str | None, *,
-                 name: str, log: TextIO | None = None, tls: ssl.SSLContext | None = None):
+                 name: str, log: TextIO | None = None, tls: SSL.Context | None = None):
         self.server = server
         self.service = service
         self.tls = tls
@@ -419,7 +420,7 @@ def serve(
 
     out = sys.stdout if out is None else out
     log = sys.stderr if log is None else log
-    service_tls: ssl.SSLContext | None = None
+    service_tls: SSL.Context | None = None
     if service is not None:
         from attestcall.deploy import service_client
 

@@ -31,15 +31,16 @@ from __future__ import annotations
 import datetime as dt
 import http.client
 import json
-import ssl
 import time
 import urllib.parse
 from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from OpenSSL import SSL
 
 from attestcall import abi, fetch, pki
+from attestcall import tls as tls_module
 from attestcall.deploy.identity import KeepIdentity, attest
 from attestcall.deploy.keys import generate_key, spki_der
 from attestcall.errors import AttestcallError, UsageError
@@ -87,16 +88,17 @@ class Answer:
     body: bytes
 
 
-def service_tls(service: str, ca_file: str | None = None) -> ssl.SSLContext | None:
+def service_tls(service: str, ca_file: str | None = None) -> SSL.Context | None:
     """The TLS context for the service at ``service``: None for plain http (where
-    ``ca_file`` makes no sense: UsageError), else one verifying the service's certificate
-    against ``ca_file`` only, or the system's trust store without one."""
+    ``ca_file`` makes no sense: UsageError), else attestcall's TLS 1.3 client
+    (X25519MLKEM768 first) verifying the service's certificate against ``ca_file`` only,
+    or the system's trust store without one."""
     scheme = urllib.parse.urlsplit(service).scheme
     if scheme != "https":
         if ca_file is not None:
             raise UsageError(f"--service-ca is for an https:// service, and {service} is not")
         return None
-    return fetch.https_context(ca_file)
+    return tls_module.verifying_client_context(ca_file)
 
 
 def plain_http_warning(service: str) -> str | None:
@@ -119,16 +121,16 @@ def _endpoint(base: str, path: str) -> tuple[urllib.parse.SplitResult, str]:
 
 def request(base: str, method: str, path: str, body: bytes | None = None, *,
             content_type: str | None = None, timeout: float = DEFAULT_TIMEOUT,
-            max_size: int = MAX_ANSWER, tls: ssl.SSLContext | None = None) -> Answer:
+            max_size: int = MAX_ANSWER, tls: SSL.Context | None = None) -> Answer:
     """One bounded HTTP request to the service; any status comes back as an Answer.
     ServiceUnreachable when there is no usable answer. ``tls``: the context for an https
     service (default: :func:`service_tls` without a CA file, the system's trust store)."""
     parts, url = _endpoint(base, path)
     connection: http.client.HTTPConnection
     if parts.scheme == "https":
-        connection = http.client.HTTPSConnection(
+        connection = tls_module.HttpsConnection(
             parts.hostname, parts.port, timeout=timeout,
-            context=tls if tls is not None else fetch.https_context())
+            context=tls if tls is not None else tls_module.verifying_client_context())
     else:
         connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     target = parts.path + (f"?{parts.query}" if parts.query else "")
@@ -144,12 +146,11 @@ def request(base: str, method: str, path: str, body: bytes | None = None, *,
         return Answer(answer.status, answer.getheader("Content-Type") or "", body)
     except TimeoutError:
         raise ServiceUnreachable(f"{url}: timed out after {timeout:g} s") from None
-    except ssl.SSLCertVerificationError as exc:
+    except tls_module.CertificateUntrusted as exc:
         raise ServiceUnreachable(
             f"{url}: the attestation service's HTTPS certificate is not trusted "
-            f"({exc.verify_message or exc.reason}); give the CA that issued it with "
-            "--service-ca FILE") from None
-    except ssl.SSLError as exc:
+            f"({exc.reason}); give the CA that issued it with --service-ca FILE") from None
+    except tls_module.TlsError as exc:
         raise ServiceUnreachable(f"{url}: {fetch.tls_failure(exc)}") from None
     except http.client.HTTPException as exc:
         raise ServiceUnreachable(f"{url}: not a valid HTTP answer "
@@ -183,7 +184,7 @@ def _refusal(url: str, answer: Answer) -> ServiceError:
 
 
 def get_challenge(base: str, *, timeout: float = DEFAULT_TIMEOUT,
-                  tls: ssl.SSLContext | None = None) -> bytes:
+                  tls: SSL.Context | None = None) -> bytes:
     """A fresh challenge from ``GET /v1/challenge``."""
     answer = request(base, "GET", "/v1/challenge", timeout=timeout, tls=tls)
     if answer.status != 200:
@@ -220,7 +221,7 @@ def check_chain(body: bytes, private_key, *, now: dt.datetime | None = None,
 
 def obtain_identity(source: abi.EvidenceSource, service: str, key_type: str | None = None,
                     *, name: str = "attestcall keep", timeout: float = DEFAULT_TIMEOUT,
-                    tls: ssl.SSLContext | None = None) -> KeepIdentity:
+                    tls: SSL.Context | None = None) -> KeepIdentity:
     """The keep's identity certified by the attestation service at ``service`` (``tls``:
     the context for an https service, :func:`service_tls`)."""
     technology = int(source.technology)

@@ -25,8 +25,9 @@ The two bounds added here (both in :class:`~attestcall.service.app.Settings`):
   (:func:`attestcall.service.app.read_body`): a body not complete in time is answered 408
   (a problem document, ``Connection: close``) and audited like any refusal.
 
-Over HTTPS the TLS handshake comes first, bounded by asyncio's handshake timeout (60 s); the
-head's deadline starts when the handshake is done.
+Over HTTPS (:class:`HttpsProtocol`: :mod:`attestcall.service.tls_protocol` in front of
+that protocol, TLS 1.3 on pyOpenSSL with X25519MLKEM768) the TLS handshake comes first,
+bounded by its own deadline (60 s); the head's deadline starts when the handshake is done.
 
 :class:`ServiceConfig` is uvicorn's ``Config`` with that protocol, the head's deadline and
 the service's own TLS context (:mod:`attestcall.service.tls`): a plain picklable object, so
@@ -45,6 +46,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from attestcall.service.app import HEADER_TIMEOUT
 from attestcall.service.problems import PROBLEM, problem_document
 from attestcall.service.tls import TlsFiles, server_context
+from attestcall.service.tls_protocol import TlsProtocol
 
 
 class HeaderDeadlineProtocol(HttpToolsProtocol):
@@ -117,21 +119,34 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
             + b"\r\nconnection: close\r\n\r\n" + body)
 
 
+class HttpsProtocol(TlsProtocol):
+    """:class:`HeaderDeadlineProtocol` behind TLS (the config's ``tls_context``), made as
+    uvicorn makes its HTTP protocols."""
+
+    def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
+        super().__init__(HeaderDeadlineProtocol(config, *args, **kwargs),
+                         config.tls_context)  # type: ignore[attr-defined]
+
+
 class ServiceConfig(uvicorn.Config):
     """uvicorn's Config for the service: :class:`HeaderDeadlineProtocol` with
-    ``header_timeout`` on uvloop, and HTTPS from ``tls``
-    (:func:`attestcall.service.tls.server_context`, built by :meth:`load` in the process
-    that serves)."""
+    ``header_timeout`` on uvloop, and with ``tls`` HTTPS (:class:`HttpsProtocol`; its
+    context from :func:`attestcall.service.tls.server_context`, built by :meth:`load` in
+    the process that serves; uvicorn's own ``ssl`` stays off)."""
 
     def __init__(self, app: Any, *, header_timeout: float = HEADER_TIMEOUT,
                  tls: TlsFiles | None = None, **options: Any) -> None:
-        options.setdefault("http", HeaderDeadlineProtocol)
+        options.setdefault("http", HttpsProtocol if tls is not None else HeaderDeadlineProtocol)
         options.setdefault("loop", "uvloop")
         super().__init__(app, **options)
         self.header_timeout = header_timeout
         self.tls = tls
+        self.tls_context: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:  # the context is built where it serves
+        return {**self.__dict__, "tls_context": None}
 
     def load(self) -> None:
         super().load()
         if self.tls is not None:
-            self.ssl = server_context(self.tls)
+            self.tls_context = server_context(self.tls)

@@ -3,27 +3,24 @@
 :func:`check_files` reads the pair once, before anything listens or any worker starts, and
 refuses with one line naming the file: missing or unreadable, not PEM, an encrypted key
 (``serve`` runs unattended and cannot ask for a passphrase), or a certificate for another
-key. :func:`server_context` is the context every worker builds from the same files: TLS 1.2
-at least (1.3 is negotiated whenever the client offers it), Python's default cipher
-suites (forward secret only), no client certificates.
-
-This is the standard library's ``ssl`` under uvicorn, for now; a later issue moves every
-TLS endpoint of attestcall to one implementation.
+key. :func:`server_context` is the context every worker builds from the same files:
+attestcall's one TLS (:mod:`attestcall.tls`: TLS 1.3 only on pyOpenSSL, X25519MLKEM768
+first and X25519 for classical clients, the key handed to OpenSSL from memory), no client
+certificates; :mod:`attestcall.service.tls_protocol` runs it under uvicorn.
 """
 
 from __future__ import annotations
 
-import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from OpenSSL import SSL
 
+from attestcall import tls
 from attestcall.errors import UsageError
-
-MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2
 
 
 @dataclass(frozen=True)
@@ -75,21 +72,18 @@ def check_files(cert: str | Path | None, key: str | Path | None) -> TlsFiles | N
     return files
 
 
-def _no_passphrase() -> bytes:
-    raise UsageError("the TLS key is encrypted; give it unencrypted")
-
-
-def server_context(files: TlsFiles) -> ssl.SSLContext:
+def server_context(files: TlsFiles) -> SSL.Context:
     """The server side of the service's HTTPS (see the module docstring)."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = MINIMUM_VERSION
+    cert_pem = _read(files.cert, "--tls-cert")
+    key_pem = _read(files.key, "--tls-key")
     try:
-        # a password callback, so that OpenSSL never prompts on a terminal for one
-        context.load_cert_chain(str(files.cert), str(files.key), password=_no_passphrase)
-    except ssl.SSLError as exc:
+        chain = x509.load_pem_x509_certificates(cert_pem)
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise UsageError(f"--tls-cert {files.cert} / --tls-key {files.key}: not an "
+                         "unencrypted PEM certificate and key") from None
+    try:
+        return tls.server_context(chain[0], key, chain[1:])  # type: ignore[arg-type]
+    except tls.TlsError as exc:
         raise UsageError(f"--tls-cert {files.cert} / --tls-key {files.key} cannot serve TLS: "
-                         f"{exc.reason or exc}") from None
-    except OSError as exc:
-        raise UsageError(f"--tls-cert {files.cert} / --tls-key {files.key}: cannot read: "
-                         f"{exc.strerror or exc}") from None
-    return context
+                         f"{exc.reason}") from None
