@@ -4,8 +4,12 @@ import pytest
 @pytest.fixture(autouse=True)
 def _private_home(tmp_path_factory, monkeypatch):
     """Every test sees one simulated-platform home and one collateral cache for the session,
-    never the user's."""
+    never the user's, and is offline: no default collateral service (Intel's PCS, AMD's
+    KDS) is ever asked; a test of those defaults points them at a local fake."""
     home = tmp_path_factory.getbasetemp() / "attestcall-home"
+    monkeypatch.setenv("ATTESTCALL_OFFLINE", "1")
+    monkeypatch.delenv("ATTESTCALL_PCCS_URL", raising=False)
+    monkeypatch.delenv("ATTESTCALL_KDS_URL", raising=False)
     monkeypatch.setenv("ATTESTCALL_HOME", str(home))
     monkeypatch.setenv("ATTESTCALL_CACHE", str(tmp_path_factory.getbasetemp() / "attestcall-cache"))
     yield home

@@ -17,12 +17,14 @@ __all__ = [
     "Technology",
     "UsageError",
     "Verdict",
+    "Verifier",
     "verify",
 ]
 __version__ = "0.1.0"
 
 _LAZY = {
     "verify": "attestcall.verifier.api",
+    "Verifier": "attestcall.verifier.api",
     "Verdict": "attestcall.verifier.verdict",
     "AttestcallError": "attestcall.errors",
     "EvidenceError": "attestcall.errors",

@@ -21,7 +21,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import Message
@@ -256,6 +256,42 @@ def get(
     except (OSError, ValueError) as exc:
         raise CollateralError(f"{url}: request failed: {exc}") from None
     return Response(url, status, headers, body)
+
+
+RETRY_BUDGET = 30.0  # seconds: the most a user's fetch waits between attempts, in all
+RETRY_ATTEMPTS = 4
+_FIRST_BACKOFF = 0.5  # seconds, doubled after each attempt
+
+
+def get_retrying(
+    url: str,
+    *,
+    budget: float = RETRY_BUDGET,
+    attempts: int = RETRY_ATTEMPTS,
+    sleep: Callable[[float], None] = time.sleep,
+    **options: Any,
+) -> Response:
+    """:func:`get`, tried again when the service is busy or down (5xx, 429): after its
+    ``Retry-After`` when it says one, else after 0.5 s, 1 s, 2 s, ...; at most ``attempts``
+    tries and ``budget`` seconds of waiting in all (a Retry-After beyond what is left of
+    the budget ends the tries at once). The last failure is raised, saying how often it
+    was tried. Other failures (404, a refused connection, a bad answer) are not retried."""
+    waited = 0.0
+    backoff = _FIRST_BACKOFF
+    for attempt in range(1, attempts + 1):
+        try:
+            return get(url, **options)
+        except HttpUnavailable as exc:
+            delay = exc.retry_after if exc.retry_after is not None else backoff
+            backoff *= 2
+            if attempt == attempts or waited + delay > budget:
+                if attempt == 1:
+                    raise
+                raise status_error(f"{exc} (tried {attempt} times)", exc.status,
+                                   exc.retry_after) from None
+            sleep(delay)
+            waited += delay
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _headers(message: Message) -> dict[str, str]:

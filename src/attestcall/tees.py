@@ -182,6 +182,16 @@ class Tee:
       a loaded object or None) and service URL made into what ``appraise`` asks.
     - ``collateral_options``: the ``verify`` options that feed it, (file option, URL
       option), e.g. ("--collateral", "--pccs").
+    - ``collateral_service``: the service collateral comes from when the user names
+      none: (environment variable that overrides it, default URL, what is fetched), e.g.
+      ("ATTESTCALL_PCCS_URL", "https://api.trustedservices.intel.com", "Intel collateral").
+      ``needs_collateral(evidence) -> bool``: whether evidence needs it at all (an SNP
+      report whose certificate table has its key does not); None: always.
+    - ``simulated_evidence(evidence) -> bool``: the evidence's own chain ends at a
+      simulated root (its collateral is then the simulators', never fetched).
+    - ``collateral_document(evidence, url) -> bytes``: what verification needs for the
+      evidence, as a file ``verify`` reads (``attestcall collateral``), fetched from
+      ``url`` (None: nothing is fetched).
     - ``revocation_option``: the ``verify`` option of a separate revocation list it takes
       ("--crl"), if any; ``collateral_source`` then also gets ``crl=`` (the list's content
       or path).
@@ -211,6 +221,10 @@ class Tee:
     collateral_source: Callable[[Any, str | None], Any] | None = None
     collateral_options: tuple[str, str] | None = None
     revocation_option: str | None = None
+    collateral_service: tuple[str, str, str] | None = None
+    needs_collateral: Callable[[bytes], bool] | None = None
+    simulated_evidence: Callable[[bytes], bool] | None = None
+    collateral_document: Callable[[bytes, str | None], bytes] | None = None
     simulated_roots: Callable[[], list[Any]] | None = None
     simulated_collateral: Callable[[bytes], Any] | None = None
     policy: PolicyTable | None = None

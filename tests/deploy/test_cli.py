@@ -159,3 +159,30 @@ def test_deploy_exit_codes_never_mistake_a_workload_for_a_refusal(tmp_path):
     assert "  evidence accepted: SGX quote [SIMULATED]" in verbose.stderr
     assert "  bound to this TLS session's key" in verbose.stderr
     assert "  mrenclave " in verbose.stderr
+
+
+def test_deploy_takes_collateral_like_verify(tmp_path):
+    """--collateral reaches the verification (the real SGX vector's collateral does not fit
+    a simulated quote), the simulators' own file lets it through, and without
+    --trust-simulated the keep is refused for being simulated, not for collateral."""
+    simulated = tmp_path / "sim.json"
+    made = subprocess.run([sys.executable, "-m", "attestcall", "sim", "collateral",
+                           "--tee", "sgx-sim", "-o", str(simulated)],
+                          capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    keep, address = start_keep("--tee", "sgx-sim")
+    try:
+        untrusted = deploy(address, HELLO)
+        real = deploy(address, "--trust-simulated", "--collateral",
+                      paths.DATA / "intel/sgx_quote_v3.collateral.json", HELLO)
+        good = deploy(address, "--trust-simulated", "--collateral", simulated, HELLO)
+    finally:
+        keep.terminate()
+        keep.wait(timeout=60)
+    assert untrusted.returncode != 0 and "nothing was sent" in untrusted.stderr
+    assert "the evidence is simulated; pass --trust-simulated" in untrusted.stderr
+    assert "collateral" not in untrusted.stderr
+    assert real.returncode != 0 and "nothing was sent" in real.stderr
+    assert "collateral" in real.stderr
+    assert good.returncode == 0, good.stderr
+    assert good.stdout.startswith("technology: 2")

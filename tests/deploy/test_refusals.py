@@ -221,10 +221,14 @@ def test_none_keep_without_allow(workload):
         assert settled(server).workload_bytes == 0
 
 
-def test_intel_evidence_without_collateral(workload):
+def test_a_simulated_keep_is_refused_for_being_simulated(workload):
+    """Without --trust-simulated, a simulated Intel keep gets the simulators' collateral
+    (never fetched) and is refused for what it is, not for missing collateral."""
     with running_keep("tdx-sim") as server:
         error = refused(server.address, workload, trust_simulated=False)
-        assert "needs Intel collateral" in str(error)
+        assert "ends at a SIMULATED root: the evidence is simulated; pass " \
+            "--trust-simulated" in str(error)
+        assert "collateral" not in str(error)
 
         def broken(technology, evidence):
             raise OSError("PCCS unreachable")

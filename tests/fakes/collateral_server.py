@@ -3,8 +3,9 @@
 Routes map the request target (path and query, as sent) to a canned :class:`Route`; every
 request target is recorded in ``requests``. Unknown targets get 404. A route can be slow
 (bounded: the handler sleeps at most ``MAX_DELAY`` seconds and then gives up), omit its
-Content-Length (body delimited by closing the connection), or send raw bytes that are not
-HTTP at all.
+Content-Length (body delimited by closing the connection), send raw bytes that are not
+HTTP at all, or answer once and then as another route (``then``: a busy service that
+recovers).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class Route:
     delay: float = 0.0
     no_length: bool = False
     raw: bytes | None = None
+    then: Route | None = None  # served from the next request on (this one answers once)
 
 
 class CollateralServer:
@@ -43,6 +45,8 @@ class CollateralServer:
             def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
                 server.requests.append(self.path)
                 route = server.routes.get(self.path) or Route(b"not found\n", status=404)
+                if route.then is not None:
+                    server.routes[self.path] = route.then
                 if route.delay:
                     time.sleep(min(route.delay, MAX_DELAY))
                 if route.raw is not None:

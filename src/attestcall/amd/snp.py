@@ -43,6 +43,34 @@ def collateral_source(evidence: bytes, value: Any, url: str | None, crl: Any = N
     return certs_source(value, url, crl)
 
 
+KDS_SERVICE = ("ATTESTCALL_KDS_URL", "https://kdsintf.amd.com",
+               "AMD certificates (VCEK, ASK, ARK) and the ARK's CRL")
+
+
+def needs_collateral(evidence: bytes) -> bool:
+    """Whether the report needs certificates from KDS: its certificate table (if any) has
+    no key of the kind that signed it."""
+    from attestcall.amd.fetch.source import TableSource
+    from attestcall.amd.formats import report as snp
+    from attestcall.errors import AttestcallError
+
+    try:
+        table = TableSource.from_evidence(evidence)
+        signing_key = snp.parse(evidence[:REPORT_SIZE]).signing_key
+    except AttestcallError:
+        return False  # the appraisal says what is wrong with it
+    if signing_key == snp.SIGNING_KEY_VLEK:
+        return not table.vleks()
+    return not table.vceks(None)  # type: ignore[arg-type]
+
+
+def collateral_document(evidence: bytes, url: str | None) -> bytes:
+    """VCEK/VLEK + ASK/ASVK + ARK (+ the ARK's CRL) as PEM, as ``--certs`` reads it."""
+    from attestcall.amd.fetch.kds import collateral_bundle
+
+    return collateral_bundle(evidence, url)
+
+
 def appraise(evidence: bytes, collateral: Any, at: dt.datetime, roots: list[Any]) -> Any:
     from attestcall.amd.roots import amd_arks
     from attestcall.amd.verify.appraise import appraise_snp
@@ -112,6 +140,9 @@ TEE = Tee(
     collateral_source=collateral_source,
     collateral_options=("--certs", "--kds"),
     revocation_option="--crl",
+    collateral_service=KDS_SERVICE,
+    needs_collateral=needs_collateral,
+    collateral_document=collateral_document,
     simulated_roots=simulated_roots,
     policy=SNP_POLICY,
     debug_word="guest",

@@ -290,8 +290,16 @@ def _build_parser(command: str | None = None) -> _Parser:
                         "simulated roots")
     deploy.add_argument("--key-type", choices=KEY_TYPES, metavar="TYPE",
                         help="require the keep's TLS key to be of this type")
+    deploy.add_argument("--collateral", metavar="FILE",
+                        help="Intel collateral for the keep's quote (QuoteCollateralV3 JSON, "
+                        "as verify --collateral)")
     deploy.add_argument("--pccs", metavar="URL",
-                        help="fetch Intel collateral for the keep's quote from a PCS/PCCS")
+                        help="fetch Intel collateral for the keep's quote from a PCS/PCCS "
+                        "(default: Intel's PCS, or $ATTESTCALL_PCCS_URL)")
+    deploy.add_argument("--kds", metavar="URL",
+                        help="fetch an SNP keep's VCEK, chain and CRL from an AMD "
+                        "KDS-compatible service (default: AMD's KDS, or $ATTESTCALL_KDS_URL, "
+                        "when the report's certificate table lacks the VCEK)")
     deploy.add_argument("--ca", metavar="CA.pem",
                         help="trust the keep because this attestation service CA certified "
                         "it (issued by it, valid, not revoked per its CRL), then apply the "
@@ -308,6 +316,30 @@ def _build_parser(command: str | None = None) -> _Parser:
                         "workload's output, and the outcome as a last JSON line")
     deploy.add_argument("workload", metavar="WORKLOAD", help="the .wasm or .wat module")
     _optional_rest(deploy, "ARGS", "arguments for the workload (optional)")
+
+    collect = commands.add_parser(
+        "collateral",
+        help="write what verifying EVIDENCE needs, for offline and air-gapped use",
+        description="Write the collateral EVIDENCE needs: for an SGX or TDX quote, Intel's "
+        "QuoteCollateralV3 as JSON (what verify --collateral reads; a simulated quote gets "
+        "this machine's simulators'); for an SEV-SNP report, the VCEK or VLEK, the ASK or "
+        "ASVK, the ARK and the ARK's CRL as PEM (what verify --certs reads). Fetched from "
+        "Intel's PCS / AMD's KDS unless --pccs / --kds name another service.",
+    )
+    collect.add_argument("evidence", metavar="EVIDENCE", help="the evidence file, or - for stdin")
+    collect.add_argument("-o", "--output", required=True, metavar="FILE",
+                         help="where to write it (- for stdout)")
+    collect.add_argument("--tech",
+                         choices=[t.name for t in registry().verifiable()]
+                         if wanted("collateral") else None,
+                         help="the technology, when the bytes do not say")
+    collect.add_argument("--pccs", metavar="URL", help="the PCS/PCCS v4 service (Intel)")
+    collect.add_argument("--kds", metavar="URL", help="the AMD KDS-compatible service (SNP)")
+    collect.add_argument("--offline", action="store_true",
+                         help="fetch nothing (what the evidence itself carries, or the "
+                         "simulators')")
+    collect.add_argument("-q", "--quiet", action="store_true",
+                         help="do not say on stderr what is fetched from where")
 
     verify = commands.add_parser(
         "verify",
@@ -329,6 +361,12 @@ def _build_parser(command: str | None = None) -> _Parser:
                         help="fetch Intel collateral from a PCS/PCCS v4 service (cached)")
     verify.add_argument("--kds", metavar="URL",
                         help="fetch the VCEK from an AMD KDS-compatible service (cached)")
+    verify.add_argument("--offline", action="store_true",
+                        help="fetch nothing: without --collateral/--pccs (Intel) or "
+                        "--certs/--kds/a certificate table (SNP), collateral would come from "
+                        "Intel's PCS or AMD's KDS ($ATTESTCALL_PCCS_URL, $ATTESTCALL_KDS_URL)")
+    verify.add_argument("-q", "--quiet", action="store_true",
+                        help="do not say on stderr what is fetched from where")
     verify.add_argument("--crl", metavar="FILE",
                         help="SNP: the ARK's CRL (DER or PEM, as KDS serves it at "
                         "/vcek/v1/PRODUCT/crl); revocation is then checked with it")
@@ -648,17 +686,30 @@ class _DeployReport:
 
 
 def _cmd_deploy(args: argparse.Namespace) -> int:
-    from attestcall.deploy.tenant import DeployRefused, KeepFailed, deploy, pccs_collateral
+    from attestcall.deploy.tenant import (
+        DeployRefused,
+        KeepFailed,
+        deploy,
+        file_collateral,
+        first_collateral,
+        service_collateral,
+    )
 
     report = _DeployReport(args)
     try:
         if args.service_ca is not None and args.ca is None:
             raise UsageError("--service-ca goes with --ca CA.pem (it is for the CRL's HTTPS)")
+        if args.collateral is not None and args.pccs is not None:
+            raise UsageError("give --collateral or --pccs, not both")
+        providers = [*([file_collateral("--collateral", args.collateral)]
+                       if args.collateral else []),
+                     *([service_collateral("--pccs", args.pccs)] if args.pccs else []),
+                     *([service_collateral("--kds", args.kds)] if args.kds else [])]
         workload = _workload_bytes(args.workload)
         status = deploy(args.keep, workload, args.args,
                         policy=Path(args.policy) if args.policy is not None else None,
                         trust_simulated=args.trust_simulated, key_type=args.key_type,
-                        collateral_for=pccs_collateral(args.pccs) if args.pccs else None,
+                        collateral_for=first_collateral(*providers),
                         ca=args.ca, service_ca=args.service_ca, on_trusted=report.trusted)
     except DeployRefused as exc:
         report.refused(exc)
@@ -703,6 +754,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from attestcall.cli.show import run_show
 
             return run_show(args)
+        if args.command == "collateral":
+            from attestcall.cli.verify import run_collateral
+
+            return run_collateral(args, _write_output)
         if args.command == "sim":
             return _cmd_sim(args)
         if args.command == "service":

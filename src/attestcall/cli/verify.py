@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,43 @@ def _given(args: argparse.Namespace, tee: Tee) -> tuple[Any, str | None]:
     if file_value is not None and url_value is not None:
         raise UsageError(f"give {file_option} or {url_option}, not both")
     return (Path(file_value) if file_value is not None else None), url_value
+
+
+def _say(line: str) -> None:
+    print(f"attestcall: {line}", file=sys.stderr, flush=True)
+
+
+def run_collateral(args: argparse.Namespace, write: Callable[[str, bytes], None]) -> int:
+    """``attestcall collateral``: exit 0 when written, 2 when it cannot be had."""
+    from attestcall.verifier.collateral import default_service, offline_by_default, service_url
+
+    try:
+        evidence = _read_evidence(args.evidence)
+        tee = technology_named(args.tech) if args.tech else detect(evidence)
+        if tee.collateral_document is None:
+            raise UsageError(f"{tee.title or tee.label} evidence needs no collateral")
+        url_option = tee.collateral_options[1] if tee.collateral_options else None
+        for option in ("--pccs", "--kds"):
+            if getattr(args, option.lstrip("-")) is not None and option != url_option:
+                raise UsageError(f"{option} is not for {tee.title} evidence")
+        url = service_url(tee, None, args.pccs, args.kds)
+        offline = args.offline or (url is None and offline_by_default())
+        if url is None and not offline:
+            url = default_service(tee)
+        if offline:
+            url = None
+        simulated = tee.simulated_evidence is not None and tee.simulated_evidence(evidence)
+        if url is not None and not simulated and not args.quiet:
+            what = tee.collateral_service[2] if tee.collateral_service else "collateral"
+            _say(f"fetching {what} from {url}")
+        data = tee.collateral_document(evidence, url)
+        write(args.output, data)
+    except AttestcallError as exc:
+        print(f"attestcall collateral: {exc}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    if args.output != "-" and not args.quiet:
+        print(f"{tee.title or tee.label} collateral written to {args.output}", file=sys.stderr)
+    return 0
 
 
 def _one_line(verdict: Verdict) -> str:
@@ -98,6 +136,8 @@ def run_verify(args: argparse.Namespace) -> int:
             policy=Path(args.policy) if args.policy is not None else None,
             trust_simulated=args.trust_simulated,
             crl=Path(crl) if crl is not None else None,
+            offline=True if args.offline else None,
+            progress=None if args.quiet else _say,
         )
         report = _ear(args, verdict, nonce) if args.ear else None
     except OSError as exc:  # the policy file went away between verify and reading it

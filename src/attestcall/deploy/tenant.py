@@ -41,6 +41,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import wasmtime
@@ -154,13 +155,47 @@ def trusted_sev_arks(trust_simulated: bool) -> list[bytes]:
 def pccs_collateral(base_url: str) -> CollateralProvider:
     """A provider fetching collateral for the evidence from the PCS/PCCS at ``base_url``
     (cached as ``attestcall verify --pccs`` caches it), for the TEEs that take --pccs."""
+    return service_collateral("--pccs", base_url)
+
+
+def service_collateral(option: str, base_url: str) -> CollateralProvider:
+    """A provider asking the service at ``base_url`` for the TEEs whose ``verify`` takes
+    it as ``option`` (``--pccs``, ``--kds``); None for the others."""
 
     def provide(technology: str, evidence: bytes) -> Any:
         tee = registry().get(technology)
         if tee.collateral_source is None or tee.collateral_options is None \
-                or tee.collateral_options[1] != "--pccs":
+                or tee.collateral_options[1] != option:
             return None
         return tee.collateral_source(evidence, None, base_url)
+
+    return provide
+
+
+def file_collateral(option: str, path: str) -> CollateralProvider:
+    """A provider giving the file at ``path`` to the TEEs whose ``verify`` reads it as
+    ``option`` (``--collateral``, ``--certs``); None for the others."""
+
+    def provide(technology: str, evidence: bytes) -> Any:
+        tee = registry().get(technology)
+        if tee.collateral_options is None or tee.collateral_options[0] != option:
+            return None
+        return Path(path)
+
+    return provide
+
+
+def first_collateral(*providers: CollateralProvider) -> CollateralProvider | None:
+    """The first answer of ``providers`` that is not None (None: no provider at all)."""
+    if not providers:
+        return None
+
+    def provide(technology: str, evidence: bytes) -> Any:
+        for provider in providers:
+            found = provider(technology, evidence)
+            if found is not None:
+                return found
+        return None
 
     return provide
 
@@ -219,7 +254,10 @@ def appraise_certificate(
     if tee is None or not tee.verifiable:
         raise DeployRefused([f"technology {technology} evidence cannot be verified here"])
     collateral = None
-    provider = collateral_for or (simulated_collateral if trust_simulated else None)
+    # Without a provider, verify() chooses: a simulated keep's evidence gets the
+    # simulators' collateral (refused for being simulated unless trust_simulated), other
+    # evidence the TEE's default service (Intel's PCS, AMD's KDS) unless offline.
+    provider = collateral_for
     if provider is not None:
         try:
             collateral = provider(tee.name, evidence)

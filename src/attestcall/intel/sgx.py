@@ -64,6 +64,41 @@ def simulated_roots() -> list[Any]:
     return read_certificates("sgx", "root_ca.pem")
 
 
+PCS_SERVICE = ("ATTESTCALL_PCCS_URL", "https://api.trustedservices.intel.com",
+               "Intel collateral (PCK CRL, TCB info, QE identity)")
+
+
+def simulated_evidence(evidence: bytes) -> bool:
+    """The quote's PCK chain ends at a simulated root (by its name)."""
+    from attestcall.intel.fetch.pcs import quote_chain
+
+    chain = quote_chain(evidence)
+    return bool(chain) and "SIMULATED" in chain[-1].subject.rfc4514_string().upper()
+
+
+def collateral_document(evidence: bytes, url: str | None) -> bytes:
+    """The quote's collateral as ``--collateral`` reads it (QuoteCollateralV3 JSON): the
+    simulators' for a simulated quote, else fetched from the PCS/PCCS at ``url``."""
+    import json
+
+    from attestcall.errors import CollateralError
+
+    if simulated_evidence(evidence):
+        kind = quote_kind(evidence)
+        tee = "tdx" if kind is not None and kind[1] == TEE_TYPE_TDX else "sgx"
+        if tee == "tdx":
+            from attestcall.intel.tdx import simulated_collateral as tdx_collateral
+
+            return tdx_collateral(evidence).encode()
+        return simulated_collateral(evidence).encode()
+    if url is None:
+        raise CollateralError("nothing may be fetched (--offline), and the quote's collateral "
+                              "comes from a PCS/PCCS")
+    from attestcall.intel.fetch.pcs import fetch_collateral
+
+    return (json.dumps(fetch_collateral(url, evidence), indent=2) + "\n").encode()
+
+
 def simulated_collateral(evidence: bytes) -> str:
     from attestcall.intel.sim import sgx as sgx_sim
     from attestcall.intel.sim.sgx.collateral import collateral_json
@@ -89,6 +124,9 @@ TEE = Tee(
     appraise=appraise,
     collateral_source=collateral_source,
     collateral_options=("--collateral", "--pccs"),
+    collateral_service=PCS_SERVICE,
+    simulated_evidence=simulated_evidence,
+    collateral_document=collateral_document,
     simulated_roots=simulated_roots,
     simulated_collateral=simulated_collateral,
     policy=SGX_POLICY,

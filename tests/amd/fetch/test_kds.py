@@ -241,8 +241,10 @@ def error_of(kds: CollateralServer, cache: Cache, evidence: bytes = REPORT, **kw
 
 
 def test_server_error(kds: CollateralServer, cache: Cache) -> None:
-    kds.routes[VCEK_PATH] = Route(b"busy", status=500)
-    assert error_of(kds, cache) == f"{kds.url}{VCEK_PATH}: HTTP 500 Internal Server Error"
+    kds.routes[VCEK_PATH] = Route(b"busy", status=500, headers={"Retry-After": "0"})
+    assert error_of(kds, cache) == (f"{kds.url}{VCEK_PATH}: HTTP 500 Internal Server Error "
+                                    "(tried 4 times)")
+    assert kds.requests == [VCEK_PATH] * 4
 
 
 def test_chain_not_found(kds: CollateralServer, cache: Cache) -> None:

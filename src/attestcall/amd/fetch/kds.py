@@ -33,7 +33,7 @@ from attestcall.amd.fetch.source import VcekRequest
 from attestcall.amd.formats import report as snp
 from attestcall.amd.formats.certs import load_certificate, load_pem_certificates
 from attestcall.amd.formats.crl import load_crl
-from attestcall.amd.roots import amd_arks
+from attestcall.amd.roots import amd_arks, amd_asks
 from attestcall.diskcache import Cache
 from attestcall.errors import AttestcallError, CollateralError, EvidenceError
 
@@ -136,6 +136,67 @@ def _find_vcek(root: str, paths: list[str], cache: Cache,
     raise CollateralError(f"{' and '.join(misses)}: HTTP 404 (no such VCEK)")
 
 
+def collateral_bundle(evidence: bytes, base_url: str | None, *,
+                      cache: Cache | None = None,
+                      timeout: float = fetch.DEFAULT_TIMEOUT) -> bytes:
+    """What verifying the SEV-SNP ``evidence`` needs, as one PEM file (``--certs`` reads
+    it): the VCEK or VLEK, the ASK or ASVK and the ARK — from the evidence's certificate
+    table when it has them, else the VCEK and chain from the KDS at ``base_url`` — then
+    the ARK's CRL from that KDS (for AMD's own ARKs). ``base_url`` None: nothing is
+    fetched (a table without the key, or a pinned ARK without its CRL, is then an
+    error)."""
+    from attestcall.amd.fetch.source import TableSource
+    from attestcall.amd.formats.certs import classify
+
+    if len(evidence) < REPORT_SIZE:
+        raise CollateralError(f"an SEV-SNP report is {REPORT_SIZE} bytes; the evidence has "
+                              f"{len(evidence)}")
+    try:
+        report = snp.parse(bytes(evidence[:REPORT_SIZE]))
+        table = TableSource.from_evidence(evidence)
+    except AttestcallError as exc:
+        raise CollateralError(f"cannot read the evidence: {exc}") from exc
+    vlek = report.signing_key == snp.SIGNING_KEY_VLEK
+    found = [*table.vleks(), *table.signing_cas(None), *table.arks(None)] if vlek else \
+        [*table.vceks(None), *table.signing_cas(None), *table.arks(None)]  # type: ignore[arg-type]
+    cache = cache if cache is not None else Cache()
+    if not (table.vleks() if vlek else table.vceks(None)):  # type: ignore[arg-type]
+        if vlek:
+            raise CollateralError("the report is signed by a VLEK and its certificate table "
+                                  "has none: KDS serves no VLEK; ask the cloud provider")
+        if base_url is None:
+            raise CollateralError("the report has no VCEK in a certificate table, and nothing "
+                                  "may be fetched (--offline)")
+        root = service_root(base_url)
+        vcek, product = _find_vcek(root, vcek_paths(evidence), cache, timeout)
+        found = [vcek, *_cert_chain(f"{root}/vcek/v1/{product}/cert_chain", cache, timeout)]
+    by_role = classify(found)
+    vek = (by_role.vleks if vlek else by_role.vceks)[0]
+    ask = next((c for c in [*by_role.intermediates, *amd_asks()] if c.subject == vek.issuer),
+               None)
+    ark = None if ask is None else next(
+        (c for c in [*by_role.roots, *amd_arks()] if c.subject == ask.issuer), None)
+    certs = [c for c in (vek, ask, ark) if c is not None]
+    body = b"".join(cert.public_bytes(Encoding.PEM) for cert in certs)
+    if ark is not None and ark in amd_arks():
+        if base_url is None:
+            raise CollateralError("the ARK's CRL comes from KDS, and nothing may be fetched "
+                                  "(--offline)")
+        product = _ark_product(ark)
+        family = "vlek" if vlek else "vcek"
+        crl = crl_at(f"{service_root(base_url)}/{family}/v1/{product}/crl", cache, timeout)
+        body += crl.public_bytes(Encoding.PEM)
+    return body
+
+
+def _ark_product(ark: x509.Certificate) -> str:
+    name = ark.subject.rfc4514_string()
+    for product in snp.PRODUCTS:
+        if f"ARK-{product}" in name:
+            return product
+    raise CollateralError(f"cannot tell the product line of the ARK {name}")
+
+
 class KdsSource:
     """AMD certificates from an AMD KDS-compatible service at ``base_url`` (a
     :class:`~attestcall.amd.fetch.source.CertSource`), each answer kept in the disk ``cache``
@@ -194,7 +255,7 @@ def _vcek(url: str, cache: Cache, timeout: float) -> x509.Certificate:
         except CollateralError:
             pass  # a corrupt entry: fetch again
     try:
-        answer = fetch.get(url, timeout=timeout)
+        answer = fetch.get_retrying(url, timeout=timeout)
     except fetch.HttpStatusError as exc:
         if exc.status == 404:
             raise _NotFound from None
@@ -223,7 +284,7 @@ def _cert_chain(url: str, cache: Cache, timeout: float) -> list[x509.Certificate
             return _load_chain(data, url)
         except CollateralError:
             pass
-    answer = fetch.get(url, timeout=timeout)
+    answer = fetch.get_retrying(url, timeout=timeout)
     chain = _load_chain(answer.body, url)
     cache.put(url, answer.body, expiry(chain))
     return chain
@@ -237,7 +298,7 @@ def crl_at(url: str, cache: Cache, timeout: float) -> x509.CertificateRevocation
             return load_crl(data)
         except CollateralError:
             pass  # a corrupt entry: fetch again
-    answer = fetch.get(url, timeout=timeout)
+    answer = fetch.get_retrying(url, timeout=timeout)
     try:
         crl = load_crl(answer.body)
     except CollateralError as exc:

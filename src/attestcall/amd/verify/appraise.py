@@ -249,7 +249,12 @@ def _build_chain(vek: _CertInfo, kind: str, intermediates: list[_CertInfo],
         ark, reason = _root_for(ask, roots)
         if ark is None:
             continue
-        if ark.simulated:
+        if ark.simulated and any(root.simulated for root in trusted):
+            problems.append(f"the chain ends at a simulated root ({ark.label}) that is no "
+                            "longer this machine's: the simulated platform was reset since "
+                            "(attestcall sim reset), or the evidence comes from another "
+                            "machine; it cannot be verified here")
+        elif ark.simulated:
             problems.append(f"the evidence is simulated: its chain ends at the simulated root "
                             f"{ark.label}; pass --trust-simulated to accept it")
         else:

@@ -138,6 +138,18 @@ def quote_platform(quote: bytes) -> tuple[str, str, str]:
     return tee, fmspc, _pck_ca_type(pck)
 
 
+def quote_chain(quote: bytes) -> list[x509.Certificate]:
+    """The PCK certificate chain a quote carries (PCK first), or [] when it has none that
+    can be read."""
+    try:
+        _, certification = _certification_data(bytes(quote))
+        if certification.cert_type != CERT_PCK_CHAIN:
+            return []
+        return [x509.load_pem_x509_certificate(pem) for pem in certification.pem_certificates()]
+    except (SgxFormatError, ValueError):
+        return []
+
+
 def _pck_ca_type(pck: x509.Certificate) -> str:
     names = pck.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
     common_name = str(names[0].value) if names else ""
@@ -203,25 +215,25 @@ class PcsSource:
 
     def fetch_pck_crl(self, ca: str) -> tuple[IssuedCrl, dt.datetime | None]:
         url = self._url("pck_crl", ca=ca)
-        answer = fetch.get(url, timeout=self.timeout)
+        answer = fetch.get_retrying(url, timeout=self.timeout)
         der, expiry = _crl(answer.body, url, "PCK CRL")
         return IssuedCrl(der.hex(), _issuer_chain(answer, PCK_CRL_CHAIN_HEADERS)), expiry
 
     def fetch_root_ca_crl(self) -> tuple[str, dt.datetime | None]:
         url = self._url("root_ca_crl")
-        der, expiry = _crl(fetch.get(url, timeout=self.timeout).body, url, "root CA CRL")
+        der, expiry = _crl(fetch.get_retrying(url, timeout=self.timeout).body, url, "root CA CRL")
         return der.hex(), expiry
 
     def fetch_tcb_info(self, tee: str, fmspc: str) -> tuple[SignedText, dt.datetime]:
         url = self._url("tcb_info", tee, fmspc)
-        answer = fetch.get(url, timeout=self.timeout, accept="application/json")
+        answer = fetch.get_retrying(url, timeout=self.timeout, accept="application/json")
         text, signature = _signed_json(answer, "tcbInfo")
         signed = SignedText(text, signature, _issuer_chain(answer, TCB_INFO_CHAIN_HEADERS))
         return signed, _next_update(text, url)
 
     def fetch_qe_identity(self, tee: str) -> tuple[SignedText, dt.datetime]:
         url = self._url("qe_identity", tee)
-        answer = fetch.get(url, timeout=self.timeout, accept="application/json")
+        answer = fetch.get_retrying(url, timeout=self.timeout, accept="application/json")
         text, signature = _signed_json(answer, "enclaveIdentity")
         chain = _issuer_chain(answer, QE_IDENTITY_CHAIN_HEADERS)
         return SignedText(text, signature, chain), _next_update(text, url)

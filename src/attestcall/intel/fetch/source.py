@@ -18,6 +18,7 @@ in memory by question, for tests and services that hold collateral themselves) a
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -86,7 +87,13 @@ class Bundle:
 
     @classmethod
     def load(cls, source: str | bytes | Path | dict[str, Any]) -> Bundle:
-        return cls(Collateral.load(source))
+        """The bundle of a path, JSON text or bytes, or a dict; loaded once per exact
+        content (a file: per path, size, inode and modification time), so that verifying
+        again with the same collateral does not parse it again."""
+        key = _load_key(source)
+        if key is None:
+            return cls(Collateral.load(source))
+        return _BUNDLES.get_or_create(key, lambda: cls(Collateral.load(source)))
 
     def pck_crl(self, ca: str) -> IssuedCrl:
         f = self._fields
@@ -104,6 +111,27 @@ class Bundle:
         return SignedText(
             f["qe_identity"], f["qe_identity_signature"], f["qe_identity_issuer_chain"]
         )
+
+
+_BUNDLES: Lru[tuple[Any, ...], Bundle] = Lru(64)
+
+
+def _load_key(source: Any) -> tuple[Any, ...] | None:
+    """What identifies ``source``'s content without reading it, or None (not cached)."""
+    if isinstance(source, dict):
+        values = tuple(source.get(name) for name in FIELDS)
+        return ("fields", values) if all(isinstance(v, str) for v in values) else None
+    if isinstance(source, bytes):
+        return ("content", source)
+    if isinstance(source, str) and source.lstrip().startswith("{"):
+        return ("content", source)
+    if isinstance(source, str | Path):
+        try:
+            info = os.stat(source)
+        except (OSError, ValueError):
+            return None  # Collateral.load says what is wrong with it
+        return ("file", os.fspath(source), info.st_ino, info.st_size, info.st_mtime_ns)
+    return None
 
 
 class MemorySource:
@@ -183,6 +211,7 @@ def gather(source: CollateralSource | Collateral, platform: Platform) -> Collate
 
 def clear_assembled() -> None:
     _assembled.clear()
+    _BUNDLES.clear()
 
 
 def collateral_source(value: Any = None, url: str | None = None) -> CollateralSource:

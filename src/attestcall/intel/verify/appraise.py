@@ -354,7 +354,14 @@ def _check_chain(
     return _Chain(tuple(certs), tuple(problems), tuple(windows), root, trusted)
 
 
-def _untrusted(root: Cert, what: str) -> str:
+RESET_SIMULATED = ("ends at a simulated root that is no longer this machine's: the simulated "
+                   "platform was reset since (attestcall sim reset), or the evidence comes "
+                   "from another machine; it cannot be verified here")
+
+
+def _untrusted(root: Cert, what: str, roots: tuple[bytes, ...] = ()) -> str:
+    if _simulated(root) and any(b"SIMULATED" in der.upper() for der in roots):
+        return f"{what} {RESET_SIMULATED}"
     if _simulated(root):
         return (
             f"{what} ends at a SIMULATED root: the evidence is simulated; pass "
@@ -439,7 +446,7 @@ def _pck_chain_checks(chain_bytes: bytes, roots: tuple[bytes, ...]) -> _PckChain
     chain = _check_chain(certs, roots, "PCK certificate chain", names)
     problems += chain.problems
     if not chain.trusted:
-        problems.append(_untrusted(chain.root, "PCK certificate chain"))
+        problems.append(_untrusted(chain.root, "PCK certificate chain", roots))
     pck = certs[0]
     if not all(cert.strict for cert in certs):
         problems.append("PCK certificate chain holds a certificate that is not strict DER")
