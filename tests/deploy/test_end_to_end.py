@@ -49,8 +49,11 @@ def test_workload_runs_in_an_attested_keep(tee, workload):
 
 def test_simulated_evidence_is_refused_unless_trusted(workload):
     with running_keep("sgx-sim") as server:
-        with pytest.raises(DeployRefused, match="needs Intel collateral"):
+        # no collateral given: the simulators' is used, and the keep refused for what it is
+        with pytest.raises(DeployRefused, match="the evidence is simulated; pass "
+                                                "--trust-simulated") as bare:
             deploy(server.address, workload, [], stdout=io.BytesIO(), stderr=io.BytesIO())
+        assert bare.value.verdict is not None and bare.value.verdict.simulated
         with pytest.raises(DeployRefused) as refused:
             deploy(server.address, workload, [], collateral_for=simulated_collateral,
                    stdout=io.BytesIO(), stderr=io.BytesIO())
