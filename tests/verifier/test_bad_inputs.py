@@ -28,7 +28,8 @@ SNP_VCEK = paths.DATA / "amd" / "milan_report_v2.vcek.der"
 
 
 def cli(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
-    env = {"PYTHONPATH": f"{paths.REPO / 'src'}:{paths.REPO}", "PATH": "/usr/bin:/bin"}
+    env = {"PYTHONPATH": f"{paths.REPO / 'src'}:{paths.REPO}", "PATH": "/usr/bin:/bin",
+           "ATTESTCALL_OFFLINE": "1"}  # no default collateral service is asked
     return subprocess.run([sys.executable, "-m", "attestcall", *args], input=stdin,
                           capture_output=True, env=env, timeout=60)
 
