@@ -328,20 +328,22 @@ class TlsSocket:
     def readable(self, timeout: float) -> bool:
         """Whether the peer sends something (data, or the end of the stream) within
         ``timeout`` seconds, without reading it."""
-        if self.connection.pending():
-            return True
-        poller = select.poll()
-        poller.register(self.sock, select.POLLIN)
-        return bool(poller.poll(max(0, int(timeout * 1000))))
+        return bool(self.connection.pending()) or self._poll(write=False, timeout=timeout)
 
     def _wait(self, *, write: bool, deadline: float | None, what: str) -> None:
         remaining = None if deadline is None else deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
             raise TimeoutError(f"{what} timed out")
+        if not self._poll(write=write, timeout=None if remaining is None
+                          else max(0.001, remaining)):
+            raise TimeoutError(f"{what} timed out")
+
+    def _poll(self, *, write: bool, timeout: float | None) -> bool:
+        """Whether the socket becomes writable (or readable) within ``timeout`` seconds
+        (None: without limit)."""
         poller = select.poll()
         poller.register(self.sock, select.POLLOUT if write else select.POLLIN)
-        if not poller.poll(None if remaining is None else max(1, int(remaining * 1000))):
-            raise TimeoutError(f"{what} timed out")
+        return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000))))
 
     def _io(self, operation, what: str, *args, eof: bool = True):
         """``operation(*args)`` until it completes within the timeout; None at the peer's
