@@ -75,17 +75,62 @@ def test_offline_fetches_nothing(online) -> None:
     assert online.requests == []
 
 
-def test_kds_is_asked_only_when_the_table_lacks_the_key(online) -> None:
+def with_table(report: bytes) -> bytes:
+    from attestcall.amd.formats import certs as amdcerts
+
+    return report + amdcerts.pack_table([(amdcerts.VCEK_GUID, VCEK)])
+
+
+def test_kds_gives_certificates_only_when_the_table_lacks_the_key(online) -> None:
     report = REPORT.read_bytes()
     verdict = attestcall.verify(report, at=IN_CRL)
     assert verdict.accepted, verdict.reasons
     assert online.requests == [VCEK_PATH, "/vcek/v1/Milan/cert_chain", CRL_PATH]
     online.requests.clear()
-    from attestcall.amd.formats import certs as amdcerts
+    said: list[str] = []
+    assert attestcall.verify(with_table(report), at=IN_CRL, progress=said.append).accepted
+    assert online.requests == [CRL_PATH]  # the table has the VCEK; revocation still checked
+    assert said and said[0].startswith(f"fetching revocation lists from {online.url}")
 
-    table = amdcerts.pack_table([(amdcerts.VCEK_GUID, VCEK)])
-    assert attestcall.verify(report + table, at=IN_CRL).accepted
+
+def test_a_table_report_is_checked_against_the_kds_crl(online, tmp_path) -> None:
+    """The CRL fetched for a table report is used: once expired, it is unusable (exit 2),
+    never a silent pass; --offline fetches nothing and leaves revocation unchecked."""
+    evidence = tmp_path / "report-with-table.bin"
+    evidence.write_bytes(with_table(REPORT.read_bytes()))
+    late = run("verify", "--at", "2026-09-01T00:00:00Z", str(evidence))
+    assert late.returncode == 2 and "CRL of ARK-Milan has expired" in late.stderr
+    online.requests.clear()
+    offline = run("verify", "--offline", "--at", "2026-09-01T00:00:00Z", str(evidence))
+    assert offline.returncode == 0, offline.stderr
     assert online.requests == []
+
+
+def test_a_table_report_with_a_bad_kds_crl_is_unusable(online) -> None:
+    online.routes[CRL_PATH] = Route(b"not a CRL")
+    with pytest.raises(CollateralError, match="not a CRL"):
+        attestcall.verify(with_table(REPORT.read_bytes()), at=IN_CRL)
+    online.routes[CRL_PATH] = Route(b"gone", status=404)
+    with pytest.raises(CollateralError, match="404"):
+        attestcall.verify(with_table(REPORT.read_bytes()), at=IN_CRL)
+
+
+def test_a_vlek_table_report_asks_for_the_vlek_crl(services, tmp_path) -> None:
+    """KDS publishes the VLEK family's CRL at its own path; only AMD's ARKs have one."""
+    from attestcall.amd.fetch.kds import KdsRevocation
+    from attestcall.amd.roots import amd_arks
+    from attestcall.diskcache import Cache
+
+    services.routes["/vlek/v1/Milan/crl"] = services.routes[CRL_PATH]
+    source = KdsRevocation(services.url, cache=Cache(tmp_path))
+    milan = next(ark for ark in amd_arks() if "Milan" in ark.subject.rfc4514_string())
+    assert source.vceks(None) == [] and source.vleks() == []  # type: ignore[arg-type]
+    assert source.signing_cas("Milan") == [] and source.arks("Milan") == []
+    assert source.revocation_required
+    assert len(source.crls("vlek", "Milan", milan)) == 1
+    assert services.requests == ["/vlek/v1/Milan/crl"]
+    assert source.crls("vlek", None, milan) == []  # no product line: nothing to ask
+    assert services.requests == ["/vlek/v1/Milan/crl"]
 
 
 def test_named_services_win_and_feed_only_their_tee(services, monkeypatch) -> None:

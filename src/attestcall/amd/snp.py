@@ -37,9 +37,14 @@ def collateral_source(evidence: bytes, value: Any, url: str | None, crl: Any = N
     """Where appraisal gets the VCEK/VLEK and its chain: the user's certificates (bytes, a
     file: DER, PEM or a certificate table), a KDS at ``url``, and always the table after
     the report; ``crl`` the ARK's CRL (``--crl``)
-    (:func:`attestcall.amd.fetch.source.certs_source`)."""
+    (:func:`attestcall.amd.fetch.source.certs_source`). A report whose table has its key
+    asks the KDS only for the ARK's CRL."""
     from attestcall.amd.fetch.source import certs_source
 
+    if value is None and url is not None and crl is None and not needs_collateral(evidence):
+        from attestcall.amd.fetch.kds import KdsRevocation
+
+        return KdsRevocation(url)
     return certs_source(value, url, crl)
 
 

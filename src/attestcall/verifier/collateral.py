@@ -4,8 +4,10 @@ In order: what the caller gave (a file, bytes, an object, a service URL); for ev
 whose own chain ends at a simulated root, this machine's simulators' collateral (never
 fetched: a simulated quote's collateral exists only here); else the TEE's default
 service (``Tee.collateral_service``: Intel's PCS, AMD's KDS), overridable by its
-environment variable, unless the caller is offline or the evidence needs none (an SNP
-report whose certificate table has its key). No technology is named here.
+environment variable, unless the caller is offline. Evidence that carries its own
+certificates (an SNP report whose certificate table has its key) still gets its
+revocation lists from that service when its TEE checks revocation (``revocation_option``);
+one that needs nothing at all gets no service. No technology is named here.
 """
 
 from __future__ import annotations
@@ -69,10 +71,12 @@ def choose(tee: Tee, evidence: bytes, value: Any, url: str | None, *,
                 "root), and this machine has no simulated platform whose collateral could "
                 "verify it")
         return Choice(tee.simulated_collateral(evidence), None)
-    if offline or (tee.needs_collateral is not None and not tee.needs_collateral(evidence)):
-        return Choice(None, None)
-    url = default_service(tee)
+    url = None if offline else default_service(tee)
     if url is None:
         return Choice(None, None)
+    if tee.needs_collateral is not None and not tee.needs_collateral(evidence):
+        if tee.revocation_option is None:
+            return Choice(None, None)
+        return Choice(None, url, f"revocation lists from {url}")
     return Choice(None, url, f"{what} from {url}")
 

@@ -35,8 +35,9 @@ KEY = f"Milan/{CHIP_ID}?blSPL=03&teeSPL=00&snpSPL=08&ucodeSPL=115"
 
 @pytest.fixture(scope="module")
 def milan(tmp_path_factory) -> snp_sim.state.ProductChain:
-    """The simulated Milan chain (shared with the other tests of the session)."""
-    state = snp_sim.load_state(tmp_path_factory.getbasetemp() / "attestcall-home")
+    """A simulated Milan chain in a home of its own: the session's shared home may be
+    reset by another test between this chain's certificates and its key being read."""
+    state = snp_sim.load_state(tmp_path_factory.mktemp("items-home"))
     return state.chain(snp_sim.product("milan"))
 
 

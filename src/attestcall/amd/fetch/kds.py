@@ -243,6 +243,35 @@ class KdsSource:
         return [crl_at(f"{self.root}/{family}/v1/{product}/crl", self.cache, self.timeout)]
 
 
+class KdsRevocation:
+    """Only the ARK's CRL from an AMD KDS-compatible service at ``base_url``, for a report
+    whose certificate table carries its key and chain (a
+    :class:`~attestcall.amd.fetch.source.CertSource` that gives no certificate). The CRL
+    must then be had: a KDS that cannot give it is an error, not an unchecked chain."""
+
+    revocation_required = True
+
+    def __init__(self, base_url: str, *, cache: Cache | None = None,
+                 timeout: float = fetch.DEFAULT_TIMEOUT) -> None:
+        self.kds = KdsSource(base_url, cache=cache, timeout=timeout)
+
+    def vceks(self, request: VcekRequest) -> Sequence[x509.Certificate]:
+        return []
+
+    def vleks(self) -> Sequence[x509.Certificate]:
+        return []
+
+    def signing_cas(self, product: str | None) -> Sequence[x509.Certificate]:
+        return []
+
+    def arks(self, product: str | None) -> Sequence[x509.Certificate]:
+        return []
+
+    def crls(self, family: str, product: str | None,
+             ark: x509.Certificate) -> Sequence[x509.CertificateRevocationList]:
+        return self.kds.crls(family, product, ark)
+
+
 class _NotFound(Exception):
     """KDS has no VCEK at this path (HTTP 404): try the next product line."""
 
