@@ -65,6 +65,16 @@ def test_technology_names() -> None:
     assert technology_name(7) == "UNKNOWN(7)"
 
 
+def test_a_plugins_technology_is_named_by_its_record(monkeypatch) -> None:
+    from attestcall import tees
+
+    known = tees.registry()
+    plugin = tees.Tee(technology=201, name="widget")
+    monkeypatch.setattr(tees, "_registry", tees.Registry([*known.tees, plugin]))
+    assert technology_name(201) == "WIDGET"
+    assert technology_name(202) == "UNKNOWN(202)"
+
+
 # In a child process, a seccomp filter plays the kernel for syscall 0xEA01 and checks each
 # argument register: a wrong rdi/rsi/rdx/r10 gives errno 1001..1004, all right gives
 # EMSGSIZE, and a size query (rdx 0) gives EIO. rdx comes back as it went in.

@@ -146,8 +146,13 @@ def get_attestation(nonce: bytes) -> tuple[int, bytes]:
 
 
 def technology_name(technology: int) -> str:
-    """``"SGX"`` for 2 and so on; ``"UNKNOWN(7)"`` for an id this version does not know."""
+    """``"SGX"`` for 2 and so on, a registered plugin's name for its id (``"CCA"`` for 5
+    when that plugin is installed); ``"UNKNOWN(7)"`` for an id nothing here knows."""
     try:
         return Technology(technology).name
     except ValueError:
-        return f"UNKNOWN({technology})"
+        pass
+    from attestcall.tees import registry
+
+    tee = registry().by_id(technology)
+    return tee.label if tee is not None else f"UNKNOWN({technology})"

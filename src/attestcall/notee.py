@@ -12,6 +12,7 @@ TEE = Tee(
     title="no TEE",
     media_type="application/vnd.attestcall.evidence.none",
     policy=PolicyTable({"allow": schema.boolean}),
+    measurement_claim="",  # no TEE, no measurement: the service certifies an empty one
     enarx_oid="1.3.6.1.4.1.58270.1.1",  # Enarx's "KVM": no TEE, empty value
     enarx_value=lambda evidence: b"",
     backends=(Backend("none", lazy("attestcall.keep.platforms:open_none"), simulated=False),),

@@ -181,7 +181,9 @@ class Tee:
     - ``collateral_source(value, url) -> object``: the user's collateral (a path, bytes,
       a loaded object or None) and service URL made into what ``appraise`` asks.
     - ``collateral_options``: the ``verify`` options that feed it, (file option, URL
-      option), e.g. ("--collateral", "--pccs").
+      option or None), e.g. ("--collateral", "--pccs"). ``verify`` and ``deploy`` get the
+      file option from here when they do not have it yet, with ``collateral_help`` as its
+      help.
     - ``collateral_service``: the service collateral comes from when the user names
       none: (environment variable that overrides it, default URL, what is fetched), e.g.
       ("ATTESTCALL_PCCS_URL", "https://api.trustedservices.intel.com", "Intel collateral").
@@ -199,6 +201,10 @@ class Tee:
       ``simulated_collateral(evidence) -> value``: the local simulator's collateral.
     - ``policy``: its policy table; ``debug_word``: what a debug instance is called.
     - ``report_data(evidence) -> bytes``: the 64 bytes the nonce went into.
+    - ``measurement_claim``: the appraisal claim holding its launch measurement (hex), what
+      the attestation service certifies and a tenant's policy checks by the same key
+      ("mrenclave"); "" for a TEE with no measurement (none); None: it has no claim the
+      service can certify.
     - ``enarx_oid`` / ``enarx_value(evidence)``: Enarx's certificate extension, if any;
       ``enarx_matches(value, evidence)`` when its value is not simply ``enarx_value``'s.
     - ``pre_attestation``: ``buf`` is a key delivered at launch, not evidence;
@@ -219,7 +225,8 @@ class Tee:
     recognise: Callable[[bytes], bool] | None = None
     appraise: Callable[..., Any] | None = None
     collateral_source: Callable[[Any, str | None], Any] | None = None
-    collateral_options: tuple[str, str] | None = None
+    collateral_options: tuple[str, str | None] | None = None
+    collateral_help: str = ""
     revocation_option: str | None = None
     collateral_service: tuple[str, str, str] | None = None
     needs_collateral: Callable[[bytes], bool] | None = None
@@ -230,6 +237,7 @@ class Tee:
     policy: PolicyTable | None = None
     debug_word: str = "instance"
     report_data: Callable[[bytes], bytes] | None = None
+    measurement_claim: str | None = None
     default_key_type: str = "p256"
     launch_digest: Callable[[bytes], bytes] | None = None
     enarx_oid: str | None = None
@@ -316,6 +324,18 @@ class Registry:
 
     def verifiable(self) -> list[Tee]:
         return [t for t in self.tees if t.verifiable]
+
+    def collateral_file_options(self) -> list[str]:
+        """Every TEE's collateral file option (``--collateral``, ``--certs``, ...), once
+        each, in technology order."""
+        options = [t.collateral_options[0] for t in self.tees if t.collateral_options]
+        return list(dict.fromkeys(options))
+
+    def collateral_url_options(self) -> list[str]:
+        """Every TEE's collateral service option (``--pccs``, ``--kds``), once each."""
+        options = [t.collateral_options[1] for t in self.tees
+                   if t.collateral_options and t.collateral_options[1]]
+        return list(dict.fromkeys(o for o in options if o))
 
     def backend(self, name: str) -> tuple[Tee | None, Backend] | None:
         """The backend called ``name`` and its TEE (None for one that serves several)."""

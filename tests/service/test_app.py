@@ -516,3 +516,48 @@ def test_settings_refuse_a_broken_policy(tmp_path):
             Settings(storage=storage, ca=ca, public_url="http://x", token_lifetime=lifetime)
     finally:
         storage.close()
+
+
+def test_a_collateral_file_given_for_a_technology_is_what_its_verifier_gets(tmp_path, keeps):
+    """``serve --collateral snp=FILE``: the file's content goes to the SNP verifier for
+    every report (here unusable certificates, so a genuine simulated report is refused for
+    them), the other technologies keep theirs; a technology that takes no file, or a file
+    that cannot be read, stops the service from starting."""
+    certs = tmp_path / "certs.pem"
+    certs.write_bytes(b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    storage = Storage.open(None, tmp_path)
+    try:
+        files = service_app.read_collateral_files({"snp": str(certs)})
+        assert files == {"snp": certs.read_bytes()}
+        settings = Settings(storage=storage, ca=ServiceCa.load_or_create(tmp_path),
+                            public_url="http://x", trust_simulated=True,
+                            collateral_files=files)
+        service = service_app.Service(settings, service_app.Metrics())
+        snp = registry().by_name("snp")
+        _, report = attest(keeps["snp-sim"], bytes(64))
+        given = service._collateral(snp, report)
+        assert given == {"collateral": certs.read_bytes()}
+        with pytest.raises(service_app.CollateralError):
+            verify(report, technology="snp", nonce=bytes(64), trust_simulated=True, **given)
+        sgx = registry().by_name("sgx")
+        _, quote = attest(keeps["sgx-sim"], bytes(64))
+        assert not isinstance(service._collateral(sgx, quote)["collateral"], bytes)
+    finally:
+        storage.close()
+    with pytest.raises(service_app.UsageError, match="no such technology takes a collateral "
+                       "file"):
+        service_app.read_collateral_files({"none": str(certs)})
+    with pytest.raises(service_app.UsageError, match="no such technology"):
+        service_app.read_collateral_files({"nope": str(certs)})
+    with pytest.raises(service_app.CollateralError, match="cannot read the SNP collateral"):
+        service_app.read_collateral_files({"snp": str(tmp_path / "missing.pem")})
+
+
+def test_serve_refuses_a_malformed_collateral_option(env, tmp_path):
+    from tests.service.helpers import cli
+
+    done = cli(env, "service", "serve", "--home", str(tmp_path), "--collateral", "snp")
+    assert done.returncode == 2 and b"'snp' is not TECH=FILE" in done.stderr
+    done = cli(env, "service", "serve", "--home", str(tmp_path), "--listen", "127.0.0.1:0",
+               "--collateral", f"snp={tmp_path / 'missing.pem'}")
+    assert done.returncode == 1 and b"cannot read the SNP collateral" in done.stderr  # as --policy

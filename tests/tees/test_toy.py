@@ -126,6 +126,68 @@ def test_the_toy_policy_table_is_checked_by_the_toys_schema(toy_env, tmp_path):
     assert "unknown key 'mrenclave' in [toy]; known: allow_debug, measurement" in unknown.stderr
 
 
+def toy_public_key(env) -> bytes:
+    """The toy platform's public key (PEM), as its vendor would publish it."""
+    code = ("import sys, toy_tee; from cryptography.hazmat.primitives import serialization as s;"
+            "sys.stdout.write(toy_tee.simulated_roots()[0].public_bytes("
+            "s.Encoding.PEM, s.PublicFormat.SubjectPublicKeyInfo).decode())")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=60, check=True)
+    return done.stdout.encode()
+
+
+def test_the_toys_trust_anchor_option_comes_from_its_record(toy_env, tmp_path):
+    """``--toy-key`` is declared by the toy's record alone: verify and deploy offer it,
+    and the key it names is trusted without --trust-simulated."""
+    for command in ("verify", "deploy"):
+        shown = attestcall(toy_env, command, "--help")
+        assert "--toy-key FILE" in shown.stdout and "public key (PEM) to trust" in shown.stdout
+    evidence = tmp_path / "toy.bin"
+    assert attestcall(toy_env, "attest", "--tee", "toy-sim", "--nonce", NONCE,
+                      "-o", evidence).returncode == 0
+    key = tmp_path / "toy.pub.pem"
+    key.write_bytes(toy_public_key(toy_env))
+    accepted = attestcall(toy_env, "verify", "--toy-key", key, "--nonce", NONCE, evidence)
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+    assert accepted.stdout.startswith("accepted: toy quote") and "SIMULATED" not in \
+        accepted.stdout
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    other = tmp_path / "other.pub.pem"
+    other.write_bytes(Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    wrong = attestcall(toy_env, "verify", "--toy-key", other, evidence)
+    assert wrong.returncode == 1 and "not signed by the given toy key" in wrong.stdout
+    garbage = attestcall(toy_env, "verify", "--toy-key", evidence, evidence)
+    assert garbage.returncode == 2 and "not a PEM public key" in garbage.stderr
+    sgx = attestcall(toy_env, "verify", "--toy-key", key,
+                     REPO / "tests/data/intel/sgx_quote_v3.bin")
+    assert sgx.returncode == 2
+    assert "--toy-key is not for SGX quote evidence; it takes --collateral or --pccs" in \
+        sgx.stderr
+
+
+def test_deploy_trusts_the_toy_key_given(toy_env, tmp_path):
+    key = tmp_path / "toy.pub.pem"
+    key.write_bytes(toy_public_key(toy_env))
+    keep = subprocess.Popen(
+        [sys.executable, "-m", "attestcall", "keep", "serve", "--tee", "toy-sim", "--listen",
+         "127.0.0.1:0", "--once"],
+        env=toy_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        line = keep.stdout.readline()
+        assert "listening on" in line, line + keep.stderr.read()
+        address = line.rsplit(" ", 1)[1].strip()
+        result = attestcall(toy_env, "deploy", "--keep", address, "--toy-key", key, HELLO)
+    finally:
+        keep.wait(timeout=60)
+    assert result.returncode == 0, result.stderr + keep.stderr.read()
+    assert result.stdout.splitlines()[0] == "technology: 200"
+
+
 def test_deploy_to_a_toy_keep(toy_env, tmp_path):
     keep = subprocess.Popen(
         [sys.executable, "-m", "attestcall", "keep", "serve", "--tee", "toy-sim", "--listen",

@@ -144,6 +144,8 @@ TEE = Tee(
     appraise=appraise,
     collateral_source=collateral_source,
     collateral_options=("--certs", "--kds"),
+    collateral_help="SNP certificates: DER or PEM VCEK/VLEK (+ ASK/ASVK, ARK, the ARK's "
+    "CRL), or a certificate table",
     revocation_option="--crl",
     collateral_service=KDS_SERVICE,
     needs_collateral=needs_collateral,
@@ -152,6 +154,7 @@ TEE = Tee(
     policy=SNP_POLICY,
     debug_word="guest",
     report_data=report_data,
+    measurement_claim="measurement",
     default_key_type="p384",  # the VCEK's curve
     enarx_oid="1.3.6.1.4.1.58270.1.3",
     enarx_value=enarx_value,

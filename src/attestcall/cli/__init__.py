@@ -168,6 +168,21 @@ def _dest(option: Option) -> str:
     return "keep_" + option.key.replace(".", "__")
 
 
+def _add_tee_file_options(parser: argparse.ArgumentParser) -> None:
+    """The collateral file options of registered TEEs (``Tee.collateral_options[0]``) that
+    ``parser`` does not have yet, e.g. a plugin's trust-anchor file, each with the help its
+    record gives (``Tee.collateral_help``)."""
+    have = {flag for action in parser._actions for flag in action.option_strings}
+    for option in registry().collateral_file_options():
+        if option in have:
+            continue
+        have.add(option)
+        tee = next(t for t in registry().tees
+                   if t.collateral_options and t.collateral_options[0] == option)
+        parser.add_argument(option, metavar="FILE", help=tee.collateral_help or
+                            f"collateral for {tee.title or tee.label} evidence")
+
+
 def _collateral_simulators() -> list[str]:
     """The simulated keeps whose TEE makes collateral (``attestcall sim collateral``)."""
     return [b.name for t in registry().tees if t.simulated_collateral
@@ -300,6 +315,8 @@ def _build_parser(command: str | None = None) -> _Parser:
                         help="fetch an SNP keep's VCEK, chain and CRL from an AMD "
                         "KDS-compatible service (default: AMD's KDS, or $ATTESTCALL_KDS_URL, "
                         "when the report's certificate table lacks the VCEK)")
+    if wanted("deploy"):
+        _add_tee_file_options(deploy)
     deploy.add_argument("--ca", metavar="CA.pem",
                         help="trust the keep because this attestation service CA certified "
                         "it (issued by it, valid, not revoked per its CRL), then apply the "
@@ -379,6 +396,8 @@ def _build_parser(command: str | None = None) -> _Parser:
     verify.add_argument("--policy", metavar="FILE", help="policy TOML (see the README)")
     verify.add_argument("--trust-simulated", action="store_true",
                         help="accept evidence signed by this machine's simulated roots")
+    if wanted("verify"):
+        _add_tee_file_options(verify)
     verify.add_argument("--json", action="store_true",
                         help="print one JSON object (accepted, technology, tcb_status, "
                         "advisories, claims, reasons)")
@@ -701,8 +720,9 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
             raise UsageError("--service-ca goes with --ca CA.pem (it is for the CRL's HTTPS)")
         if args.collateral is not None and args.pccs is not None:
             raise UsageError("give --collateral or --pccs, not both")
-        providers = [*([file_collateral("--collateral", args.collateral)]
-                       if args.collateral else []),
+        files = [(option, getattr(args, option.lstrip("-").replace("-", "_"), None))
+                 for option in registry().collateral_file_options()]
+        providers = [*(file_collateral(option, value) for option, value in files if value),
                      *([service_collateral("--pccs", args.pccs)] if args.pccs else []),
                      *([service_collateral("--kds", args.kds)] if args.kds else [])]
         workload = _workload_bytes(args.workload)

@@ -41,6 +41,14 @@ def duration(text: str) -> dt.timedelta:
     return dt.timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
 
 
+def _tee_file(text: str) -> tuple[str, str]:
+    """``TECH=FILE`` (``serve --collateral``)."""
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"{text!r} is not TECH=FILE (e.g. sgx=collateral.json)")
+    return name.strip().lower(), path
+
+
 def add_parser(commands, host_port, parser_class: type[argparse.ArgumentParser]) -> None:
     """The ``service`` command and its actions."""
     service = commands.add_parser(
@@ -83,6 +91,12 @@ def add_parser(commands, host_port, parser_class: type[argparse.ArgumentParser])
     serve.add_argument("--kds", metavar="URL",
                        help="the upstream of AMD certificates, a KDS (default AMD's KDS, "
                        "https://kdsintf.amd.com)")
+    serve.add_argument("--collateral", action="append", type=_tee_file, default=[],
+                       metavar="TECH=FILE",
+                       help="verify TECH's evidence with this collateral file, as verify's "
+                       "file option for it reads it (e.g. sgx=collateral.json, snp=certs.pem, "
+                       "or a plugin's trust anchors), instead of the collateral cache; "
+                       "repeatable")
     serve.add_argument("--trust-simulated", action="store_true",
                        help="accept evidence signed by this machine's simulated roots")
     serve.add_argument("--offline", action="store_true",
@@ -219,7 +233,7 @@ def _serve(args: argparse.Namespace, home: Path) -> int:
         "token_lifetime_seconds": (args.token_lifetime.total_seconds()
                                    if args.token_lifetime is not None else None),
         "pccs": args.pccs, "kds": args.kds, "trust_simulated": args.trust_simulated,
-        "offline": args.offline,
+        "offline": args.offline, "collateral_files": dict(args.collateral),
     }
     if args.workers == 1:
         settings = service_app.settings_from_options(**{**options, "home": home})

@@ -17,8 +17,12 @@ from attestcall.verifier.detect import detect
 from attestcall.verifier.verdict import Verdict
 
 EXIT_ACCEPTED, EXIT_REJECTED, EXIT_UNUSABLE = 0, 1, 2
-# every collateral option `verify` has; each TEE says which two of them it takes
-_COLLATERAL_OPTIONS = ("--collateral", "--certs", "--pccs", "--kds")
+
+
+def _collateral_options() -> list[str]:
+    """Every collateral option ``verify`` has (each TEE's file and service options); each
+    TEE says which of them it takes."""
+    return [*registry().collateral_file_options(), *registry().collateral_url_options()]
 
 
 def _read_evidence(name: str) -> bytes:
@@ -35,8 +39,8 @@ def _given(args: argparse.Namespace, tee: Tee) -> tuple[Any, str | None]:
     options that feed another TEE."""
     file_option, url_option = tee.collateral_options or (None, None)
     file_value = url_value = None
-    for option in _COLLATERAL_OPTIONS:
-        value = getattr(args, option.lstrip("-"))
+    for option in _collateral_options():
+        value = getattr(args, option.lstrip("-").replace("-", "_"), None)
         if value is None:
             continue
         if option == file_option:

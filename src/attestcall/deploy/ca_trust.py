@@ -24,7 +24,7 @@ policy to the result that certificate carries. :meth:`CaTrust.check` refuses unl
    tenant's policy accepts (:func:`check_result`).
 
 What the tenant's policy is checked against: the technology, its launch measurement
-(MRENCLAVE, MRTD, SNP MEASUREMENT: ``MEASUREMENT_CLAIMS``), the TCB status and the
+(MRENCLAVE, MRTD, SNP MEASUREMENT: each record's ``measurement_claim``), the TCB status and the
 advisories. Every other claim (MRSIGNER, ISV SVN, RTMRs, SNP's reported TCB, VMPL, host
 data, SMT, ...) is not: a policy that constrains one is refused with a reason saying so,
 rather than silently ignored; ``allow_debug`` is not checked (whether debug was allowed was
@@ -51,7 +51,6 @@ from attestcall.abi import Technology
 from attestcall.ear import constrains
 from attestcall.errors import AttestcallError, CollateralError
 from attestcall.service.result import (
-    MEASUREMENT_CLAIMS,
     AttestationResult,
     MalformedResult,
     from_certificate,
@@ -132,8 +131,8 @@ def check_result(result: AttestationResult | None, policy: Policy, *,
             return []
         return ["the keep runs outside any TEE (technology 0) and the policy does not "
                 "allow a no-TEE keep"]
-    claim = MEASUREMENT_CLAIMS.get(tee.name)
-    if claim is None:
+    claim = tee.measurement_claim
+    if not claim:
         return [f"a {tee.label} attestation result carries no measurement to check"]
     table = policy.tables.get(tee.name, {})
     answered = (claim, *RESULT_KEYS)

@@ -132,6 +132,7 @@ TEE = Tee(
     policy=SGX_POLICY,
     debug_word="enclave",
     report_data=report_data,
+    measurement_claim="mrenclave",
     default_key_type="p256",  # the PCK's curve
     enarx_oid="1.3.6.1.4.1.58270.1.2",
     enarx_value=lambda evidence: evidence,

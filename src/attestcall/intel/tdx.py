@@ -65,6 +65,7 @@ TEE = Tee(
     policy=TDX_POLICY,
     debug_word="TD",
     report_data=report_data,
+    measurement_claim="mrtd",
     default_key_type="p256",
     tsm=TsmProvider("tdx_guest"),
     backends=(Backend("tdx-sim", lazy("attestcall.intel.sim.tdx.keep:open_tdx_sim"),

@@ -143,7 +143,10 @@ class Settings:
     :mod:`attestcall.service.serving`; the certificate endpoint the second).
     ``signer`` signs the EAR tokens (default: the key in the CA's home,
     :class:`TokenSigner`), valid ``token_lifetime``. Every ``collateral_refresh`` seconds
-    the replica refreshes the collateral due (:class:`Refresher`)."""
+    the replica refreshes the collateral due (:class:`Refresher`). ``collateral_files``
+    maps a technology name to the content of the file its verifier reads as collateral
+    (``serve --collateral cca=FILE``: what ``verify``'s file option for that TEE reads),
+    used for every piece of that TEE's evidence instead of the collateral cache."""
 
     storage: Storage
     ca: ServiceCa
@@ -161,6 +164,7 @@ class Settings:
     signer: TokenSigner | None = None
     token_lifetime: dt.timedelta = TOKEN_LIFETIME
     collateral_refresh: float = REFRESH_CHECK
+    collateral_files: dict[str, bytes] = field(default_factory=dict)
     policy: Policy = field(init=False)
 
     def __post_init__(self) -> None:
@@ -599,6 +603,9 @@ class Service:
         """verify()'s collateral arguments for ``tee``: the simulators' own collateral when
         simulated roots are trusted and no upstream is named for the TEE, else the fleet's
         collateral cache as the PCCS or KDS source the TEE takes."""
+        given = self.settings.collateral_files.get(tee.name)
+        if given is not None:
+            return {"collateral": given}
         url_option = tee.collateral_options[1] if tee.collateral_options else None
         upstream = {"--pccs": self.settings.pccs, "--kds": self.settings.kds}.get(url_option or "")
         if self.settings.trust_simulated and tee.simulated_collateral is not None \
@@ -701,8 +708,11 @@ def settings_from_options(*, home: Path, database: str | None, public_url: str,
                           policy: str | None = None, lifetime_seconds: float | None = None,
                           token_lifetime_seconds: float | None = None,
                           pccs: str | None = None, kds: str | None = None,
-                          trust_simulated: bool = False, offline: bool = False) -> Settings:
-    """Open the storage and the CA and read the policy file, as ``serve`` gives them."""
+                          trust_simulated: bool = False, offline: bool = False,
+                          collateral_files: dict[str, str] | None = None) -> Settings:
+    """Open the storage and the CA and read the policy file and the collateral files
+    (technology name -> path), as ``serve`` gives them."""
+    files = read_collateral_files(collateral_files or {})
     policy_bytes = None
     if policy is not None:
         try:
@@ -718,10 +728,30 @@ def settings_from_options(*, home: Path, database: str | None, public_url: str,
                       else DEFAULT_LIFETIME),
             token_lifetime=(dt.timedelta(seconds=token_lifetime_seconds)
                             if token_lifetime_seconds is not None else TOKEN_LIFETIME),
-            pccs=pccs, kds=kds, trust_simulated=trust_simulated, offline=offline)
+            pccs=pccs, kds=kds, trust_simulated=trust_simulated, offline=offline,
+            collateral_files=files)
     except AttestcallError:
         storage.close()
         raise
+
+
+def read_collateral_files(paths: dict[str, str]) -> dict[str, bytes]:
+    """The content of each TEE's collateral file; :class:`UsageError` for a technology
+    that is not registered or takes no collateral file, :class:`CollateralError` for a file
+    that cannot be read."""
+    files: dict[str, bytes] = {}
+    for name, path in paths.items():
+        tee = registry().by_name(name)
+        if tee is None or not tee.collateral_options or tee.collateral_source is None:
+            takers = [t.name for t in registry().tees if t.collateral_options]
+            raise UsageError(f"--collateral {name}=...: no such technology takes a collateral "
+                             f"file (one of {', '.join(takers)})")
+        try:
+            files[name] = Path(path).read_bytes()
+        except OSError as exc:
+            raise CollateralError(f"cannot read the {tee.label} collateral {path}: "
+                                  f"{exc.strerror}") from None
+    return files
 
 
 def app_from_environment() -> ServiceApplication:

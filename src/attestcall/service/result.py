@@ -21,8 +21,8 @@ The extension's OID, :data:`RESULT_OID`, is attestcall's own: a UUID-derived OID
 ``edc817e3-3304-4711-a69b-0c396455fb38``, generated once for this purpose.
 (1.3.6.1.4.1.58270 is Enarx's private enterprise arc, not ours.)
 
-Which claim of a verdict is the measurement is a small table here keyed by the technology
-name (:data:`MEASUREMENT_CLAIMS`); a later change may move it into the plugin record.
+Which claim of a verdict is the measurement each plugin record says
+(``Tee.measurement_claim``; :func:`measurement_claim`).
 """
 
 from __future__ import annotations
@@ -45,15 +45,14 @@ RESULT_OID = "2.25.316065978868734708948119949765399411512"
 UTF8_STRING = 0x0C
 MAX_MEASUREMENT = 64
 
-# The verdict claim holding each technology's launch measurement (hex), as the vendor
-# appraisals name it (intel/verify/appraise.py, amd/verify/appraise.py); None: no
-# measurement (a keep without a TEE).
-MEASUREMENT_CLAIMS: dict[str, str | None] = {
-    "none": None,
-    "sgx": "mrenclave",
-    "tdx": "mrtd",
-    "snp": "measurement",
-}
+
+
+def measurement_claim(technology: str) -> str | None:
+    """The verdict claim holding ``technology``'s launch measurement (hex), as its plugin
+    record names it; "" for a TEE without one (no TEE); None for an unknown technology or
+    one whose record names no claim."""
+    tee = registry().by_name(technology)
+    return None if tee is None else tee.measurement_claim
 
 
 class ResultError(AttestcallError):
@@ -106,8 +105,8 @@ class AttestationResult:
     def measurement(self) -> bytes:
         """The launch measurement (empty for a keep without a TEE, or a technology this
         tenant has no measurement claim for)."""
-        claim = MEASUREMENT_CLAIMS.get(self.technology_name)
-        if claim is None:
+        claim = measurement_claim(self.technology_name)
+        if not claim:
             return b""
         value = self.appraisal[ear.ANNOTATED_EVIDENCE].get(claim)
         try:
@@ -188,11 +187,11 @@ def from_certificate(cert: x509.Certificate) -> AttestationResult | None:
 
 def measurement_of(verdict: Verdict) -> bytes:
     """The launch measurement among the verdict's claims (empty for no TEE)."""
-    if verdict.technology not in MEASUREMENT_CLAIMS:
+    claim = measurement_claim(verdict.technology)
+    if claim is None:
         raise ResultError(f"no measurement claim is known for technology "
                           f"{verdict.technology!r}")
-    claim = MEASUREMENT_CLAIMS[verdict.technology]
-    if claim is None:
+    if not claim:
         return b""
     return _hex_measurement(verdict.claims.get(claim), verdict.technology, claim)
 

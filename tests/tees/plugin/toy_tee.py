@@ -11,7 +11,9 @@ Evidence (176 bytes)::
     112  signature    64  Ed25519 by the toy platform's key over bytes 0..111
 
 The toy platform's key lives in the simulated-platform home (folder ``toy``), made by its
-SimState hook; the verifier trusts it only when asked to trust simulated roots. The keep
+SimState hook; the verifier trusts it only when asked to trust simulated roots, or when
+the user gives its public key as the toy's trust anchor (``verify --toy-key FILE``, the
+option the toy's record declares; then the quote counts as genuine, not simulated). The keep
 runs a real untrusted host process: the shim sends (nonce, measurement, debug) through the
 request block and checks the reply's length.
 """
@@ -33,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from attestcall import schema
 from attestcall.abi import HostFailure
 from attestcall.appraisal import Appraisal
-from attestcall.errors import EvidenceError, HostError
+from attestcall.errors import CollateralError, EvidenceError, HostError
 from attestcall.simstate import platform_dir, sim_home, write_manifest, write_private_key
 from attestcall.tees import Backend, OpenedKeep, Option, PolicyTable, SimState, Tee
 
@@ -109,11 +111,33 @@ def recognise(evidence: bytes) -> bool:
     return evidence[:8] == MAGIC
 
 
+def collateral_source(evidence: bytes, value, url) -> Ed25519PublicKey | None:
+    """The trust anchor the user gave (``--toy-key``: a PEM public key, as a path or its
+    content), or None."""
+    if value is None:
+        return None
+    data = Path(value).read_bytes() if isinstance(value, Path | str) else bytes(value)
+    try:
+        key = serialization.load_pem_public_key(data)
+    except ValueError:
+        raise CollateralError("the toy trust anchor is not a PEM public key") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise CollateralError("the toy trust anchor is not an Ed25519 key")
+    return key
+
+
 def appraise(evidence: bytes, collateral, at, roots) -> Appraisal:
     if len(evidence) != SIZE or evidence[:8] != MAGIC or any(evidence[105:SIGNED]):
         raise EvidenceError(f"a toy quote is {SIZE} bytes starting with {MAGIC!r}")
     claims = {"measurement": evidence[72:104].hex(), "debug": bool(evidence[104])}
     appraisal = Appraisal("toy", claims, evidence[8:72], debug=bool(evidence[104]))
+    if collateral is not None:
+        try:
+            collateral.verify(evidence[SIGNED:], evidence[:SIGNED])
+            return appraisal
+        except InvalidSignature:
+            appraisal.problems.append("the toy quote is not signed by the given toy key")
+            return appraisal
     for root in roots:
         try:
             root.verify(evidence[SIGNED:], evidence[:SIGNED])
@@ -156,11 +180,15 @@ TEE = Tee(
     media_type="application/vnd.example.toy-quote",
     recognise=recognise,
     appraise=appraise,
+    collateral_source=collateral_source,
+    collateral_options=("--toy-key", None),
+    collateral_help="the toy platform's public key (PEM) to trust",
     simulated_roots=simulated_roots,
     policy=PolicyTable({"allow_debug": schema.boolean, "measurement": schema.hex_list(32)},
                        check),
     debug_word="toy",
     report_data=lambda evidence: evidence[8:72],
+    measurement_claim="measurement",
     backends=(Backend("toy-sim", open_toy_sim, simulated=True),),
     keep_options=(Option(("--toy-measurement",), "measurement", "hex:32",
                          "the toy keep's measurement, 64 hex digits"),),
