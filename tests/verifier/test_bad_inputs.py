@@ -225,3 +225,22 @@ def test_missing_collateral_is_exit_2_for_sgx_tdx_and_snp(evidence):
     assert "collateral" in err or "VCEK" in err
     with pytest.raises(CollateralError):
         attestcall.verify(evidence.read_bytes())
+
+
+def test_a_crl_follows_the_same_rule(tmp_path):
+    """``crl=``: a Path is a file, bytes and str are content (PEM text), and a str that is
+    neither PEM nor an existing file is a clean error."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    report = (paths.DATA / "amd/milan_report_v2.bin").read_bytes()
+    vcek = (paths.DATA / "amd/milan_report_v2.vcek.der").read_bytes()
+    der = (paths.DATA / "amd/crl_milan.der").read_bytes()
+    pem = x509.load_der_x509_crl(der).public_bytes(Encoding.PEM).decode()
+    at = "2026-07-01T00:00:00Z"  # inside the real CRL's window
+    path = tmp_path / "crl.pem"
+    path.write_text(pem)
+    for crl in (der, pem, path):
+        assert attestcall.verify(report, certs=vcek, crl=crl, at=at).accepted, crl
+    with pytest.raises(CollateralError, match="crl 'crl.pem' is neither its content nor"):
+        attestcall.verify(report, certs=vcek, crl="crl.pem", at=at)

@@ -16,7 +16,7 @@ from attestcall.schema import Reason
 from attestcall.tees import Tee, registry
 from attestcall.verifier.collateral import choose, offline_by_default, service_url
 from attestcall.verifier.detect import detect, parse_instant
-from attestcall.verifier.inputs import verify_arguments
+from attestcall.verifier.inputs import crl_input, verify_arguments
 from attestcall.verifier.policy import Policy
 from attestcall.verifier.verdict import Verdict
 
@@ -82,7 +82,7 @@ def verify(
     if tee.collateral_source is None:
         source = given
     elif crl is not None:
-        source = tee.collateral_source(evidence, given, collateral_url, crl=crl)
+        source = tee.collateral_source(evidence, given, collateral_url, crl=crl_input(crl))
     else:
         source = tee.collateral_source(evidence, given, collateral_url)
     trusted = [*(tee.simulated_roots() if trust_simulated and tee.simulated_roots else []),

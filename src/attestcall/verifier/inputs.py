@@ -98,6 +98,11 @@ def certs_input(value: Any) -> Any:
     return _file_or_content(value, "certs", CollateralError, _looks_like_pem)
 
 
+def crl_input(value: Any) -> Any:
+    """A separate revocation list (``crl=``): a Path, DER/PEM bytes or PEM text."""
+    return _file_or_content(value, "crl", CollateralError, _looks_like_pem)
+
+
 def policy_input(value: Any) -> Any:
     """A policy: a Path, TOML as bytes or str, a mapping or a Policy (None: the default)."""
     from attestcall.verifier.policy import Policy
