@@ -169,39 +169,34 @@ def test_the_toys_trust_anchor_option_comes_from_its_record(toy_env, tmp_path):
         sgx.stderr
 
 
-def test_deploy_trusts_the_toy_key_given(toy_env, tmp_path):
-    key = tmp_path / "toy.pub.pem"
-    key.write_bytes(toy_public_key(toy_env))
+def deploy_once(env, *options) -> tuple[subprocess.CompletedProcess, subprocess.Popen, str]:
+    """``deploy`` with ``options`` to a toy keep serving one tenant: (deploy's result, the
+    keep's process once it ended, the keep's log)."""
     keep = subprocess.Popen(
         [sys.executable, "-m", "attestcall", "keep", "serve", "--tee", "toy-sim", "--listen",
          "127.0.0.1:0", "--once"],
-        env=toy_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
         line = keep.stdout.readline()
         assert "listening on" in line, line + keep.stderr.read()
         address = line.rsplit(" ", 1)[1].strip()
-        result = attestcall(toy_env, "deploy", "--keep", address, "--toy-key", key, HELLO)
+        result = attestcall(env, "deploy", "--keep", address, *options, HELLO)
     finally:
         keep.wait(timeout=60)
-    assert result.returncode == 0, result.stderr + keep.stderr.read()
+    return result, keep, keep.stderr.read()
+
+
+def test_deploy_trusts_the_toy_key_given(toy_env, tmp_path):
+    key = tmp_path / "toy.pub.pem"
+    key.write_bytes(toy_public_key(toy_env))
+    result, _, keep_log = deploy_once(toy_env, "--toy-key", key)
+    assert result.returncode == 0, result.stderr + keep_log
     assert result.stdout.splitlines()[0] == "technology: 200"
 
 
 def test_deploy_to_a_toy_keep(toy_env, tmp_path):
-    keep = subprocess.Popen(
-        [sys.executable, "-m", "attestcall", "keep", "serve", "--tee", "toy-sim", "--listen",
-         "127.0.0.1:0", "--once"],
-        env=toy_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        line = keep.stdout.readline()
-        assert "listening on" in line, line + keep.stderr.read()
-        address = line.rsplit(" ", 1)[1].strip()
-        result = attestcall(toy_env, "deploy", "--keep", address, "--trust-simulated", HELLO)
-    finally:
-        keep.wait(timeout=60)
-    keep_log = keep.stderr.read()
+    result, keep, keep_log = deploy_once(toy_env, "--trust-simulated")
     assert result.returncode == 0, result.stderr + keep_log
     assert result.stdout.splitlines()[0] == "technology: 200"
     assert keep.returncode == 0, keep_log
