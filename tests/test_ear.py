@@ -432,3 +432,25 @@ def test_nesting_near_the_stack_limit_is_malformed_in_decode_too(monkeypatch):
     monkeypatch.setattr(ear, "encode", on_a_short_stack)
     with pytest.raises(ear.MalformedEar, match="nests too deep"):
         ear.decode(data)
+
+
+def test_a_plugins_own_policy_keys_speak_about_the_claims_its_record_names(monkeypatch):
+    """A TEE's policy table says which AR4SI claim each of its own keys is about
+    (``PolicyTable.ear_claims``): constrained and passing, the claim is approved; refused,
+    it is contraindicated. A key no table names speaks about nothing."""
+    from attestcall import schema, tees
+
+    widget = tees.Tee(technology=201, name="widget", policy=tees.PolicyTable(
+        {"rim": schema.hex_list(32), "colour": schema.hex_list(32)},
+        ear_claims={"rim": ear.EXECUTABLES}))
+    monkeypatch.setattr(tees, "_registry", tees.Registry([*tees.registry().tees, widget]))
+    policy = Policy.load({"widget": {"rim": ["ab" * 32], "colour": ["cd" * 32]}})
+    claims = {"rim": "ab" * 32}
+    assert vector("widget", claims, policy)[ear.EXECUTABLES] == ear.APPROVED[ear.EXECUTABLES]
+    refused = vector("widget", claims, policy, accepted=False,
+                     reasons=[Reason("the rim is not allowed", "rim")])
+    assert refused[ear.EXECUTABLES] == ear.REFUSED
+    other = vector("widget", claims, policy, accepted=False,
+                   reasons=[Reason("the colour is not allowed", "colour")])
+    assert other[ear.EXECUTABLES] == ear.APPROVED[ear.EXECUTABLES]  # rim still passed
+    assert ear.REFUSED not in other.values()  # colour is about no claim

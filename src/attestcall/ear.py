@@ -262,12 +262,13 @@ def vector_of(verdict: Verdict, policy: Policy | None = None) -> dict[str, int]:
     if configuration is not None:
         vector[CONFIGURATION] = configuration
     table = (policy or Policy()).tables.get(verdict.technology, {})
+    keys = {**POLICY_KEYS, **(tee.policy.ear_claims if tee and tee.policy else {})}
     for key, value in table.items():
-        claim = POLICY_KEYS.get(key)
+        claim = keys.get(key)
         if claim in APPROVED and constrains(value):
             vector[claim] = worse(vector.get(claim), APPROVED[claim])
     for reason in verdict.reasons:
-        claim = POLICY_KEYS.get(getattr(reason, "key", None) or "")
+        claim = keys.get(getattr(reason, "key", None) or "")
         if claim is not None:
             vector[claim] = worse(vector.get(claim), REFUSED)
     if unproven(verdict):

@@ -162,10 +162,13 @@ Checker = Callable[[str, Any], Any]
 class PolicyTable:
     """A TEE's policy table ``[name]``: ``schema`` maps each key to a checker (where,
     value) -> normalised value (raising PolicyError); ``check(table, appraisal)`` returns
-    every reason the table refuses genuine evidence."""
+    every reason the table refuses genuine evidence. ``ear_claims`` names the AR4SI claim
+    each of its own keys speaks about in an EAR ("executables", "configuration",
+    "hardware", "runtime-opaque"), beside the keys :mod:`attestcall.ear` knows already."""
 
     schema: Mapping[str, Checker]
     check: Callable[[Mapping[str, Any], Any], list[str]] | None = None
+    ear_claims: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
