@@ -199,7 +199,7 @@ def test_claims_set_refusals():
     with pytest.raises(ear.EarError, match="timezone"):
         ear.claims_set(verdict, issued_at=dt.datetime(2026, 1, 1))
     with pytest.raises(ear.EarError, match="not registered"):
-        ear.claims_set(verdict_for("cca", {}), issued_at=NOW)
+        ear.claims_set(verdict_for("cove", {}), issued_at=NOW)
 
 
 @pytest.mark.parametrize("tee", ["sgx-sim", "snp-sim", "tdx-sim"])

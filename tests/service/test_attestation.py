@@ -276,7 +276,7 @@ def test_the_signing_key_is_its_own_private_file_shared_by_replicas(serve, tmp_p
     ("garbage evidence", {"evidence": b64(b"garbage" * 10)}, "cannot tell the technology"),
     ("garbage SGX evidence", {"evidence": b64(b"garbage" * 10), "technology": "sgx"},
      "unusable"),
-    ("an unknown technology", {"evidence": "AAAA", "technology": "cca"}, "unknown technology"),
+    ("an unknown technology", {"evidence": "AAAA", "technology": "cove"}, "unknown technology"),
     ("an unknown id", {"evidence": "AAAA", "technology": 77}, "unknown technology"),
     ("a boolean technology", {"evidence": "AAAA", "technology": True}, "unknown technology"),
     ("no TEE", {"evidence": "AAAA", "technology": "none"}, "cannot be verified"),

@@ -234,8 +234,8 @@ def test_from_verdict_refusals():
                                  reasons=["debug"]), None)
     with pytest.raises(ResultError, match="no measurement claim is known for technology 'sev'"):
         from_verdict(verdict_for("sev", {}), None)
-    with pytest.raises(ResultError, match="'cca' is not registered"):
-        from_verdict(verdict_for("cca", {}), None)
+    with pytest.raises(ResultError, match="'cove' is not registered"):
+        from_verdict(verdict_for("cove", {}), None)
     with pytest.raises(ResultError, match="no mrtd claim"):
         from_verdict(verdict_for("tdx", {"mrenclave": "00" * 32}), None)
     with pytest.raises(ResultError, match="not hex"):

@@ -6,9 +6,17 @@ they need when called."""
 
 from __future__ import annotations
 
-from attestcall.tees import Tee
+from typing import TYPE_CHECKING, Any
+
+from attestcall.arm.validate import CCA_POLICY
+from attestcall.tees import Tee, lazy
+
+if TYPE_CHECKING:
+    import datetime as dt
 
 MEDIA_TYPE = 'application/eat-collection; eat_profile="tag:arm.com,2023:cca_platform#1.0.0"'
+SIM_FOLDER = "cca"  # the simulator's folder in the simulated-platform home
+SIM_CPAK = "cpak.pub.pem"  # ... and its public platform key there
 
 
 def recognise(evidence: bytes) -> bool:
@@ -24,12 +32,53 @@ def report_data(evidence: bytes) -> bytes:
     return realm_challenge(evidence)
 
 
+def collateral_source(evidence: bytes, value: Any, url: str | None) -> Any:
+    """The platform's trust anchor the user gave: a PEM or DER public key, a JWK or a
+    trust-anchor store (a path, its content, or loaded) (:mod:`attestcall.arm.fetch.anchors`)."""
+    from attestcall.arm.fetch.anchors import load
+    from attestcall.errors import CollateralError
+
+    if url is not None:
+        raise CollateralError("CCA tokens have no collateral service: give the platform's "
+                              "trust anchor (its CPAK) as a file")
+    return load(value)
+
+
+def appraise(evidence: bytes, collateral: Any, at: dt.datetime, roots: list[Any]) -> Any:
+    from attestcall.arm.verify.appraise import appraise_cca
+
+    return appraise_cca(evidence, collateral, roots, simulated_roots())
+
+
+def simulated_roots() -> list[Any]:
+    """This machine's simulated CPAK, if the CCA simulator made one (never created here)."""
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    from attestcall.simstate import sim_home
+
+    try:
+        data = (sim_home() / SIM_FOLDER / SIM_CPAK).read_bytes()
+    except OSError:
+        return []
+    try:
+        return [load_pem_public_key(data)]
+    except ValueError:
+        return []
+
+
 TEE = Tee(
     technology=5,
     name="cca",
     title="CCA token",
     media_type=MEDIA_TYPE,
     recognise=recognise,
+    appraise=appraise,
+    collateral_source=collateral_source,
+    collateral_options=("--cpak", ""),  # the trust anchor's file; no service
+    simulated_roots=simulated_roots,
+    policy=CCA_POLICY,
+    debug_word="platform",
     report_data=report_data,
     default_key_type="p384",  # the RAK's curve
+    describe=lazy("attestcall.arm.formats.describe:describe_cca"),
 )

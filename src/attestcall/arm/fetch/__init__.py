@@ -1,0 +1,1 @@
+"""The CCA trust anchors (CPAK) the user supplies: :mod:`.anchors`."""

@@ -1,0 +1,1 @@
+"""CCA token appraisal: signatures, binding, trust anchors -> Appraisal (:mod:`.appraise`)."""
