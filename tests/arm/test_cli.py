@@ -139,7 +139,19 @@ def test_show_a_cmw_token_with_unknown_claims(tmp_path):
     assert realm["cca-realm-instance-id"] == "01" + "44" * 32
     assert realm["cca-realm-mec-policy"] == "shared"
     assert describe.describe_cca(b"\x00" * 10) is None
-    assert describe._plain({1: [b"\x01", None]}) == {"1": ["01", None]}
+
+    import cbor2
+
+    from attestcall.arm.formats import cose, token
+
+    decoded = token.decode(made.evidence)
+    claims = {**cbor2.loads(decoded.realm.payload), 99999: [b"\x01", None, {"k": 2}]}
+    extended = token.encode_collection(decoded.platform_bytes,
+                                       cose.sign1(made.rak, "ES384", cbor2.dumps(claims)))
+    tree = describe.describe_cca(extended)
+    assert tree["realm_token"]["claims"]["unknown-claims"] == {"99999": ["01", None, {"k": 2}]}
+    assert "unknown-claims" not in tree["platform_token"]["claims"]
+    assert tree["binding"]["holds"] is True
 
 
 def test_show_a_truncated_token_is_one_line_exit_2(tmp_path, env):

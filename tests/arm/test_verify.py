@@ -324,3 +324,17 @@ def test_every_single_bit_flip_of_a_token_is_refused():
                 if not _refused(VECTOR[:i] + bytes([VECTOR[i] ^ (1 << bit)]) + VECTOR[i + 1:],
                                 store)]
     assert accepted == []
+
+
+def test_the_cca_policy_keys_speak_about_ar4si_claims():
+    from attestcall import ear
+    from attestcall.verifier.policy import Policy
+
+    made = tokens.make(lifecycle=0x4000)
+    key = pem(made.cpak)
+    policy = {"cca": {"rim": ["22" * 32], "software_components": ["55" * 32]}}
+    verdict = attestcall.verify(made.evidence, collateral=key, policy=policy)
+    vector = ear.vector_of(verdict, Policy.load(policy))
+    assert vector[ear.RUNTIME_OPAQUE] == ear.REFUSED  # the debug lifecycle
+    assert vector[ear.HARDWARE] == ear.REFUSED  # software components: RMM not listed
+    assert vector[ear.EXECUTABLES] == ear.APPROVED[ear.EXECUTABLES]

@@ -77,4 +77,13 @@ CCA_POLICY = PolicyTable(
         "allow_debug_lifecycle": schema.boolean,
     },
     check_cca,
+    # the AR4SI claim each key speaks about in an EAR (attestcall.ear)
+    ear_claims={
+        **{key: "executables" for key in ("rim", "rem0", "rem1", "rem2", "rem3")},
+        "personalization_value": "configuration",
+        "implementation_id": "hardware",
+        "instance_id": "hardware",
+        "software_components": "hardware",  # the platform's firmware
+        "allow_debug_lifecycle": "runtime-opaque",  # a debug platform can read the realm
+    },
 )
