@@ -294,6 +294,9 @@ def test_a_simulated_token_is_refused_unless_simulated_roots_are_trusted(tmp_pat
     # the simulated key given as an anchor is still the simulated platform
     given = attestcall.verify(made.evidence, collateral=pem(made.cpak), trust_simulated=True)
     assert given.accepted and given.simulated
+    refused = attestcall.verify(made.evidence, collateral=pem(made.cpak))
+    assert not refused.accepted and refused.simulated
+    assert "--trust-simulated" in refused.reasons[0]
 
 
 def test_trusting_simulated_roots_does_not_trust_another_platform(tmp_path):

@@ -11,7 +11,8 @@ realm token to the platform token, and the platform signature with a trusted pla
    root (``roots``: this machine's simulated CPAK with ``--trust-simulated``).
 
 A token whose platform key is this machine's simulated CPAK is ``simulated``; without the
-simulated root among ``roots`` it is refused for that. A real token without any anchor
+simulated root among ``roots`` it is refused for that, even when that key is also given as
+an anchor. A real token without any anchor
 raises :class:`attestcall.errors.CollateralMissing` (exit 2): there is nothing to check
 it against. Every other failed check is one line in ``problems``; the lifecycle is a claim
 the ``[cca]`` policy judges (:mod:`attestcall.arm.validate`).
@@ -34,6 +35,8 @@ from attestcall.arm.formats import cose, token
 from attestcall.errors import CollateralMissing
 from attestcall.lru import Lru
 
+SIMULATED = ("the platform token is signed by this machine's simulated CCA platform key "
+             "(simulated: pass --trust-simulated)")
 _CHECKED: Lru[tuple[bytes, bytes], str | None] = Lru(1024)
 
 
@@ -73,11 +76,12 @@ def appraise_cca(evidence: bytes, anchors: Anchors | None, roots: Sequence[Any] 
                  if _check(decoded.platform_bytes, decoded.platform, k) is None]
     if signer is not None:
         appraisal.simulated = any(_same(signer.key, k) for k in simulated)
+        if appraisal.simulated and not any(_same(signer.key, k) for k in _keys(roots)):
+            problems.append(SIMULATED)  # given as an anchor, but not trusted as simulated
         return appraisal
     if simulated:
         appraisal.simulated = True
-        problems.append("the platform token is signed by this machine's simulated CCA "
-                        "platform key (simulated: pass --trust-simulated)")
+        problems.append(SIMULATED)
         return appraisal
     if anchors is None and not candidates:
         raise CollateralMissing(
