@@ -1,11 +1,15 @@
 """Realistically shaped evidence for the kernel-interface fakes: an SNP report carrying the
 nonce in REPORT_DATA, a GHCB certificate table, a TDX quote v4 and an SGX DCAP quote v3
-carrying it in REPORTDATA. Unsigned: the fakes stand in for the interfaces, not the vendors."""
+carrying it in REPORTDATA, a CCA token carrying it as the realm challenge. Unsigned (the
+CCA token: signed by keys made for the fake, which nothing trusts): the fakes stand in for
+the interfaces, not the vendors."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
+from pathlib import Path
 
 from attestcall.amd.formats import certs as amdcerts
 from attestcall.amd.formats import report as snp
@@ -73,3 +77,34 @@ def sgx_quote(report_data: bytes, size: int = 4734) -> bytes:
     body[320:384] = report_data
     rest = size - len(header) - len(body) - 4
     return header + bytes(body) + struct.pack("<I", rest) + _filler("sgx sig", rest)
+
+
+@functools.cache
+def _cca_platform():
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from attestcall.arm.sim import state
+
+    cpak = ec.generate_private_key(ec.SECP384R1())
+    components = tuple(state.SoftwareComponent(name, _filler(name, 32), "1.0.0",
+                                               _filler("signer", 32))
+                       for name in state.COMPONENTS[:4])
+    return state.CcaState(Path("/nonexistent"), cpak, ec.generate_private_key(ec.SECP384R1()),
+                          _filler("implementation", 32), state.instance_id(cpak.public_key()),
+                          state.CONFIG, state.LIFECYCLE_SECURED, components,
+                          state.VERIFICATION_SERVICE, state.PLATFORM_HASH_ALGO)
+
+
+def cca_token(challenge: bytes, form: int = 907) -> bytes:
+    """A CCA attestation token (the collection of ``form``) whose realm challenge is
+    ``challenge`` (64 bytes), as the RMM hands it to arm_cca_guest; signed with keys made
+    for the fake."""
+    from attestcall.arm.sim import token
+
+    assert len(challenge) == 64
+    platform = _cca_platform()
+    identity = token.RealmIdentity.for_payload(b"fake realm")
+    rak = token.rak_claim(platform.rak, form)
+    return token.attestation_token(
+        token.platform_token(platform, rak, form),
+        token.realm_token(platform.rak, rak, identity, challenge, form), form)

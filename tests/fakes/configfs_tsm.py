@@ -1,10 +1,14 @@
-"""A fake of configfs-tsm (drivers/virt/coco/tsm.c with the sev-guest or tdx-guest provider)
-behind the :class:`attestcall.linux.kernelfs.Files` interface.
+"""A fake of configfs-tsm (drivers/virt/coco/tsm.c with the sev-guest, tdx-guest or
+arm-cca-guest provider) behind the :class:`attestcall.linux.kernelfs.Files` interface.
 
 Semantics kept from the kernel:
 - mkdir under the report root makes an instance; ENXIO while no provider is registered;
 - the attribute set depends on the provider (tdx_guest has no privlevel, privlevel_floor
-  or auxblob);
+  or auxblob; arm_cca_guest hides none, as it has no visibility callback: the service_*
+  attributes and manifestblob too, which it ignores);
+- arm_cca_guest takes an inblob of 32 to 64 bytes (EINVAL otherwise, when the report is
+  generated), zero-padded to the 64-byte realm challenge; its outblob is the CCA token,
+  its auxblob and manifestblob are empty, and privlevel (0..3) is accepted and ignored;
 - ``generation`` counts inblob and privlevel writes; a write-only attribute opened for
   reading is EACCES, a read-only one opened for writing too;
 - inblob takes at most 64 bytes (EFBIG beyond); the provider refuses any other length than
@@ -34,8 +38,12 @@ ROOT = "/sys/kernel/config/tsm/report"
 SEV_ATTRS = ("provider", "generation", "privlevel", "privlevel_floor", "inblob", "outblob",
              "auxblob")
 TDX_ATTRS = ("provider", "generation", "inblob", "outblob")
-WRITE_ONLY = ("inblob", "privlevel")
-READ_ONLY = ("provider", "generation", "privlevel_floor", "outblob", "auxblob")
+CCA_ATTRS = ("provider", "generation", "privlevel", "privlevel_floor", "service_provider",
+             "service_guid", "service_manifest_version", "inblob", "outblob", "auxblob",
+             "manifestblob")
+WRITE_ONLY = ("inblob", "privlevel", "service_provider", "service_guid",
+              "service_manifest_version")
+READ_ONLY = ("provider", "generation", "privlevel_floor", "outblob", "auxblob", "manifestblob")
 
 
 def _error(code: int, path: str) -> OSError:
@@ -54,7 +62,8 @@ class Instance:
 
     @property
     def attrs(self) -> tuple[str, ...]:
-        return SEV_ATTRS if self.provider == "sev_guest" else TDX_ATTRS
+        return {"sev_guest": SEV_ATTRS, "arm_cca_guest": CCA_ATTRS}.get(self.provider,
+                                                                        TDX_ATTRS)
 
 
 @dataclass
@@ -130,6 +139,8 @@ class FakeTsm:
         if attr == "privlevel_floor":
             return f"{self.privlevel_floor}\n".encode()
         outblob, auxblob = self._blobs(instance, path)
+        if attr == "manifestblob":
+            return b""
         if attr == "outblob" and self.concurrent_writes > 0:
             self.concurrent_writes -= 1
             instance.inblob = b"\xee" * 64  # someone else's nonce
@@ -150,6 +161,9 @@ class FakeTsm:
                 instance.inblob = bytes(taken)
                 instance.write_generation += 1
             return len(taken)
+        if attr.startswith("service_"):  # SVSM's; arm_cca_guest ignores them
+            instance.write_generation += 1
+            return len(data)
         # privlevel
         try:
             value = int(bytes(data).decode().strip(), 0)
@@ -178,13 +192,17 @@ class FakeTsm:
             return instance.outblob, instance.auxblob
         if self.provider is None:
             raise _error(errno.ENOTTY, path)
-        if len(instance.inblob) != 64:
+        cca = instance.provider == "arm_cca_guest"
+        if len(instance.inblob) not in (range(32, 65) if cca else (64,)):
             raise _error(errno.EINVAL, path)
         if self.report_error is not None:
             raise _error(self.report_error, path)
         if instance.provider == "sev_guest":
             instance.outblob = blobs.snp_report(instance.inblob, instance.privlevel)
             instance.auxblob = self.certs
+        elif cca:
+            instance.outblob = blobs.cca_token(instance.inblob.ljust(64, b"\0"))
+            instance.auxblob = b""
         else:
             instance.outblob = blobs.tdx_quote(instance.inblob)
             instance.auxblob = b""

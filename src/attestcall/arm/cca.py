@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from attestcall.arm.validate import CCA_POLICY
-from attestcall.tees import Tee, lazy
+from attestcall.tees import Backend, Option, SimState, Tee, TsmProvider, lazy
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -81,4 +81,24 @@ TEE = Tee(
     report_data=report_data,
     default_key_type="p384",  # the RAK's curve
     describe=lazy("attestcall.arm.formats.describe:describe_cca"),
+    # a realm's token through configfs-tsm (Linux 6.13's arm-cca-guest): inblob the 64-byte
+    # challenge, outblob the token; no auxblob; privlevel shown but ignored, so not taken
+    tsm=TsmProvider("arm_cca_guest"),
+    simulated_collateral=lazy("attestcall.arm.sim.state:trust_anchors_json"),
+    backends=(Backend("cca-sim", lazy("attestcall.arm.sim.keep:open_cca_sim"),
+                      simulated=True),),
+    keep_options=(
+        Option(("--cca-token-format",), "token_format", "choice",
+               "the token's form: 907 (the CMW collection, default) or 399 (TF-RMM up to "
+               "v0.8)", (907, 399)),
+        Option(("--cca-hash-algo",), "hash_algo", "choice",
+               "the realm's hash algorithm, of its RIM and REMs (default sha-256)",
+               ("sha-256", "sha-512")),
+        *(Option((f"--cca-rem{i}",), f"rem{i}", "hex:32",
+                 f"REM{i}, 64 hex digits (a sha-256 realm; default zero)") for i in range(4)),
+        Option(("--cca-personalization-value",), "personalization_value", "hex:64",
+               "the realm's personalization value, 128 hex digits (default zero)"),
+    ),
+    sim_state=SimState("cca", lazy("attestcall.arm.sim.state:create_state"),
+                       lazy("attestcall.arm.sim.state:describe_state")),
 )
