@@ -28,12 +28,13 @@ from attestcall.deploy.keys import (
 )
 from attestcall.keep.platforms import open_keep
 
-TEES = {"none": 0, "sgx-sim": 2, "snp-sim": 3, "tdx-sim": 4}
+TEES = {"none": 0, "sgx-sim": 2, "snp-sim": 3, "tdx-sim": 4, "cca-sim": 5}
 MEDIA_TYPES = {
     0: "application/vnd.attestcall.evidence.none",
     2: "application/vnd.attestcall.evidence.sgx-dcap-quote",
     3: "application/vnd.attestcall.evidence.snp-report",
     4: "application/vnd.attestcall.evidence.tdx-dcap-quote",
+    5: 'application/eat-collection; eat_profile="tag:arm.com,2023:cca_platform#1.0.0"',
 }
 ENARX_OIDS = {0: "1.3.6.1.4.1.58270.1.1", 2: "1.3.6.1.4.1.58270.1.2",
               3: "1.3.6.1.4.1.58270.1.3"}  # Enarx's: none ("KVM"), SGX, SNP; none for TDX
@@ -100,14 +101,15 @@ def test_enarx_extensions(identities):
     assert report.as_octet_string() == evidence[:0x4A0]
     table = {e.guid: e.data for e in amdcerts.parse_table(evidence[0x4A0:])}
     assert der.encode_tlv(vcek.tag, vcek.value) == table[amdcerts.VCEK_GUID]
-    oids = {e.oid.dotted_string for e in identities["tdx-sim"].certificate.extensions}
-    assert not oids & set(ENARX_OIDS.values())  # Enarx defined none for TDX
+    for tee in ("tdx-sim", "cca-sim"):
+        oids = {e.oid.dotted_string for e in identities[tee].certificate.extensions}
+        assert not oids & set(ENARX_OIDS.values())  # Enarx defined none for TDX or CCA
 
 
 def test_evidence_bound_to_another_key_is_refused(identities):
-    for tee in ("sgx-sim", "snp-sim", "tdx-sim"):
+    for tee in ("sgx-sim", "snp-sim", "tdx-sim", "cca-sim"):
         identity = identities[tee]
-        key = generate_key("p384" if tee == "snp-sim" else "p256")
+        key = generate_key("p384" if tee in ("snp-sim", "cca-sim") else "p256")
         copied = build_certificate(key, identity.technology, identity.evidence)
         technology, evidence = evidence_from_certificate(copied)
         with pytest.raises(BindingError, match="not bound"):

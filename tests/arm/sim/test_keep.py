@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import struct
+import threading
 
 import pytest
 
@@ -256,3 +257,26 @@ def test_a_token_of_another_size_than_announced_is_eio_then_the_size_is_asked_ag
         assert shim.evidence_size() != size_q.ret, "learned from the refused token"
     finally:
         process.stop()
+
+
+def test_concurrent_callers_each_get_a_token_of_their_own_challenge():
+    """INIT and its CONTINUEs are one exchange: eight threads at once never mix tokens."""
+    keep, services = opened()
+    results: dict[int, bytes] = {}
+    try:
+        size = keep.source.evidence_size()
+
+        def worker(k: int) -> None:
+            for _ in range(5):
+                results[k] = keep.source.evidence(bytes([k]) * 64)
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        services.stop()
+    assert sorted(results) == list(range(8))
+    for k, token in results.items():
+        assert len(token) == size and fmt.realm_challenge(token) == bytes([k]) * 64
