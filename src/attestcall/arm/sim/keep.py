@@ -13,13 +13,14 @@ that path. So in the cca-sim keep the process behind the request block stands fo
   ``<QQ`` (status, length) and that many bytes.
 
 The shim runs Linux's arm-cca-guest loop (a granule filled piece by piece while the RMM
-answers RSI_INCOMPLETE, then the next one) and checks every answer as if it came from a
-faulty RMM: the reply's framing and length, the status, a piece no larger than offered,
-the token within the upper bound INIT gave, a bounded number of calls that write nothing,
-the size the size query announced, and the realm challenge claim (key 10, the nonce as
-a 64-byte CBOR byte string) inside the token. Any failure is a HostFailure (-EIO for the
-payload). A whole token is one exchange under a lock: INIT and its CONTINUEs are never
-interleaved.
+answers RSI_INCOMPLETE, then the next one; Linux 6.13 stops with ENXIO when a token fills
+its first granule without RSI_SUCCESS, the shim goes on, as the RMM specification allows a
+token of several granules) and checks every answer as if it came from a faulty RMM: the
+reply's framing and length, the status, a piece no larger than offered, the token within
+the upper bound INIT gave, a bounded number of calls that write nothing, the size the size
+query announced, and the realm challenge claim (key 10, the nonce as a 64-byte CBOR byte
+string) inside the token. Any failure is a HostFailure (-EIO for the payload). A whole
+token is one exchange under a lock: INIT and its CONTINUEs are never interleaved.
 
 configfs-tsm's arm_cca_guest provider has no size query either; the shim learns the size
 as configfs-tsm users do, from a real token with a zero challenge, once: a realm's tokens
@@ -43,7 +44,9 @@ from attestcall.errors import HostError, UsageError
 from attestcall.tees import Channel, KeepServices, OpenedKeep
 
 TECHNOLOGY = 5
-MAX_IDLE_CALLS = 16  # CONTINUE answers that write nothing, per token
+# CONTINUE answers that write nothing, per token: a real RMM signs in interruptible steps,
+# answering RSI_INCOMPLETE with nothing written until the signature is done
+MAX_IDLE_CALLS = 1024
 MAX_TOKEN = 1 << 16  # the largest upper bound the shim allocates for
 _REPLY = struct.Struct("<QQ")
 CHALLENGE_CLAIM = b"\x0a\x58\x40"  # claim key 10, then a 64-byte byte string's head
