@@ -1,0 +1,65 @@
+"""--tee cca-sim on the command line: ``attest`` (both forms), ``run``, ``verify``, ``sim
+show`` and ``sim collateral``. (The native, C, Python and Wasm front ends run every
+simulator, cca-sim among them: tests/frontends/test_every_simulator.py.)"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from attestcall.arm.formats import token as fmt
+from attestcall.keep.platforms import tee_names
+from tests import paths
+from tests.test_end_to_end import attestcall
+
+NONCE = bytes(range(100, 164))
+WAT = paths.WASM_PAYLOADS
+
+
+def realm(token: bytes) -> fmt.RealmClaims:
+    return fmt.decode(token).realm_claims
+
+
+def test_registered() -> None:
+    assert "cca-sim" in tee_names()
+
+
+# ---------------------------------------------------------------------- the command line
+
+
+def test_attest_writes_the_token_of_the_nonce_in_either_form(tmp_path) -> None:
+    for form in (907, 399):
+        out = tmp_path / f"token-{form}.cbor"
+        attestcall("attest", "--tee", "cca-sim", "--nonce", NONCE.hex(), "-o", str(out),
+                   "--cca-token-format", str(form), "--cca-personalization-value", "ab" * 64)
+        decoded = fmt.decode(out.read_bytes())
+        assert decoded.form == form and decoded.realm_claims.challenge == NONCE
+        assert decoded.realm_claims.personalization_value == b"\xab" * 64
+
+
+def test_run_a_wasm_module() -> None:
+    result = attestcall("run", "--tee", "cca-sim", "--cca-hash-algo", "sha-512",
+                        str(WAT / "attest.wat"), check=False)
+    assert result.returncode == 5, result.stderr.decode()
+    claims = realm(result.stdout)
+    assert claims.hash_algo == "sha-512"
+    # the RIM is the hash of the payload: the module's bytes as given
+    assert claims.initial_measurement == hashlib.sha512((WAT / "attest.wat").read_bytes()).digest()
+
+
+def test_bad_option_is_one_line(tmp_path) -> None:
+    result = attestcall("attest", "--tee", "cca-sim", "--nonce", NONCE.hex(), "-o",
+                        str(tmp_path / "x"), "--cca-hash-algo", "sha-512", "--cca-rem0",
+                        "00" * 32, check=False)
+    assert result.returncode != 0
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "REMs are 64 bytes" in lines[0]
+
+
+def test_sim_show_and_collateral(tmp_path) -> None:
+    shown = attestcall("sim", "show").stdout.decode()
+    assert "Arm CCA (simulated)" in shown
+    out = tmp_path / "anchors.json"
+    attestcall("sim", "collateral", "--tee", "cca-sim", "-o", str(out))
+    (anchor,) = json.loads(out.read_text())
+    assert anchor["instance-id"].startswith("01") and len(anchor["instance-id"]) == 66
