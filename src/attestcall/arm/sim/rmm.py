@@ -24,7 +24,7 @@ from attestcall.arm.sim.state import CcaState
 
 GRANULE_SIZE = 4096
 # What INIT answers as the token's upper bound: the RMM's token buffer (as TF-RMM reserves
-# a fixed one); a simulated token is about 1.5 KiB (2 KiB with SHA-512 measurements).
+# a fixed one); a simulated token is about 2.1 KiB (2.3 KiB with SHA-512 measurements).
 TOKEN_BUFFER_SIZE = 2 * GRANULE_SIZE
 
 RSI_SUCCESS = 0
