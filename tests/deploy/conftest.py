@@ -20,12 +20,13 @@ from attestcall.keep.platforms import open_keep
 from attestcall.tls import TlsSocket, client_context
 
 HERE = Path(__file__).resolve().parent
-SIM_TEES = ("sgx-sim", "snp-sim", "tdx-sim")
-TECHNOLOGY = {"none": 0, "sgx-sim": 2, "snp-sim": 3, "tdx-sim": 4}
+SIM_TEES = ("sgx-sim", "snp-sim", "tdx-sim", "cca-sim")
+TECHNOLOGY = {"none": 0, "sgx-sim": 2, "snp-sim": 3, "tdx-sim": 4, "cca-sim": 5}
 DEBUG_OPTIONS = {  # the simulators take the DEBUG bit differently (as the CLI passes it)
     "sgx-sim": {"identity": {"debug": True}},
     "snp-sim": {"debug": True},
     "tdx-sim": {"debug": True},
+    "cca-sim": {"debug": True},  # the platform's lifecycle: recoverable CCA platform debug
 }
 
 

@@ -26,7 +26,7 @@ def deploy(address, *args):
                            *map(str, args)], capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("tee", ["sgx-sim", "tdx-sim", "snp-sim"])
+@pytest.mark.parametrize("tee", ["sgx-sim", "tdx-sim", "snp-sim", "cca-sim"])
 def test_deploy_runs_the_workload_and_returns_its_output(tee):
     keep, address = start_keep("--tee", tee, "--once")
     try:
@@ -35,9 +35,9 @@ def test_deploy_runs_the_workload_and_returns_its_output(tee):
         keep.wait(timeout=60)
     keep_log = keep.stderr.read()
     assert result.returncode == 0, result.stderr + keep_log
-    technology = {"sgx-sim": 2, "snp-sim": 3, "tdx-sim": 4}[tee]
+    technology = {"sgx-sim": 2, "snp-sim": 3, "tdx-sim": 4, "cca-sim": 5}[tee]
     assert result.stdout.splitlines()[0] == f"technology: {technology}"
-    key = "p384" if tee == "snp-sim" else "p256"
+    key = "p384" if tee in ("snp-sim", "cca-sim") else "p256"
     assert (f"attestcall deploy: keep {address} trusted: TLS 1.3, key exchange "
             f"X25519MLKEM768, keep key {key}") in result.stderr.splitlines()
     assert keep.returncode == 0, keep_log

@@ -33,7 +33,7 @@ from attestcall.tees import registry
 from attestcall.tls import MAX_CERTIFICATE_LIST
 from tests.deploy.conftest import TECHNOLOGY, running_keep, settled
 
-ALL_TEES = ("none", "sgx-sim", "snp-sim", "tdx-sim")
+ALL_TEES = ("none", "sgx-sim", "snp-sim", "tdx-sim", "cca-sim")
 SIGNATURE_OIDS = {"mldsa44": "2.16.840.1.101.3.4.3.17", "mldsa65": "2.16.840.1.101.3.4.3.18",
                   "mldsa87": "2.16.840.1.101.3.4.3.19"}
 

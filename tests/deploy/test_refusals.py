@@ -25,9 +25,10 @@ OTHER_MEASUREMENT = {
     "sgx-sim": {"sgx": {"mrenclave": ["00" * 32]}},
     "tdx-sim": {"tdx": {"mrtd": ["00" * 48]}},
     "snp-sim": {"snp": {"measurement": ["00" * 48]}},
+    "cca-sim": {"cca": {"rim": ["00" * 32]}},
 }
 CLAIM = {"sgx-sim": ("sgx", "mrenclave"), "tdx-sim": ("tdx", "mrtd"),
-         "snp-sim": ("snp", "measurement")}
+         "snp-sim": ("snp", "measurement"), "cca-sim": ("cca", "rim")}
 
 
 def refused(address, workload, **options) -> DeployRefused:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+from attestcall import verify
 from attestcall.arm.formats import token as fmt
 from attestcall.keep.platforms import tee_names
 from tests import paths
@@ -63,3 +64,21 @@ def test_sim_show_and_collateral(tmp_path) -> None:
     attestcall("sim", "collateral", "--tee", "cca-sim", "-o", str(out))
     (anchor,) = json.loads(out.read_text())
     assert anchor["instance-id"].startswith("01") and len(anchor["instance-id"]) == 66
+
+
+def test_attest_then_verify_only_with_trust_simulated(tmp_path) -> None:
+    out = tmp_path / "token.cbor"
+    attestcall("attest", "--tee", "cca-sim", "--nonce", NONCE.hex(), "-o", str(out))
+    trusted = attestcall("verify", "--trust-simulated", "--nonce", NONCE.hex(), str(out))
+    assert trusted.stdout.decode().startswith("accepted: CCA token [SIMULATED]")
+    untrusted = attestcall("verify", "--nonce", NONCE.hex(), str(out), check=False)
+    assert untrusted.returncode == 1
+    assert "simulated" in untrusted.stdout.decode() + untrusted.stderr.decode()
+    other = attestcall("verify", "--trust-simulated", "--nonce", "00" * 64, str(out),
+                       check=False)
+    assert other.returncode == 1, "another nonce is refused"
+    # the trust-anchor store `sim collateral` writes verifies it as a user's own anchor
+    anchors = tmp_path / "anchors.json"
+    attestcall("sim", "collateral", "--tee", "cca-sim", "-o", str(anchors))
+    verdict = verify(out.read_bytes(), collateral=anchors.read_bytes(), nonce=NONCE)
+    assert verdict.accepted, verdict.reasons
