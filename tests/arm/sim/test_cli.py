@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 
-from attestcall import verify
 from attestcall.arm.formats import token as fmt
 from attestcall.keep.platforms import tee_names
 from tests import paths
@@ -77,8 +76,15 @@ def test_attest_then_verify_only_with_trust_simulated(tmp_path) -> None:
     other = attestcall("verify", "--trust-simulated", "--nonce", "00" * 64, str(out),
                        check=False)
     assert other.returncode == 1, "another nonce is refused"
-    # the trust-anchor store `sim collateral` writes verifies it as a user's own anchor
+    # the trust-anchor store `sim collateral` writes names the simulated CPAK: as the
+    # user's own anchor it verifies the token, which is still refused for being simulated
+    # unless the simulated platforms are trusted
     anchors = tmp_path / "anchors.json"
     attestcall("sim", "collateral", "--tee", "cca-sim", "-o", str(anchors))
-    verdict = verify(out.read_bytes(), collateral=anchors.read_bytes(), nonce=NONCE)
-    assert verdict.accepted, verdict.reasons
+    stored = attestcall("verify", "--cpak", str(anchors), "--nonce", NONCE.hex(), str(out),
+                        check=False)
+    assert stored.returncode == 1 and "simulated" in stored.stdout.decode()
+    assert "--trust-simulated" in stored.stdout.decode()
+    both = attestcall("verify", "--cpak", str(anchors), "--trust-simulated", "--nonce",
+                      NONCE.hex(), str(out))
+    assert both.stdout.decode().startswith("accepted: CCA token [SIMULATED]")
