@@ -15,6 +15,8 @@ from attestcall.errors import EvidenceError
 from tests.arm import tokens
 
 VECTORS = ("cca_token_draft_ffm_00.cbor", "cca_token_01.cbor", "cca_token_02.cbor",
+           "trustee_cca_example_token.cbor", "veraison_services_cca_good.cbor",
+           "veraison_services_e2e_evidence.cbor",
            "cca_token_bug_33.cbor")
 
 

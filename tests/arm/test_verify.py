@@ -93,6 +93,25 @@ def test_cca_token_02_verifies_with_its_store_and_not_with_the_bad_one():
     assert not refused.accepted and "does not verify with any trust anchor" in refused.reasons[0]
 
 
+@pytest.mark.parametrize("name, anchor, realm_profile, rak_hash", [
+    ("trustee_cca_example_token.cbor", STORE, None, "sha-256"),
+    ("veraison_services_cca_good.cbor", tokens.DATA / "cca_token_02.ta.json",
+     token.REALM_1_0, "sha-256"),
+    ("veraison_services_e2e_evidence.cbor", tokens.DATA / "cca_token_02.ta.json",
+     token.REALM_1_0, "sha-512"),
+])
+def test_the_trustee_and_veraison_services_tokens_verify(name, anchor, realm_profile,
+                                                         rak_hash):
+    data = tokens.read(name)
+    verdict = attestcall.verify(data, collateral=anchor)
+    assert verdict.accepted, verdict.reasons
+    assert verdict.claims["platform_profile"] == token.PLATFORM_LEGACY
+    assert (verdict.claims["realm_profile"], verdict.claims["rak_hash_algo"]) == (
+        realm_profile, rak_hash)
+    assert not attestcall.verify(data, collateral=PEM if anchor != STORE else
+                                 tokens.DATA / "cca_token_02.ta.json").accepted
+
+
 def test_bug_33_has_a_trustworthy_platform_and_an_unbound_realm():
     verdict = attestcall.verify(tokens.read("cca_token_bug_33.cbor"), collateral=STORE)
     assert not verdict.accepted

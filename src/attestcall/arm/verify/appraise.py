@@ -85,8 +85,8 @@ def appraise_cca(evidence: bytes, anchors: Anchors | None, roots: Sequence[Any] 
         return appraisal
     if anchors is None and not candidates:
         raise CollateralMissing(
-            "no trust anchor for the CCA platform token: give the platform's key (CPAK) as "
-            "a PEM public key, a JWK or a trust-anchor store")
+            "no trust anchor for the CCA platform token: give the platform's key (CPAK), "
+            "--cpak FILE (a PEM public key, a JWK or a trust-anchor store)")
     if anchors is not None and not anchors.for_platform(platform.implementation_id,
                                                         platform.instance_id):
         problems.append(f"no trust anchor given is for this platform (implementation id "
