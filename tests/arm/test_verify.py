@@ -210,6 +210,13 @@ def test_made_tokens_verify_for_every_form_profile_and_algorithm(form, profile, 
     assert verdict.claims["realm_profile"] == profile
 
 
+def test_realm_2_0_claims_reach_the_verdict():
+    made = tokens.make(realm_profile=token.REALM_2_0, platform_changes={"client_id": 7})
+    claims = attestcall.verify(made.evidence, collateral=pem(made.cpak)).claims
+    assert claims["platform_profile"] == token.PLATFORM_2_0 and claims["client_id"] == 7
+    assert (claims["realm_instance_id"], claims["mec_policy"]) == ("01" + "44" * 32, "shared")
+
+
 def test_a_realm_token_signed_by_another_key_is_refused():
     made = tokens.make()
     decoded = token.decode(made.evidence)

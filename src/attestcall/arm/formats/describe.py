@@ -34,6 +34,7 @@ PLATFORM_NAMES = {
     token.SOFTWARE_COMPONENTS: "cca-platform-sw-components",
     token.VERIFICATION_SERVICE: "cca-platform-service-indicator",
     token.PLATFORM_HASH_ALGO: "cca-platform-hash-algo-id",
+    token.CLIENT_ID: "cca-platform-client-id",
 }
 REALM_NAMES = {
     token.PROFILE: "cca-realm-profile",
@@ -113,6 +114,8 @@ def _platform_claims(decoded: token.Token) -> Tree:
     }
     if c.verification_service is not None:
         out["cca-platform-service-indicator"] = c.verification_service
+    if c.client_id is not None:
+        out["cca-platform-client-id"] = c.client_id
     return _with_unknown(out, decoded.platform.payload, PLATFORM_NAMES)
 
 

@@ -13,10 +13,11 @@ Platform claims (the CCA platform token, signed by the platform key CPAK): profi
 challenge (10: the hash of the realm's public key, the binding), implementation id
 (2396), instance id (256), config (2401), lifecycle (2395), software components (2399,
 each ``{1: type, 2: value, 4: version, 5: signer id, 6: hash algorithm}``), verification
-service (2400), hash algorithm (2402).
+service (2400), hash algorithm (2402), client id (2394, platform 2.0).
 
 Realm claims (the realm token, signed by the realm attestation key RAK): challenge (10,
-64 bytes), profile (265; absent in the legacy form), instance id (256, realm 2.0),
+64 bytes), profile (265; absent in the legacy form), instance id (256, realm 2.0 in the
+RMM specification; draft-ffm-rats-cca-token-03 has none),
 personalization value (44235), initial measurement (44238), four extensible measurements
 (44239), hash algorithm (44236), the RAK (44237: a raw P-384 point in the legacy form, a
 COSE_Key's bytes otherwise), the RAK's hash algorithm (44240), MEC policy (44243, realm
@@ -61,6 +62,7 @@ LIFECYCLE = 2395
 SOFTWARE_COMPONENTS = 2399
 VERIFICATION_SERVICE = 2400
 PLATFORM_HASH_ALGO = 2402
+CLIENT_ID = 2394  # platform 2.0
 # software component
 SWC_TYPE, SWC_VALUE, SWC_VERSION, SWC_SIGNER_ID, SWC_HASH_ALGO = 1, 2, 4, 5, 6
 # realm
@@ -273,6 +275,7 @@ class PlatformClaims:
     software_components: tuple[SoftwareComponent, ...]
     hash_algo: str
     verification_service: str | None = None
+    client_id: int | None = None  # platform 2.0 (draft-ffm-rats-cca-token-03)
 
     @property
     def lifecycle_state(self) -> str:
@@ -298,6 +301,8 @@ def parse_platform_claims(payload: bytes) -> PlatformClaims:
         software_components=components,
         hash_algo=c.text(PLATFORM_HASH_ALGO, "hash algorithm id"),
         verification_service=c.optional_text(VERIFICATION_SERVICE, "verification service"),
+        client_id=(c.uint(CLIENT_ID, "client id", 0xFFFFFFFF) if c.has(CLIENT_ID)
+                   else None),
     )
 
 
@@ -332,6 +337,8 @@ def encode_platform_claims(claims: PlatformClaims) -> bytes:
     }
     if claims.verification_service is not None:
         body[VERIFICATION_SERVICE] = claims.verification_service
+    if claims.client_id is not None:
+        body[CLIENT_ID] = claims.client_id
     return cose.dumps(body)
 
 
@@ -387,8 +394,11 @@ def parse_realm_claims(payload: bytes) -> RealmClaims:
         rak = cose.decode_cose_key(key, f"realm token's public key ({RAK})")
     instance_id = mec = lfa = None
     if profile == REALM_2_0:
-        instance_id = _ueid(c.bytes(INSTANCE_ID, "instance id", (UEID_SIZE,)),
-                            "realm token's instance id (256)")
+        # the RMM specification 2.0 has the instance id; draft-ffm-rats-cca-token-03's
+        # realm#2.0.0 does not: checked when present
+        raw_id = c.optional_bytes(INSTANCE_ID, "instance id", (UEID_SIZE,))
+        if raw_id is not None:
+            instance_id = _ueid(raw_id, "realm token's instance id (256)")
         mec = _mec_policy(c.get(MEC_POLICY, "MEC policy"))
         lfa = c.uint(LFA_POLICY, "LFA policy", 1) if c.has(LFA_POLICY) else None
     devices = c.optional_bytes(DEVICES_TOKEN_HASH, "devices token hash", MEASUREMENT_SIZES)

@@ -145,6 +145,8 @@ def claims(decoded: token.Token) -> dict[str, Any]:
         "platform_hash_algo": platform.hash_algo,
         "platform_alg": decoded.platform.algorithm.name,
     }
+    if platform.client_id is not None:
+        out["client_id"] = platform.client_id
     if realm.instance_id is not None:
         out["realm_instance_id"] = realm.instance_id.hex()
     if realm.mec_policy is not None:
