@@ -200,12 +200,12 @@ class _Claims:
     def _name(self, label: int, name: str) -> str:
         return f"{self.what}'s {name} ({label})"
 
-    def bytes(self, label: int, name: str, sizes: Sequence[int] | None = None) -> bytes:
+    def bstr(self, label: int, name: str, sizes: Sequence[int] | None = None) -> bytes:
         return _bytes(self.get(label, name), self._name(label, name), sizes)
 
     def optional_bytes(self, label: int, name: str,
                        sizes: Sequence[int] | None = None) -> bytes | None:
-        return self.bytes(label, name, sizes) if label in self.map else None
+        return self.bstr(label, name, sizes) if label in self.map else None
 
     def text(self, label: int, name: str, choices: Sequence[str] | None = None) -> str:
         return _text(self.get(label, name), self._name(label, name), choices)
@@ -291,12 +291,12 @@ def parse_platform_claims(payload: bytes) -> PlatformClaims:
         raise EvidenceError("the platform token's software components (2399) are empty")
     return PlatformClaims(
         profile=profile,
-        challenge=c.bytes(CHALLENGE, "challenge", MEASUREMENT_SIZES),
-        implementation_id=c.bytes(IMPLEMENTATION_ID, "implementation id",
+        challenge=c.bstr(CHALLENGE, "challenge", MEASUREMENT_SIZES),
+        implementation_id=c.bstr(IMPLEMENTATION_ID, "implementation id",
                                   (IMPLEMENTATION_ID_SIZE,)),
-        instance_id=_ueid(c.bytes(INSTANCE_ID, "instance id", (UEID_SIZE,)),
+        instance_id=_ueid(c.bstr(INSTANCE_ID, "instance id", (UEID_SIZE,)),
                           "platform token's instance id (256)"),
-        config=c.bytes(CONFIG, "config"),
+        config=c.bstr(CONFIG, "config"),
         lifecycle=c.uint(LIFECYCLE, "lifecycle", 0xFFFF),
         software_components=components,
         hash_algo=c.text(PLATFORM_HASH_ALGO, "hash algorithm id"),
@@ -387,7 +387,7 @@ def parse_realm_claims(payload: bytes) -> RealmClaims:
     if len(rems) != 4:
         raise EvidenceError(f"the realm token has {len(rems)} extensible measurements "
                             f"({REMS}), not 4")
-    key = c.bytes(RAK, "public key")
+    key = c.bstr(RAK, "public key")
     if profile is None:
         rak = cose.point_to_key(key, ec.SECP384R1(), f"realm token's public key ({RAK})")
     else:
@@ -403,10 +403,10 @@ def parse_realm_claims(payload: bytes) -> RealmClaims:
         lfa = c.uint(LFA_POLICY, "LFA policy", 1) if c.has(LFA_POLICY) else None
     devices = c.optional_bytes(DEVICES_TOKEN_HASH, "devices token hash", MEASUREMENT_SIZES)
     return RealmClaims(
-        challenge=c.bytes(CHALLENGE, "challenge", (CHALLENGE_SIZE,)),
-        personalization_value=c.bytes(PERSONALIZATION_VALUE,
+        challenge=c.bstr(CHALLENGE, "challenge", (CHALLENGE_SIZE,)),
+        personalization_value=c.bstr(PERSONALIZATION_VALUE,
                                       "personalization value", (64,)),
-        initial_measurement=c.bytes(RIM, "initial measurement", size),
+        initial_measurement=c.bstr(RIM, "initial measurement", size),
         extensible_measurements=tuple(
             _bytes(m, f"realm token's extensible measurement {i} ({REMS})", size)
             for i, m in enumerate(rems)),
