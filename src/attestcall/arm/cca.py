@@ -74,11 +74,14 @@ TEE = Tee(
     recognise=recognise,
     appraise=appraise,
     collateral_source=collateral_source,
-    collateral_options=("--cpak", ""),  # the trust anchor's file; no service
+    collateral_options=("--cpak", None),  # the trust anchor's file; no service
+    collateral_help="CCA: the platform's trust anchor (CPAK): a PEM or DER public key, a "
+    "JWK, or a trust-anchor store (JSON list of keys with implementation and instance ids)",
     simulated_roots=simulated_roots,
     policy=CCA_POLICY,
     debug_word="platform",
     report_data=report_data,
+    measurement_claim="rim",  # the realm initial measurement
     default_key_type="p384",  # the RAK's curve
     describe=lazy("attestcall.arm.formats.describe:describe_cca"),
     # a realm's token through configfs-tsm (Linux 6.13's arm-cca-guest): inblob the 64-byte

@@ -155,7 +155,7 @@ def _is_file(text: str) -> bool:
 
 
 def _looks_like_json(text: str) -> bool:
-    return text.lstrip().startswith("{")
+    return text.lstrip().startswith(("{", "["))
 
 
 def _looks_like_pem(text: str) -> bool:
