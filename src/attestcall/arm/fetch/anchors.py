@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import os
 import re
@@ -47,6 +48,12 @@ class Anchor:
     key: ec.EllipticCurvePublicKey
     implementation_id: bytes | None = None
     instance_id: bytes | None = None
+
+    @functools.cached_property
+    def point(self) -> bytes:
+        """The key as an uncompressed point: what identifies it in caches."""
+        return self.key.public_bytes(serialization.Encoding.X962,
+                                     serialization.PublicFormat.UncompressedPoint)
 
     def covers(self, implementation_id: bytes, instance_id: bytes) -> bool:
         return (self.implementation_id in (None, implementation_id)

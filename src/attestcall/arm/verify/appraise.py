@@ -44,9 +44,11 @@ def clear_caches() -> None:
     _CHECKED.clear()
 
 
-def _check(data: bytes, message: cose.Sign1, key: ec.EllipticCurvePublicKey) -> str | None:
-    """Why ``key`` does not verify ``message`` (the COSE_Sign1 in ``data``), or None."""
-    return _CHECKED.get_or_create((data, cose.raw_point(key)), lambda: message.verify(key))
+def _check(data: bytes, message: cose.Sign1, key: ec.EllipticCurvePublicKey,
+           key_id: bytes) -> str | None:
+    """Why ``key`` (identified by ``key_id``) does not verify ``message``, the COSE_Sign1
+    in ``data``; None when it does."""
+    return _CHECKED.get_or_create((data, key_id), lambda: message.verify(key))
 
 
 def appraise_cca(evidence: bytes, anchors: Anchors | None, roots: Sequence[Any] = (),
@@ -59,7 +61,7 @@ def appraise_cca(evidence: bytes, anchors: Anchors | None, roots: Sequence[Any] 
     problems = appraisal.problems
 
     assert realm.rak is not None
-    failure = _check(decoded.realm_bytes, decoded.realm, realm.rak)
+    failure = _check(decoded.realm_bytes, decoded.realm, realm.rak, b"rak")  # in those bytes
     if failure is not None:
         problems.append(f"the realm token's signature does not verify with its RAK "
                         f"({failure})")
@@ -71,9 +73,10 @@ def appraise_cca(evidence: bytes, anchors: Anchors | None, roots: Sequence[Any] 
                     if anchors is not None else []),
                   *(Anchor(key) for key in _keys(roots))]
     signer = next((a for a in candidates if _check(decoded.platform_bytes, decoded.platform,
-                                                   a.key) is None), None)
+                                                   a.key, a.point) is None), None)
     simulated = [k for k in simulated_keys
-                 if _check(decoded.platform_bytes, decoded.platform, k) is None]
+                 if _check(decoded.platform_bytes, decoded.platform, k,
+                           Anchor(k).point) is None]
     if signer is not None:
         appraisal.simulated = any(_same(signer.key, k) for k in simulated)
         if appraisal.simulated and not any(_same(signer.key, k) for k in _keys(roots)):
