@@ -86,7 +86,8 @@ def appraise_cca(evidence: bytes, anchors: Anchors | None, roots: Sequence[Any] 
         appraisal.simulated = True
         problems.append(SIMULATED)
         return appraisal
-    if anchors is None and not candidates:
+    given = [k for k in _keys(roots) if not any(_same(k, s) for s in simulated_keys)]
+    if anchors is None and not given:  # only this machine's simulated key, if anything
         raise CollateralMissing(
             "no trust anchor for the CCA platform token: give the platform's key (CPAK), "
             "--cpak FILE (a PEM public key, a JWK or a trust-anchor store)")
