@@ -66,6 +66,40 @@ def test_verify_a_simulated_token(tmp_path, env, simulated):
     assert malformed.returncode == 2 and "Traceback" not in malformed.stderr
 
 
+@pytest.mark.parametrize("name, anchor", [
+    (tokens.VECTOR, "fvp_test_cpak.pub.pem"),
+    (tokens.VECTOR, "cca_token_draft_ffm_00.ta.json"),
+    ("cca_token_01.cbor", "fvp_test_cpak.pub.pem"),
+    ("cca_token_02.cbor", "cca_token_02.ta.json"),
+])
+def test_verify_the_public_tokens_with_cpak(env, name, anchor):
+    result = attestcall(env, "verify", tokens.DATA / name, "--cpak", tokens.DATA / anchor,
+                        "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    verdict = json.loads(result.stdout)
+    assert verdict["accepted"] and verdict["technology"] == "cca" and not verdict["simulated"]
+
+
+def test_verify_with_cpak_refusals_and_unusable_anchors(tmp_path, env):
+    vector = tokens.DATA / tokens.VECTOR
+    nonce = attestcall(env, "verify", vector, "--cpak", tokens.DATA / "fvp_test_cpak.pub.pem",
+                       "--nonce", tokens.VECTOR_CHALLENGE.hex())
+    assert nonce.returncode == 0, nonce.stdout + nonce.stderr
+    other = attestcall(env, "verify", vector, "--cpak", tokens.DATA / "cca_token_02.ta.json")
+    assert other.returncode == 1 and "no trust anchor given is for this platform" in other.stdout
+    unbound = attestcall(env, "verify", tokens.DATA / "cca_token_bug_33.cbor", "--cpak",
+                         tokens.DATA / "cca_token_draft_ffm_00.ta.json")
+    assert unbound.returncode == 1 and "not bound to the realm token" in unbound.stdout
+    bad = attestcall(env, "verify", tokens.DATA / "cca_token_02.cbor", "--cpak",
+                     tokens.DATA / "cca_token_02.ta_bad.json")
+    assert bad.returncode == 2 and "not a point on P-256" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a key")
+    unusable = attestcall(env, "verify", vector, "--cpak", garbage)
+    assert unusable.returncode == 2 and "Traceback" not in unusable.stderr
+
+
 def test_verify_a_real_token_without_its_anchor_is_exit_2(env):
     result = attestcall(env, "verify", tokens.DATA / tokens.VECTOR)
     assert result.returncode == 2
