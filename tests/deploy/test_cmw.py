@@ -37,7 +37,12 @@ def test_cbor_record_round_trip(size):
 
 
 @pytest.mark.parametrize("data, message", [
-    (bytes.fromhex("9f"), "indefinite"),
+    (bytes.fromhex("9f"), "truncated"),
+    (bytes.fromhex("9f" "6161" "40" "ff"), "preferred serialisation"),
+    (bytes.fromhex("82" "7801" "61" "40"), "preferred serialisation"),  # a long head
+    (bytes.fromhex("83" "6161" "40" "f5"), "indicator"),  # true is not an integer
+    (bytes.fromhex("82" "d818" "6161" "40"), "not a text string"),  # a tag
+    (bytes.fromhex("82" "6161" "40" "40"), "bytes after"),
     (bytes.fromhex("a0"), "not a CMW record"),
     (bytes.fromhex("81" "60"), "not a CMW record"),
     (bytes.fromhex("82" "1901f4" "40"), "CoAP"),
@@ -46,7 +51,8 @@ def test_cbor_record_round_trip(size):
     (bytes.fromhex("83" "6161" "40" "20"), "indicator"),
     (bytes.fromhex("82" "6161" "45" "00"), "truncated"),
     (bytes.fromhex("82" "6161" "40" "00"), "bytes after"),
-    (bytes.fromhex("82" "5f"), "indefinite"),
+    (bytes.fromhex("82" "6161" "5f" "4100" "ff"), "preferred serialisation"),
+    (bytes.fromhex("82" "5f"), "truncated"),
 ])
 def test_malformed_cbor_records(data, message):
     with pytest.raises(CmwError, match=message):

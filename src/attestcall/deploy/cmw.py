@@ -14,8 +14,9 @@ content-format number), ``value`` a byte string; in JSON ``type`` is a media typ
 
 We write the CBOR record (the OCTET STRING alternative): the evidence is binary, and the JSON
 form cannot carry an empty value (its base64url string must be non-empty), which the
-``none`` technology needs. We read both. Only the record form is accepted, definite lengths
-only, nothing trailing; collections, tags and tunnels are refused.
+``none`` technology needs. We read both. Only the record form is accepted, in preferred
+serialisation (definite lengths), nothing trailing; collections, tags and tunnels are
+refused. CBOR goes through :mod:`attestcall.cbor` (cbor2), never a codec of our own.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
+from typing import Any
 
-from attestcall import der
+from attestcall import cbor, der
 from attestcall.errors import AttestcallError
 
 # The one place the CMW extension's OID lives (see the module docstring for its source).
@@ -33,7 +35,6 @@ CMW_EXTENSION_OID = "1.3.6.1.5.5.7.1.35"
 EVIDENCE_INDICATOR = 1 << 2  # the "ind" bit for Evidence (CMW Indicators registry, value 2)
 
 _UTF8_STRING = 0x0C
-_MAX_CBOR_HEAD_VALUE = (1 << 32) - 1  # no item here needs a 64-bit length
 
 
 class CmwError(AttestcallError):
@@ -52,81 +53,40 @@ class CmwRecord:
 # ------------------------------------------------------------------------------- CBOR
 
 
-def _cbor_head(major: int, value: int) -> bytes:
-    if value < 24:
-        return bytes([major << 5 | value])
-    for extra, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
-        if value < 1 << (8 * size):
-            return bytes([major << 5 | extra]) + value.to_bytes(size, "big")
-    raise CmwError(f"CBOR value {value} too large")
-
-
 def encode_cbor_record(record: CmwRecord) -> bytes:
     """``[type, value, ?ind]`` as CBOR (preferred, definite-length serialisation)."""
-    media = record.media_type.encode("utf-8")
-    items = [_cbor_head(3, len(media)) + media, _cbor_head(2, len(record.value)) + record.value]
+    items: list[Any] = [record.media_type, bytes(record.value)]
     if record.indicator is not None:
-        items.append(_cbor_head(0, record.indicator))
-    return _cbor_head(4, len(items)) + b"".join(items)
-
-
-class _CborReader:
-    def __init__(self, data: bytes):
-        self.data = data
-        self.offset = 0
-
-    def head(self) -> tuple[int, int]:
-        if self.offset >= len(self.data):
-            raise CmwError("CBOR record is truncated")
-        first = self.data[self.offset]
-        self.offset += 1
-        major, extra = first >> 5, first & 0x1F
-        if extra < 24:
-            return major, extra
-        sizes = {24: 1, 25: 2, 26: 4, 27: 8}
-        if extra not in sizes:
-            raise CmwError("indefinite-length or reserved CBOR items are not accepted")
-        size = sizes[extra]
-        raw = self.take(size)
-        value = int.from_bytes(raw, "big")
-        if value > _MAX_CBOR_HEAD_VALUE:
-            raise CmwError("CBOR length out of range")
-        return major, value
-
-    def take(self, size: int) -> bytes:
-        if self.offset + size > len(self.data):
-            raise CmwError("CBOR record is truncated")
-        out = self.data[self.offset : self.offset + size]
-        self.offset += size
-        return out
+        items.append(record.indicator)
+    return cbor.dumps(items)
 
 
 def decode_cbor_record(data: bytes) -> CmwRecord:
-    """Parse a CBOR CMW record; every other CBOR shape raises CmwError."""
-    reader = _CborReader(bytes(data))
-    major, count = reader.head()
-    if major != 4 or count not in (2, 3):
-        raise CmwError("not a CMW record (a CBOR array of 2 or 3 items)")
-    major, length = reader.head()
-    if major == 0:
-        raise CmwError("CoAP content-format types are not supported; use a media type")
-    if major != 3:
-        raise CmwError("CMW record type is not a text string")
+    """Parse a CBOR CMW record; every other CBOR shape raises CmwError. The record must be
+    in CBOR's preferred serialisation (as :func:`encode_cbor_record` writes it): no
+    indefinite lengths, no longer heads than needed."""
+    data = bytes(data)
     try:
-        media_type = reader.take(length).decode("utf-8")
-    except UnicodeDecodeError:
-        raise CmwError("CMW record type is not UTF-8") from None
-    major, length = reader.head()
-    if major != 2:
+        item = cbor.loads(data)
+    except cbor.CborTruncated:
+        raise CmwError("CBOR record is truncated") from None
+    except cbor.CborError as exc:
+        raise CmwError(f"CMW record: {exc}") from None
+    if not isinstance(item, list) or len(item) not in (2, 3):
+        raise CmwError("not a CMW record (a CBOR array of 2 or 3 items)")
+    media_type, value, *rest = item
+    if type(media_type) is int:
+        raise CmwError("CoAP content-format types are not supported; use a media type")
+    if not isinstance(media_type, str):
+        raise CmwError("CMW record type is not a text string")
+    if not isinstance(value, bytes):
         raise CmwError("CMW record value is not a byte string")
-    value = reader.take(length)
-    indicator = None
-    if count == 3:
-        major, indicator = reader.head()
-        if major != 0:
-            raise CmwError("CMW record indicator is not an unsigned integer")
-    if reader.offset != len(reader.data):
-        raise CmwError("bytes after the CMW record")
+    indicator = rest[0] if rest else None
+    if indicator is not None and (type(indicator) is not int or indicator < 0):
+        raise CmwError("CMW record indicator is not an unsigned integer")
+    if cbor.dumps(item) != data:
+        raise CmwError("CMW record is not in CBOR's preferred serialisation (indefinite "
+                       "lengths, or longer heads than needed)")
     return CmwRecord(media_type, value, indicator)
 
 
