@@ -29,21 +29,22 @@ def loads(data: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     """The one CBOR data item that ``data`` is (arrays inside tags come back as tuples, as
     cbor2 gives them). :class:`CborTruncated` when it ends early, :class:`CborError` when
     it is not well-formed, nests deeper than ``max_depth``, repeats a map key or is
-    followed by more bytes."""
+    followed by more bytes. Messages read after the name of what was decoded ("the CMW
+    record is truncated ...")."""
     data = bytes(data)
     if not data:
-        raise CborTruncated("empty (no CBOR data item)")
+        raise CborTruncated("is empty")
     stream = io.BytesIO(data)
     try:
         value = cbor2.CBORDecoder(stream, max_depth=max_depth,
                                   allow_duplicate_keys=False).decode()
     except cbor2.CBORDecodeEOF:
-        raise CborTruncated("truncated (its CBOR ends early)") from None
+        raise CborTruncated("is truncated (its CBOR ends early)") from None
     except (cbor2.CBORError, ValueError, TypeError, OverflowError, RecursionError,
             MemoryError, LookupError) as exc:
-        raise CborError(f"not well-formed CBOR: {_short(exc)}") from None
+        raise CborError(f"is not well-formed CBOR: {_short(exc)}") from None
     if stream.tell() != len(data):
-        raise CborError(f"{len(data) - stream.tell()} bytes after its CBOR data item")
+        raise CborError(f"has {len(data) - stream.tell()} bytes after its CBOR data item")
     return value
 
 

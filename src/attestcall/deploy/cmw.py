@@ -68,10 +68,8 @@ def decode_cbor_record(data: bytes) -> CmwRecord:
     data = bytes(data)
     try:
         item = cbor.loads(data)
-    except cbor.CborTruncated:
-        raise CmwError("CBOR record is truncated") from None
     except cbor.CborError as exc:
-        raise CmwError(f"CMW record: {exc}") from None
+        raise CmwError(f"the CMW record {exc}") from None
     if not isinstance(item, list) or len(item) not in (2, 3):
         raise CmwError("not a CMW record (a CBOR array of 2 or 3 items)")
     media_type, value, *rest = item

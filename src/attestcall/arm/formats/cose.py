@@ -1,5 +1,5 @@
 """COSE as the CCA token uses it (RFC 9052 / 9053): COSE_Sign1 with ES256, ES384 or
-ES512, and EC2 COSE_Key public keys. CBOR through ``cbor2``, signatures through
+ES512, and EC2 COSE_Key public keys. CBOR through :mod:`attestcall.cbor` (cbor2), signatures through
 ``cryptography``; no I/O.
 
 A COSE_Sign1 is ``[protected: bstr, unprotected: map, payload: bstr, signature: bstr]``,
@@ -14,7 +14,6 @@ hostile CBOR (nesting, lengths past the input, invalid text) ends as one too.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
+from attestcall import cbor
 from attestcall.errors import EvidenceError
 
 TAG_SIGN1 = 18
@@ -65,38 +65,21 @@ BY_CURVE_NAME: dict[str, Algorithm] = {a.curve.name: a for a in (ES256, ES384, E
 
 
 def loads(data: bytes, what: str) -> Any:
-    """The one CBOR data item that ``data`` is; EvidenceError naming ``what`` when it is
-    not well-formed, is nested deeper than :data:`MAX_DEPTH`, repeats a map key or is
-    followed by more bytes."""
+    """The one CBOR data item that ``data`` is (:func:`attestcall.cbor.loads`: bounded
+    nesting, no repeated map key, nothing after it); EvidenceError naming ``what``
+    otherwise."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise EvidenceError(f"the {what} is not a byte string")
-    data = bytes(data)
-    if not data:
-        raise EvidenceError(f"the {what} is empty")
-    stream = io.BytesIO(data)
     try:
-        decoder = cbor2.CBORDecoder(stream, max_depth=MAX_DEPTH, allow_duplicate_keys=False)
-        value = decoder.decode()
-    except cbor2.CBORDecodeEOF:
-        raise EvidenceError(f"the {what} is truncated (its CBOR ends early)") from None
-    except (cbor2.CBORError, ValueError, TypeError, OverflowError, RecursionError,
-            MemoryError, LookupError) as exc:
-        raise EvidenceError(f"the {what} is not well-formed CBOR: {_short(exc)}") from None
-    if stream.tell() != len(data):
-        raise EvidenceError(f"the {what} has {len(data) - stream.tell()} bytes after its "
-                            "CBOR data item")
-    return value
+        return cbor.loads(bytes(data), max_depth=MAX_DEPTH)
+    except cbor.CborError as exc:
+        raise EvidenceError(f"the {what} {exc}") from None
 
 
 def dumps(value: Any) -> bytes:
     """``value`` in CBOR, deterministically (RFC 8949 section 4.2: shortest forms, map
     keys in bytewise order)."""
-    return cbor2.dumps(value, canonical=True)
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text if len(text) <= 120 else text[:117] + "..."
+    return cbor.dumps(value)
 
 
 def untag(value: Any, tag: int, what: str, *, required: bool = True) -> Any:
