@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 from attestcall.arm.formats import token as fmt
 from attestcall.keep.platforms import tee_names
@@ -54,6 +55,20 @@ def test_bad_option_is_one_line(tmp_path) -> None:
     assert result.returncode != 0
     lines = result.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and "REMs are 64 bytes" in lines[0]
+
+
+def test_sim_reset_makes_a_new_platform(tmp_path) -> None:
+    env = dict(os.environ, ATTESTCALL_HOME=str(tmp_path / "home"))
+
+    def instance_id() -> str:
+        shown = attestcall("sim", "show", env=env).stdout.decode()
+        (line,) = [line for line in shown.splitlines() if "instance id" in line]
+        return line.split()[-1]
+
+    before, public = instance_id(), (tmp_path / "home" / "cca" / "cpak.pub.pem").read_bytes()
+    attestcall("sim", "reset", env=env)
+    assert instance_id() != before
+    assert (tmp_path / "home" / "cca" / "cpak.pub.pem").read_bytes() != public
 
 
 def test_sim_show_and_collateral(tmp_path) -> None:
