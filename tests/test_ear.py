@@ -202,7 +202,7 @@ def test_claims_set_refusals():
         ear.claims_set(verdict_for("cove", {}), issued_at=NOW)
 
 
-@pytest.mark.parametrize("tee", ["sgx-sim", "snp-sim", "tdx-sim"])
+@pytest.mark.parametrize("tee", ["sgx-sim", "snp-sim", "tdx-sim", "cca-sim"])
 def test_real_verdicts_of_the_simulators(tee, tmp_path, monkeypatch):
     """From real (simulated) evidence through attestcall.verify: accepted is affirming,
     a refusal by the measurement allow-list contraindicates executables, and untrusted
@@ -219,7 +219,7 @@ def test_real_verdicts_of_the_simulators(tee, tmp_path, monkeypatch):
     assert got[ear.STATUS] == "affirming"
     assert got[ear.VECTOR]["instance-identity"] == 2 and got[ear.VECTOR]["hardware"] == 2
     assert got[ear.ANNOTATED_EVIDENCE] == accepted.claims
-    claim = {"sgx": "mrenclave", "tdx": "mrtd", "snp": "measurement"}[name]
+    claim = {"sgx": "mrenclave", "tdx": "mrtd", "snp": "measurement", "cca": "rim"}[name]
     policy = Policy.parse({name: {claim: ["00" * len(bytes.fromhex(accepted.claims[claim]))]}})
     refused = verify(evidence, technology=name, collateral=collateral, trust_simulated=True,
                      policy=policy)

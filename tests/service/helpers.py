@@ -38,7 +38,7 @@ from tests.fakes.collateral_server import CollateralServer, serve_intel
 from tests.paths import REPO
 
 SRC = REPO / "src"
-TEES = {"sgx-sim": "sgx", "snp-sim": "snp", "tdx-sim": "tdx"}  # simulated keeps
+TEES = {"sgx-sim": "sgx", "snp-sim": "snp", "tdx-sim": "tdx", "cca-sim": "cca"}  # simulated keeps
 TIMEOUT = 60.0  # seconds any one socket or process operation may take before the test fails
 
 

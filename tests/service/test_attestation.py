@@ -126,7 +126,7 @@ def test_evidence_bound_to_a_challenge_gets_an_affirming_token(service, keeps, t
     assert (entry.kind, entry.outcome, entry.peer, entry.technology, entry.serial,
             entry.reasons) == ("token", "accepted", "127.0.0.1", name, None, ())
     assert entry.measurement == verdict.claims[{"sgx": "mrenclave", "tdx": "mrtd",
-                                                "snp": "measurement"}[name]]
+                                                "snp": "measurement", "cca": "rim"}[name]]
     # the challenge served once: the same request again is refused, and audited
     document = assert_problem(*post(service, {"evidence": b64(evidence),
                                               "challenge": b64(challenge)}), 403)
