@@ -34,7 +34,7 @@ MEDIA_TYPES = {
     2: "application/vnd.attestcall.evidence.sgx-dcap-quote",
     3: "application/vnd.attestcall.evidence.snp-report",
     4: "application/vnd.attestcall.evidence.tdx-dcap-quote",
-    5: 'application/eat-collection; eat_profile="tag:arm.com,2023:cca_platform#1.0.0"',
+    5: 'application/eat-collection; profile="http://arm.com/CCA-SSD/1.0.0"',
 }
 ENARX_OIDS = {0: "1.3.6.1.4.1.58270.1.1", 2: "1.3.6.1.4.1.58270.1.2",
               3: "1.3.6.1.4.1.58270.1.3"}  # Enarx's: none ("KVM"), SGX, SNP; none for TDX

@@ -14,7 +14,10 @@ from attestcall.tees import Backend, Option, SimState, Tee, TsmProvider, lazy
 if TYPE_CHECKING:
     import datetime as dt
 
-MEDIA_TYPE = 'application/eat-collection; eat_profile="tag:arm.com,2023:cca_platform#1.0.0"'
+# The media type CCA verifiers in the field take the token under (Veraison's CCA schemes,
+# its linux-tsm evidence builder, trustee's clients): a keep certificate's CMW record says
+# it, so such a verifier can be handed the record's value as is.
+MEDIA_TYPE = 'application/eat-collection; profile="http://arm.com/CCA-SSD/1.0.0"'
 SIM_FOLDER = "cca"  # the simulator's folder in the simulated-platform home
 SIM_CPAK = "cpak.pub.pem"  # ... and its public platform key there
 
