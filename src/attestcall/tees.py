@@ -26,7 +26,7 @@ import importlib
 import os
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -103,6 +103,19 @@ class Probe:
 KeepOpener = Callable[[bytes, Mapping[str, Any], KeepServices], OpenedKeep]
 
 
+def refuse_unknown_options(options: Mapping[str, Any], known: Collection[str],
+                           keep: str) -> None:
+    """:class:`UsageError` for an option given to keep ``keep`` that is not in ``known``:
+    one set to a value (None, or a mapping of Nones such as unset identity overrides, is
+    no option given)."""
+    for key, value in options.items():
+        if key in known or value is None:
+            continue
+        if isinstance(value, Mapping) and all(v is None for v in value.values()):
+            continue
+        raise UsageError(f"option {key!r} does not apply to {keep}")
+
+
 @dataclass(frozen=True)
 class Backend:
     """A way to answer get_attestation: a simulator, or a real device interface.
@@ -120,9 +133,9 @@ class Backend:
 @dataclass(frozen=True)
 class Option:
     """A command-line option of a TEE's keeps (``attestcall run``, ``attest``, ``keep
-    serve``). ``kind``: ``"flag"``, ``"u16"``, ``"u64"``, ``"hex:N"`` (N bytes), or
-    ``"choice"`` with ``choices`` (ints or strings). The value reaches the opener's
-    options under ``key``; options not given are absent."""
+    serve``). ``kind``: ``"flag"``, ``"u16"``, ``"u64"``, ``"hex:N"`` (N bytes;
+    ``"hex:32|64"``: either size), or ``"choice"`` with ``choices`` (ints or strings). The
+    value reaches the opener's options under ``key``; options not given are absent."""
 
     flags: tuple[str, ...]
     key: str

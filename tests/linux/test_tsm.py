@@ -220,6 +220,7 @@ def test_enxio_without_provider():
     with pytest.raises(TsmError, match="no TSM provider") as info:
         client(fake).report(NONCE)
     assert info.value.errno == errno.ENXIO
+    assert "sev_guest, tdx_guest, arm_cca_guest?" in str(info.value)  # every registered one
     assert fake.made == []
 
 

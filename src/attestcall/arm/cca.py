@@ -100,8 +100,9 @@ TEE = Tee(
         Option(("--cca-hash-algo",), "hash_algo", "choice",
                "the realm's hash algorithm, of its RIM and REMs (default sha-256)",
                ("sha-256", "sha-512")),
-        *(Option((f"--cca-rem{i}",), f"rem{i}", "hex:32",
-                 f"REM{i}, 64 hex digits (a sha-256 realm; default zero)") for i in range(4)),
+        *(Option((f"--cca-rem{i}",), f"rem{i}", "hex:32|64",
+                 f"REM{i}: 64 hex digits in a sha-256 realm, 128 in a sha-512 one (default "
+                 "zero)") for i in range(4)),
         Option(("--cca-personalization-value",), "personalization_value", "hex:64",
                "the realm's personalization value, 128 hex digits (default zero)"),
     ),

@@ -71,15 +71,20 @@ def _optional_rest(parser: argparse.ArgumentParser, metavar: str, help: str) -> 
     action.required = False  # argparse lists a REMAINDER as required when nothing precedes it
 
 
-def _hex_bytes(size: int, what: str):
+def _hex_bytes(size: int | tuple[int, ...], what: str):
+    """An argparse type: hex digits for ``size`` bytes (or any of several sizes)."""
+    sizes = (size,) if isinstance(size, int) else size
+
     def parse(text: str) -> bytes:
         try:
             value = bytes.fromhex(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{what} must be hex digits") from None
-        if len(value) != size:
+        if len(value) not in sizes:
+            wanted = " or ".join(f"{n * 2}" for n in sizes)
             raise argparse.ArgumentTypeError(
-                f"{what} must be {size * 2} hex digits ({size} bytes), got {len(text)}"
+                f"{what} must be {wanted} hex digits ({' or '.join(map(str, sizes))} bytes), "
+                f"got {len(text)}"
             )
         return value
 
@@ -133,7 +138,8 @@ def _option_type(option: Option) -> dict[str, Any]:
     if option.kind == "u64":
         return {"type": _u64, "metavar": "N"}
     if option.kind.startswith("hex:"):
-        return {"type": _hex_bytes(int(option.kind[4:]), flag), "metavar": "HEX"}
+        sizes = tuple(int(n) for n in option.kind[4:].split("|"))
+        return {"type": _hex_bytes(sizes, flag), "metavar": "HEX"}
     if option.kind == "choice":
         kind = type(option.choices[0]) if option.choices else str
         return {"type": kind, "choices": option.choices}

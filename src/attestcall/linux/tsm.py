@@ -93,7 +93,8 @@ class TsmReport:
 
 
 _HINTS = {
-    errno.ENXIO: "no TSM provider is registered (is the sev-guest or tdx-guest driver loaded?)",
+    errno.ENXIO: "no TSM provider is registered (is a guest driver that provides one "
+                 "loaded: {providers}?)",
     errno.ENOTTY: "the TSM provider went away",
     errno.EBUSY: "the report instance refuses writes until it is read (another writer?)",
     errno.EFBIG: "inblob takes at most 64 bytes",
@@ -107,7 +108,7 @@ _HINTS = {
 
 
 def _failure(step: str, path: str, exc: OSError) -> TsmError:
-    hint = _HINTS.get(exc.errno or 0)
+    hint = _HINTS.get(exc.errno or 0, "").replace("{providers}", ", ".join(provider_names()))
     message = f"configfs-tsm: {step} {path}: {describe_os_error(exc)}"
     if hint:
         message += f": {hint}"

@@ -57,6 +57,21 @@ def test_bad_option_is_one_line(tmp_path) -> None:
     assert len(lines) == 1 and "REMs are 64 bytes" in lines[0]
 
 
+def test_a_sha512_realm_takes_64_byte_rems_on_the_command_line(tmp_path) -> None:
+    from attestcall.arm.formats.token import decode
+
+    out = tmp_path / "token.cbor"
+    result = attestcall("attest", "--tee", "cca-sim", "--nonce", NONCE.hex(), "-o", str(out),
+                        "--cca-hash-algo", "sha-512", "--cca-rem3", "cd" * 64, check=False)
+    assert result.returncode == 0, result.stderr.decode()
+    assert decode(out.read_bytes()).realm_claims.extensible_measurements[3] == b"\xcd" * 64
+    odd = attestcall("attest", "--tee", "cca-sim", "--nonce", NONCE.hex(), "-o", str(out),
+                     "--cca-rem3", "cd" * 40, check=False)
+    assert odd.returncode == 2
+    assert "--cca-rem3 must be 64 or 128 hex digits (32 or 64 bytes), got 80" in \
+        odd.stderr.decode()
+
+
 def test_sim_reset_makes_a_new_platform(tmp_path) -> None:
     env = dict(os.environ, ATTESTCALL_HOME=str(tmp_path / "home"))
 

@@ -41,7 +41,7 @@ from attestcall.arm.sim import rmm as rsi
 from attestcall.arm.sim import token as tok
 from attestcall.arm.sim.state import load_state
 from attestcall.errors import HostError, UsageError
-from attestcall.tees import Channel, KeepServices, OpenedKeep
+from attestcall.tees import Channel, KeepServices, OpenedKeep, refuse_unknown_options
 
 TECHNOLOGY = 5
 # CONTINUE answers that write nothing, per token: a real RMM signs in interruptible steps,
@@ -159,15 +159,6 @@ _KNOWN = {"token_format", "hash_algo", "rem0", "rem1", "rem2", "rem3",
           "personalization_value", "debug", "timeout"}
 
 
-def _check_unknown(options: Mapping[str, Any]) -> None:
-    for key, value in options.items():
-        if key in _KNOWN or value is None:
-            continue
-        if isinstance(value, Mapping) and all(v is None for v in value.values()):
-            continue
-        raise UsageError(f"option {key!r} does not apply to cca-sim")
-
-
 def _hex(options: Mapping[str, Any], key: str, sizes: tuple[int, ...]) -> bytes | None:
     value = options.get(key)
     if value is None:
@@ -227,7 +218,7 @@ def open_cca_sim(payload: bytes, options: Mapping[str, Any],
     - ``timeout``: seconds the shim waits for the RMM (default 10).
 
     Raises UsageError for a bad or foreign option."""
-    _check_unknown(options)
+    refuse_unknown_options(options, _KNOWN, "cca-sim")
     form = token_form(options)
     identity = realm_identity(payload, options)
     debug = bool(options.get("debug"))

@@ -44,7 +44,7 @@ from attestcall.amd.formats import sev_launch as sl
 from attestcall.amd.sim import sev as sev_sim
 from attestcall.amd.sim.sev import GuestMemory, SimulatedSevFirmware
 from attestcall.errors import AttestcallError, UsageError
-from attestcall.tees import KeepServices, OpenedKeep
+from attestcall.tees import KeepServices, OpenedKeep, refuse_unknown_options
 
 SHIM_PADDR = 0x10_0000
 SHIM_IMAGE_SIZE = 0x1000
@@ -234,15 +234,6 @@ class SevProvisioner:
 _KNOWN = {"key", "policy", "timeout"}
 
 
-def _check_unknown(options: Mapping[str, Any]) -> None:
-    for key, value in options.items():
-        if key in _KNOWN or value is None:
-            continue
-        if isinstance(value, Mapping) and all(v is None for v in value.values()):
-            continue
-        raise UsageError(f"option {key!r} does not apply to sev-sim")
-
-
 def _private_key(value: Any) -> PrivateKeyTypes:
     if value is None:
         return ec.generate_private_key(ec.SECP384R1())
@@ -267,7 +258,7 @@ def open_sev_sim(payload: bytes, options: Mapping[str, Any],
     ``details`` holds the public key (PEM), the launch digest and the policy.
     ``provisioner`` launches this payload afresh for a remote tenant
     (:class:`SevProvisioner`; ``sev_launch.Tenant`` is the other side)."""
-    _check_unknown(options)
+    refuse_unknown_options(options, _KNOWN, "sev-sim")
     key = _private_key(options.get("key"))
     policy = options.get("policy")
     policy = sl.DEFAULT_POLICY if policy is None else int(policy)

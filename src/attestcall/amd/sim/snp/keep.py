@@ -37,13 +37,12 @@ from attestcall.amd.formats import report as snp
 from attestcall.amd.sim import snp as snp_sim
 from attestcall.amd.sim.snp.psp import SUPPORTED_VERSIONS
 from attestcall.errors import HostError, UsageError
-from attestcall.tees import Channel, KeepServices, OpenedKeep
+from attestcall.tees import Channel, KeepServices, OpenedKeep, refuse_unknown_options
 
 REPORT_SIZE = snp.REPORT_SIZE
 RESPONSE_SIZE = gm.HEADER_SIZE + gm.REPORT_RSP_SIZE
 CERTS_LIMIT = 0x4000  # SEV_FW_BLOB_MAX_SIZE: the most certificate data the driver accepts
 SEQNO_LIMIT = 2**32 - 1  # the secrets page's OS area keeps the count as a u32
-
 
 
 class Op(IntEnum):
@@ -191,15 +190,6 @@ _KNOWN = {"product", "vlek", "report_version", "host_data", "family_id", "image_
           "timeout"}
 
 
-def _check_unknown(options: Mapping[str, Any]) -> None:
-    for key, value in options.items():
-        if key in _KNOWN or value is None:
-            continue
-        if isinstance(value, Mapping) and all(v is None for v in value.values()):
-            continue  # e.g. SGX identity overrides left unset
-        raise UsageError(f"option {key!r} does not apply to snp-sim")
-
-
 def open_snp_sim(payload: bytes, options: Mapping[str, Any],
                  services: KeepServices) -> OpenedKeep:
     """A keep on the simulated SEV-SNP machine, its guest measured from ``payload``.
@@ -217,7 +207,7 @@ def open_snp_sim(payload: bytes, options: Mapping[str, Any],
 
     Unknown options raise UsageError unless unset (None). ``Keep.details`` holds the
     product, measurement and signing-key kind."""
-    _check_unknown(options)
+    refuse_unknown_options(options, _KNOWN, "snp-sim")
     try:
         product = snp_sim.product(options.get("product") or "milan")
     except snp_sim.UnknownProduct as exc:
