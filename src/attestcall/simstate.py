@@ -27,7 +27,7 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -171,8 +171,10 @@ def _corrupt(folder: Path, why: str) -> SimStateError:
     return SimStateError(f"simulated platform state in {folder} is corrupt ({why}); {RESET_HINT}")
 
 
-def check_manifest(folder: Path, platform: str) -> dict[str, bytes]:
-    """Read every file the manifest lists, checking its digest; return name -> bytes."""
+def check_manifest(folder: Path, platform: str,
+                   required: Sequence[str] = ()) -> dict[str, bytes]:
+    """Read every file the manifest lists, checking its digest; return name -> bytes. A
+    manifest that does not list every name in ``required`` is a corrupt state too."""
     try:
         manifest = json.loads((folder / MANIFEST).read_bytes())
     except FileNotFoundError:
@@ -198,6 +200,9 @@ def check_manifest(folder: Path, platform: str) -> dict[str, bytes]:
         if hashlib.sha256(data).hexdigest() != digest:
             raise _corrupt(folder, f"{name} does not match the manifest")
         contents[name] = data
+    missing = [name for name in required if name not in contents]
+    if missing:
+        raise _corrupt(folder, f"the manifest lacks {', '.join(missing)}")
     return contents
 
 

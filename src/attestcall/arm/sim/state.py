@@ -111,10 +111,7 @@ def _p384(folder: Path, name: str, data: bytes) -> ec.EllipticCurvePrivateKey:
 
 def read_state(folder: Path) -> CcaState:
     """Load and check the CCA state in ``folder`` (no cache)."""
-    files = simstate.check_manifest(folder, PLATFORM)
-    missing = [name for name in _FILES if name not in files]
-    if missing:
-        raise simstate.corrupt(folder, f"the manifest lacks {', '.join(missing)}")
+    files = simstate.check_manifest(folder, PLATFORM, _FILES)
     try:
         cpak = _p384(folder, CPAK_KEY, files[CPAK_KEY])
         rak = _p384(folder, RAK_KEY, files[RAK_KEY])

@@ -91,10 +91,7 @@ def create_state(folder: Path) -> None:
 
 
 def read_state(folder: Path) -> SevState:
-    files = simstate.check_manifest(folder, PLATFORM)
-    missing = [name for name in _FILES if name not in files]
-    if missing:
-        raise simstate.corrupt(folder, f"the manifest lacks {', '.join(missing)}")
+    files = simstate.check_manifest(folder, PLATFORM, _FILES)
     for name in _KEYS:
         simstate.check_private(folder, f"{name}.key.pem")
     try:

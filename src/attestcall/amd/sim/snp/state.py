@@ -139,10 +139,7 @@ def _create_chain(product: Product) -> Callable[[Path], None]:
 
 
 def _read_chain(product: Product, folder: Path) -> ProductChain:
-    files = simstate.check_manifest(folder, f"{PLATFORM}-{product.key}")
-    missing = [name for name in _CHAIN_FILES if name not in files]
-    if missing:
-        raise simstate.corrupt(folder, f"the manifest lacks {', '.join(missing)}")
+    files = simstate.check_manifest(folder, f"{PLATFORM}-{product.key}", _CHAIN_FILES)
     for name in (ARK_KEY, ASK_KEY, ASVK_KEY):
         simstate.check_private(folder, name)
     try:
@@ -265,10 +262,7 @@ def create_state(folder: Path) -> None:
 
 
 def read_state(folder: Path) -> SnpState:
-    files = simstate.check_manifest(folder, PLATFORM)
-    missing = [name for name in _FILES if name not in files]
-    if missing:
-        raise simstate.corrupt(folder, f"the manifest lacks {', '.join(missing)}")
+    files = simstate.check_manifest(folder, PLATFORM, _FILES)
     simstate.check_private(folder, MASTER_SECRET)
     master = files[MASTER_SECRET]
     if len(master) != 32:

@@ -132,10 +132,7 @@ def load_state(home: Path | str | None = None) -> SgxState:
 
 def read_state(folder: Path) -> SgxState:
     """Load and check the state in ``folder`` (no cache)."""
-    files = simstate.check_manifest(folder, PLATFORM)
-    missing = [name for name in _FILES if name not in files]
-    if missing:
-        raise simstate.corrupt(folder, f"the manifest lacks {', '.join(missing)}")
+    files = simstate.check_manifest(folder, PLATFORM, _FILES)
     try:
         keys = {name: simstate.load_private_key(folder, name, files[name])
                 for name in _EC_KEYS}  # fmt: skip

@@ -86,10 +86,7 @@ def _pck_digest(sgx: SgxState) -> str:
 
 def read_state(folder: Path, sgx: SgxState) -> TdxState:
     """Load and check the TDX state in ``folder`` against the SGX state ``sgx`` (no cache)."""
-    files = simstate.check_manifest(folder, PLATFORM)
-    missing = [name for name in _FILES if name not in files]
-    if missing:
-        raise simstate.corrupt(folder, f"the manifest lacks {', '.join(missing)}")
+    files = simstate.check_manifest(folder, PLATFORM, _FILES)
     try:
         key = simstate.load_private_key(folder, ATTESTATION_KEY, files[ATTESTATION_KEY])
         if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
