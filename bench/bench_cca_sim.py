@@ -18,12 +18,10 @@ either misses it. The state lives in a temporary directory unless ATTESTCALL_HOM
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from collections.abc import Callable
 
-from timing import missed
+from timing import contract_calls, missed, private_home
 from timing import per_call as _per_call
 
 ROUNDS = 21
@@ -38,9 +36,7 @@ def per_call(function: Callable[[], object]) -> float:
 
 def main(argv: list[str]) -> int:
     form = int(argv[0]) if argv else 907
-    if "ATTESTCALL_HOME" not in os.environ:
-        os.environ["ATTESTCALL_HOME"] = tempfile.mkdtemp(prefix="attestcall-bench-")
-    from attestcall.abi import BufferMemory, get_attestation
+    private_home()
     from attestcall.arm.formats import cose
     from attestcall.arm.sim import rmm as rsi
     from attestcall.arm.sim import token as tok
@@ -64,20 +60,10 @@ def main(argv: list[str]) -> int:
     keep = open_keep("cca-sim", b"bench payload", token_format=form)
     source = keep.source
     size = source.evidence_size()
-    memory = BufferMemory(bytearray(64 + size))
-    memory.write(memory.base, nonce)
+    one_call, size_query_and_call = contract_calls(source, nonce, size)
 
     def exchange() -> bytes:
         return source.channel.call(Op.RSI_TOKEN_INIT, nonce, 16)  # type: ignore[attr-defined]
-
-    def one_call() -> int:
-        return get_attestation(memory.base, 64, memory.base + 64, size, memory=memory,
-                               source=source).ret
-
-    def size_query_and_call() -> int:
-        answer = get_attestation(0, 0, 0, 0, memory=memory, source=source).ret
-        return get_attestation(memory.base, 64, memory.base + 64, answer, memory=memory,
-                               source=source).ret
 
     assert len(in_process()) == size == one_call() == size_query_and_call()
     try:

@@ -9,13 +9,11 @@ The state lives in a temporary directory unless ATTESTCALL_HOME is set.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from timing import missed
+from timing import missed, private_home
 from timing import per_call as _per_call
 
 ROUNDS = 21
@@ -29,8 +27,7 @@ def per_call(function: Callable[[], object]) -> float:
 
 
 def main() -> int:
-    if "ATTESTCALL_HOME" not in os.environ:
-        os.environ["ATTESTCALL_HOME"] = tempfile.mkdtemp(prefix="attestcall-bench-")
+    private_home()
     from attestcall.intel.sim.sgx import EnclaveIdentity, QuotingEnclave, SimulatedCpu, load_state
 
     state = load_state()

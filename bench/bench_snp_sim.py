@@ -15,15 +15,13 @@ there generates the Milan chain: three RSA-4096 keys, a few seconds, not measure
 
 from __future__ import annotations
 
-import os
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from timing import missed
+from timing import contract_calls, missed, private_home
 
 ROUNDS = 21
 PER_ROUND = 100
@@ -49,8 +47,7 @@ def interleaved(functions: dict[str, Callable[[], object]]) -> dict[str, list[fl
 
 
 def main() -> int:
-    if "ATTESTCALL_HOME" not in os.environ:
-        os.environ["ATTESTCALL_HOME"] = tempfile.mkdtemp(prefix="attestcall-bench-")
+    private_home()
     from attestcall.abi import BufferMemory, get_attestation
     from attestcall.keep.platforms import open_keep
 
@@ -64,17 +61,7 @@ def main() -> int:
     with open_keep("snp-sim", b"bench payload") as keep:
         source = keep.source
         size = get_attestation(0, 0, 0, 0, memory=BufferMemory(bytearray(1)), source=source).ret
-        memory = BufferMemory(bytearray(64 + size))
-        memory.write(memory.base, nonce)
-
-        def call() -> int:
-            return get_attestation(memory.base, 64, memory.base + 64, size, memory=memory,
-                                   source=source).ret
-
-        def size_query_and_call() -> int:
-            got = get_attestation(0, 0, 0, 0, memory=memory, source=source).ret
-            return get_attestation(memory.base, 64, memory.base + 64, got, memory=memory,
-                                   source=source).ret
+        call, size_query_and_call = contract_calls(source, nonce, size)
 
         assert call() == size == size_query_and_call()
         timed(one_signature)  # warm up

@@ -22,14 +22,12 @@ is set.
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from collections.abc import Callable
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from timing import missed
+from timing import contract_calls, missed, private_home
 from timing import per_call as _per_call
 
 ROUNDS = 21
@@ -44,9 +42,7 @@ def per_call(function: Callable[[], object]) -> float:
 
 def main(argv: list[str]) -> int:
     version = int(argv[0]) if argv else 4
-    if "ATTESTCALL_HOME" not in os.environ:
-        os.environ["ATTESTCALL_HOME"] = tempfile.mkdtemp(prefix="attestcall-bench-")
-    from attestcall.abi import BufferMemory, get_attestation
+    private_home()
     from attestcall.intel.sim import tdx as tdx_sim
     from attestcall.intel.sim.tdx.keep import Op
     from attestcall.keep.platforms import open_keep
@@ -75,21 +71,11 @@ def main(argv: list[str]) -> int:
 
     keep = open_keep("tdx-sim", b"bench payload", quote_version=version)
     source = keep.source
-    memory = BufferMemory(bytearray(64 + service.quote_size()))
-    memory.write(memory.base, nonce)
     size = service.quote_size()
+    one_call, size_query_and_call = contract_calls(source, nonce, size)
 
     def exchange() -> bytes:
         return source.channel.call(Op.TDX_QUOTE_SIZE, b"", 4)  # type: ignore[attr-defined]
-
-    def one_call() -> int:
-        return get_attestation(memory.base, 64, memory.base + 64, size, memory=memory,
-                               source=source).ret  # fmt: skip
-
-    def size_query_and_call() -> int:
-        answer = get_attestation(0, 0, 0, 0, memory=memory, source=source).ret
-        return get_attestation(memory.base, 64, memory.base + 64, answer, memory=memory,
-                               source=source).ret  # fmt: skip
 
     assert len(in_process()) == size == one_call() == size_query_and_call()
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 
 def missed(value: float, target: float, *, at_least: bool = False) -> str:
@@ -46,3 +47,34 @@ def rounds_with_cpu(function: Callable[[], object], count: int = 21,
 def per_call(function: Callable[[], object], count: int = 21, per_round: int = 200) -> float:
     """Median seconds per call over ``count`` rounds of ``per_round`` calls."""
     return statistics.median(rounds(function, count, per_round))
+
+
+def private_home() -> None:
+    """Simulated platforms in a fresh temporary home, unless ``$ATTESTCALL_HOME`` names one
+    (a bench never touches the user's)."""
+    import os
+    import tempfile
+
+    if "ATTESTCALL_HOME" not in os.environ:
+        os.environ["ATTESTCALL_HOME"] = tempfile.mkdtemp(prefix="attestcall-bench-")
+
+
+def contract_calls(source: Any, nonce: bytes, size: int) -> tuple[Callable[[], int],
+                                                                   Callable[[], int]]:
+    """``get_attestation`` through the pure contract against a keep's evidence ``source``:
+    (one call with a buffer of ``size``, a size query followed by the call it sized)."""
+    from attestcall.abi import BufferMemory, get_attestation
+
+    memory = BufferMemory(bytearray(64 + size))
+    memory.write(memory.base, nonce)
+
+    def one_call() -> int:
+        return get_attestation(memory.base, 64, memory.base + 64, size, memory=memory,
+                               source=source).ret
+
+    def size_query_and_call() -> int:
+        answer = get_attestation(0, 0, 0, 0, memory=memory, source=source).ret
+        return get_attestation(memory.base, 64, memory.base + 64, answer, memory=memory,
+                               source=source).ret
+
+    return one_call, size_query_and_call
