@@ -240,7 +240,15 @@ def platforms() -> dict[str, SimState]:
 
 def read_certificates(folder: str, pattern: str) -> list[x509.Certificate]:
     """The PEM certificates matching ``pattern`` in a platform's folder, if it exists (never
-    created here): how a verifier asked to trust the simulators finds their roots.
+    created here): how a verifier asked to trust the simulators finds their roots
+    (:func:`read_published`)."""
+    return read_published(folder, pattern, x509.load_pem_x509_certificate)
+
+
+def read_published(folder: str, pattern: str, parse: Callable[[bytes], Any]) -> list[Any]:
+    """``parse`` of each file matching ``pattern`` in a platform's folder, if it exists
+    (never created here), skipping files it refuses with ValueError: what a simulator
+    publishes for verifiers (roots, public keys).
 
     Read once per process while nothing changed: every verification of simulated evidence
     asks (a service, thousands of times a second), and listing, reading and parsing the
@@ -248,7 +256,7 @@ def read_certificates(folder: str, pattern: str) -> list[x509.Certificate]:
     modification time (a ``sim reset`` replaces the folder, a file published into it changes
     it) and each file's are checked on every call: a few ``stat`` calls."""
     directory = sim_home() / folder
-    key = (str(directory), pattern)
+    key = (str(directory), pattern, parse)
     seen = _stat_key(directory)
     cached = _read_cache.get(key)
     if cached is not None and seen is not None and cached[0] == seen \
@@ -258,7 +266,7 @@ def read_certificates(folder: str, pattern: str) -> list[x509.Certificate]:
     for path in sorted(directory.glob(pattern)):
         identity = _stat_key(path)
         try:
-            found.append(x509.load_pem_x509_certificate(path.read_bytes()))
+            found.append(parse(path.read_bytes()))
         except (OSError, ValueError):
             continue
         files.append((path, identity))
@@ -267,8 +275,8 @@ def read_certificates(folder: str, pattern: str) -> list[x509.Certificate]:
     return list(found)
 
 
-_read_cache: dict[tuple[str, str], tuple[Any, list[tuple[Path, Any]], list[x509.Certificate]]] \
-    = {}
+_read_cache: dict[tuple[str, str, Callable[[bytes], Any]],
+                  tuple[Any, list[tuple[Path, Any]], list[Any]]] = {}
 
 
 def _stat_key(path: Path) -> tuple[int, int, int, int] | None:

@@ -54,19 +54,13 @@ def appraise(evidence: bytes, collateral: Any, at: dt.datetime, roots: list[Any]
 
 
 def simulated_roots() -> list[Any]:
-    """This machine's simulated CPAK, if the CCA simulator made one (never created here)."""
+    """This machine's simulated CPAK, if the CCA simulator made one (never created here;
+    read again only when it changed)."""
     from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-    from attestcall.simstate import sim_home
+    from attestcall.simstate import read_published
 
-    try:
-        data = (sim_home() / SIM_FOLDER / SIM_CPAK).read_bytes()
-    except OSError:
-        return []
-    try:
-        return [load_pem_public_key(data)]
-    except ValueError:
-        return []
+    return read_published(SIM_FOLDER, SIM_CPAK, load_pem_public_key)
 
 
 TEE = Tee(
