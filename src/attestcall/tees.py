@@ -351,7 +351,7 @@ class Registry:
         """Every TEE's collateral service option (``--pccs``, ``--kds``), once each."""
         options = [t.collateral_options[1] for t in self.tees
                    if t.collateral_options and t.collateral_options[1]]
-        return list(dict.fromkeys(o for o in options if o))
+        return list(dict.fromkeys(options))
 
     def backend(self, name: str) -> tuple[Tee | None, Backend] | None:
         """The backend called ``name`` and its TEE (None for one that serves several)."""
